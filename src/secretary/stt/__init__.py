@@ -1,0 +1,1 @@
+"""Speech-to-text: an engine interface, the faster-whisper engine, and the HTTP service."""

@@ -1,0 +1,91 @@
+"""Test helpers shared by every capability: real servers, data files, word error rate."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import jiwer
+import uvicorn
+from whisper_normalizer.basic import BasicTextNormalizer
+from whisper_normalizer.english import EnglishTextNormalizer
+
+DATA = Path(__file__).parent / "data"
+SPEECH = DATA / "speech"
+FACES = DATA / "faces"
+
+_english = EnglishTextNormalizer()
+_basic = BasicTextNormalizer()
+
+
+def speech_clips(lang: str | None = None) -> list[Path]:
+    clips = sorted(p for p in SPEECH.iterdir() if p.suffix in (".wav", ".flac"))
+    return [p for p in clips if lang is None or p.name.startswith(f"{lang}_")]
+
+
+def reference_text(clip: Path) -> str:
+    return clip.with_suffix(".txt").read_text(encoding="utf-8").strip()
+
+
+def clip_language(clip: Path) -> str:
+    return clip.name.split("_", 1)[0]
+
+
+def normalize(text: str, language: str) -> str:
+    """Whisper's own normalisers: the English one for English, the basic one otherwise."""
+    return (_english if language == "en" else _basic)(text).strip()
+
+
+def wer(reference: str, hypothesis: str, language: str) -> float:
+    ref, hyp = normalize(reference, language), normalize(hypothesis, language)
+    if not ref:
+        return 0.0 if not hyp else 1.0
+    return jiwer.wer(ref, hyp)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(app, *, startup_timeout: float = 120.0) -> Iterator[str]:
+    """Serve ``app`` with a real uvicorn server on a free loopback port; yield its URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("test server failed to start")
+        if time.monotonic() > deadline:
+            raise TimeoutError("test server did not start in time")
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def wait_for_health(url: str, timeout: float = 120.0) -> dict:
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(f"{url}/health", timeout=5)
+            if response.status_code == 200:
+                return response.json()
+        except httpx.HTTPError as exc:
+            last_error = exc
+        time.sleep(0.25)
+    raise TimeoutError(f"{url}/health did not answer: {last_error}")
