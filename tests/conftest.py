@@ -18,10 +18,20 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("secretary-cache")
 
 
-@pytest.fixture
-def settings(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Default settings, isolated from the developer's environment and .env file."""
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_environment() -> None:
+    """Tests build their own settings: the developer's SECRETARY_* variables and .env file
+    must not leak in."""
     for name in list(os.environ):
         if name.startswith("SECRETARY_") and name != "SECRETARY_TEST_CACHE_DIR":
-            monkeypatch.delenv(name)
-    return Settings(_env_file=None, cache_dir=cache_dir)
+            del os.environ[name]
+
+
+def make_settings(cache_dir: Path, **overrides: object) -> Settings:
+    return Settings(_env_file=None, cache_dir=cache_dir, **overrides)
+
+
+@pytest.fixture
+def settings(cache_dir: Path) -> Settings:
+    """Default settings with the shared model cache."""
+    return make_settings(cache_dir)

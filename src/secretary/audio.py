@@ -239,7 +239,7 @@ class StreamEncoder:
     come (chunked HTTP), so the first audio reaches the listener before synthesis ends.
     """
 
-    def __init__(self, fmt: str, sample_rate: int) -> None:
+    def __init__(self, fmt: str, sample_rate: int, *, whole_file: bool = False) -> None:
         if fmt not in AUDIO_FORMATS:
             raise InvalidRequestError(
                 f"unsupported audio format {fmt!r}; use one of {', '.join(AUDIO_FORMATS)}",
@@ -254,7 +254,10 @@ class StreamEncoder:
         if fmt in ("wav", "pcm"):
             return
         spec = _CODECS[fmt]
-        self._sink = _Sink()
+        # A whole file goes to a seekable buffer so muxers can finish their headers (the MP3
+        # gapless header, FLAC's STREAMINFO); a stream cannot go back, so they are left out.
+        self._whole_file = whole_file
+        self._sink: _Sink | io.BytesIO = io.BytesIO() if whole_file else _Sink()
         self._container = av.open(self._sink, mode="w", format=spec.container)
         self._stream = self._container.add_stream(spec.codec, rate=self.sample_rate)
         self._stream.layout = "mono"
@@ -284,7 +287,7 @@ class StreamEncoder:
         frame.sample_rate = self.input_rate
         frame.pts = None
         self._encode(self._resampler.resample(frame))
-        return self._sink.take()
+        return self._take()
 
     def close(self) -> bytes:
         if self._closed:
@@ -298,7 +301,12 @@ class StreamEncoder:
         for packet in self._stream.encode(None):
             self._container.mux(packet)
         self._container.close()
-        return self._sink.take()
+        return self._take()
+
+    def _take(self) -> bytes:
+        if isinstance(self._sink, _Sink):
+            return self._sink.take()
+        return self._sink.getvalue() if self._closed else b""
 
     def _encode(self, frames: list[av.AudioFrame]) -> None:
         for frame in frames:
@@ -313,7 +321,7 @@ def encode(samples: np.ndarray, sample_rate: int, fmt: str) -> bytes:
     if fmt == "wav":
         pcm = to_pcm16(samples)
         return wav_header(sample_rate, len(pcm)) + pcm
-    encoder = StreamEncoder(fmt, sample_rate)
+    encoder = StreamEncoder(fmt, sample_rate, whole_file=True)
     return encoder.write(samples) + encoder.close()
 
 

@@ -9,8 +9,13 @@ import logging
 import sys
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from secretary.config import Settings
 from secretary.errors import SecretaryError
+
+if TYPE_CHECKING:
+    from secretary.stt.engine import Transcription
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -28,7 +33,6 @@ def _transcribe(args: argparse.Namespace, settings: Settings) -> int:
 
     from secretary import audio
     from secretary.models import ModelStore
-    from secretary.stt import formats
     from secretary.stt.engine import Transcription, TranscriptionOptions
     from secretary.stt.whisper import WhisperEngine
 
@@ -59,7 +63,7 @@ def _transcribe(args: argparse.Namespace, settings: Settings) -> int:
                 segments.append(segment)
                 bar.update(round(segment.end - bar.n, 1))
         result = Transcription(info, segments)
-        text = _render(result, args.format, args.task, formats)
+        text = _render(result, args.format, args.task, args.word_timestamps)
         if args.output_dir:
             out_dir = Path(args.output_dir)
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -70,7 +74,9 @@ def _transcribe(args: argparse.Namespace, settings: Settings) -> int:
     return status
 
 
-def _render(result, fmt: str, task: str, formats) -> str:
+def _render(result: Transcription, fmt: str, task: str, words: bool) -> str:
+    from secretary.stt import formats
+
     if fmt == "text":
         return result.text
     if fmt == "srt":
@@ -78,7 +84,7 @@ def _render(result, fmt: str, task: str, formats) -> str:
     if fmt == "vtt":
         return formats.to_vtt(result.segments)
     if fmt == "verbose_json":
-        return json.dumps(formats.verbose_json(result, task, words=True), ensure_ascii=False,
+        return json.dumps(formats.verbose_json(result, task, words=words), ensure_ascii=False,
                           indent=2)
     return json.dumps({"text": result.text, "language": result.info.language},
                       ensure_ascii=False)

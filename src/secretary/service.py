@@ -49,18 +49,27 @@ class BodySizeLimit:
 
         received = 0
         response_started = False
+        refused = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused, response_started
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > self.max_bytes and not refused:
+                    # Answer now: frameworks turn an exception raised while parsing a form
+                    # into their own 400, which would hide the real reason.
+                    refused = True
+                    if not response_started:
+                        response_started = True
+                        await self._refuse(send)
                     raise _TooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal response_started
+            if refused:
+                return  # the 413 went out already; drop the app's own answer
             if message["type"] == "http.response.start":
                 response_started = True
             await send(message)
@@ -68,8 +77,7 @@ class BodySizeLimit:
         try:
             await self.app(scope, counting_receive, tracking_send)
         except _TooLarge:
-            if not response_started:
-                await self._refuse(send)
+            pass
 
     async def _refuse(self, send: Send) -> None:
         limit_mb = self.max_bytes / (1024 * 1024)

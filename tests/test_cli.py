@@ -1,0 +1,122 @@
+"""The ``secretary`` command as a user runs it: real subprocesses, real ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from secretary.services import SERVICES
+from tests.helpers import SPEECH, free_port, wait_for_health, wer
+
+JFK = SPEECH / "en_jfk_ask_not.flac"
+GERMAN = SPEECH / "de_thorsten_plan_geklappt.wav"
+
+
+def _env(cache_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SECRETARY_")}
+    env.update({"SECRETARY_CACHE_DIR": str(cache_dir), "HF_HUB_OFFLINE": "1", **extra})
+    return env
+
+
+def _secretary(*args: str, env: dict[str, str], timeout: float = 300
+               ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "secretary", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_transcribe_command_prints_subtitles(cache_dir: Path) -> None:
+    result = _secretary("transcribe", str(JFK), str(GERMAN), "--format", "srt",
+                        env=_env(cache_dir))
+    assert result.returncode == 0, result.stderr
+    assert "00:00:00,000 --> 00:00:11,000" in result.stdout
+    assert "ask what you can do for your country" in result.stdout
+    assert "Euer Plan hat ja toll geklappt." in result.stdout
+
+
+def test_transcribe_command_writes_files_and_reports_bad_ones(cache_dir: Path,
+                                                              tmp_path: Path) -> None:
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not audio")
+    result = _secretary("transcribe", str(GERMAN), str(bad), "--format", "verbose_json",
+                        "--word-timestamps", "--output-dir", str(tmp_path / "out"), env=_env(cache_dir))
+    assert result.returncode == 1
+    assert "notes.txt" in result.stderr and "could not read" in result.stderr
+    body = json.loads((tmp_path / "out" / f"{GERMAN.stem}.json").read_text())
+    assert body["language"] == "german" and body["words"][0]["word"] == "Euer"
+
+
+def test_models_list(cache_dir: Path) -> None:
+    result = _secretary("models", "list", env=_env(cache_dir))
+    assert result.returncode == 0
+    line = next(l for l in result.stdout.splitlines() if l.startswith("base "))
+    assert "available=yes" in line
+
+
+def test_offline_model_pull_fails_clearly(cache_dir: Path) -> None:
+    result = _secretary("models", "pull", "large-v3", env=_env(cache_dir))
+    assert result.returncode == 2
+    assert "secretary models pull large-v3" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_service_name(cache_dir: Path) -> None:
+    result = _secretary("serve", "--only", "stt,coffee", env=_env(cache_dir))
+    assert result.returncode == 2
+    assert "coffee" in result.stderr and "stt" in result.stderr
+
+
+def _serve(cache_dir: Path, only: str | None, ports: dict[str, int]) -> subprocess.Popen[str]:
+    env = _env(cache_dir, **{f"SECRETARY_{name.upper()}_PORT": str(port)
+                             for name, port in ports.items()})
+    args = [sys.executable, "-m", "secretary", "serve"] + (["--only", only] if only else [])
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGTERM)
+    try:
+        output, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        pytest.fail(f"serve did not stop on SIGTERM:\n{output}")
+    assert process.returncode == 0, output
+    return output
+
+
+def test_serve_only_stt_answers_and_stops_cleanly(cache_dir: Path) -> None:
+    port = free_port()
+    process = _serve(cache_dir, "stt", {"stt": port})
+    try:
+        health = wait_for_health(f"http://127.0.0.1:{port}", timeout=120)
+        assert health["loaded"] is True and health["model"] == "base"
+        with open(JFK, "rb") as f:
+            response = httpx.post(f"http://127.0.0.1:{port}/v1/audio/transcriptions",
+                                  files={"file": f}, data={"model": "whisper-1"}, timeout=120)
+        assert response.status_code == 200
+        reference = (SPEECH / "en_jfk_ask_not.txt").read_text()
+        assert wer(reference, response.json()["text"], "en") < 0.1
+    finally:
+        _stop(process)
+
+
+@pytest.mark.slow
+def test_serve_starts_every_service(cache_dir: Path) -> None:
+    """One command brings up the whole stack, each service on its own port, offline."""
+    ports = {name: free_port() for name in SERVICES}
+    process = _serve(cache_dir, None, ports)
+    try:
+        for name, port in ports.items():
+            scheme = "http"
+            health = wait_for_health(f"{scheme}://127.0.0.1:{port}", timeout=180)
+            assert health.get("service") == name, health
+    finally:
+        _stop(process)

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from secretary.config import Settings
+
+
+def test_defaults_are_the_seed_ports_on_loopback() -> None:
+    settings = Settings(_env_file=None)
+    assert settings.host == "127.0.0.1"
+    assert (settings.stt.port, settings.tts.port, settings.avatar.port, settings.ui.port,
+            settings.realtime.port) == (8083, 8082, 8081, 8085, 8086)
+    assert settings.stt.model == "base"
+
+
+def test_environment_and_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("SECRETARY_STT_MODEL=tiny.en\nSECRETARY_HOST=0.0.0.0\n")
+    monkeypatch.setenv("SECRETARY_STT_PORT", "9083")
+    monkeypatch.setenv("SECRETARY_MAX_UPLOAD_MB", "5")
+    settings = Settings()
+    assert settings.host == "0.0.0.0"
+    assert settings.stt.port == 9083
+    assert settings.stt.model == "tiny.en"
+    assert settings.max_upload_bytes == 5 * 1024 * 1024
+
+
+def test_invalid_value_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECRETARY_STT_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="device"):
+        Settings(_env_file=None)
