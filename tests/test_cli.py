@@ -45,7 +45,8 @@ def test_transcribe_command_writes_files_and_reports_bad_ones(cache_dir: Path,
     bad = tmp_path / "notes.txt"
     bad.write_text("not audio")
     result = _secretary("transcribe", str(GERMAN), str(bad), "--format", "verbose_json",
-                        "--word-timestamps", "--output-dir", str(tmp_path / "out"), env=_env(cache_dir))
+                        "--word-timestamps", "--output-dir", str(tmp_path / "out"),
+                        env=_env(cache_dir))
     assert result.returncode == 1
     assert "notes.txt" in result.stderr and "could not read" in result.stderr
     body = json.loads((tmp_path / "out" / f"{GERMAN.stem}.json").read_text())
@@ -55,7 +56,7 @@ def test_transcribe_command_writes_files_and_reports_bad_ones(cache_dir: Path,
 def test_models_list(cache_dir: Path) -> None:
     result = _secretary("models", "list", env=_env(cache_dir))
     assert result.returncode == 0
-    line = next(l for l in result.stdout.splitlines() if l.startswith("base "))
+    line = next(row for row in result.stdout.splitlines() if row.startswith("base "))
     assert "available=yes" in line
 
 

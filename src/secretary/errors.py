@@ -176,6 +176,5 @@ def install_error_handlers(app: FastAPI) -> None:
         # Last resort: the service keeps serving and the client still gets JSON. Reaching this
         # is a bug; the log keeps the traceback.
         log.exception("unhandled error")
-        return error_response(
-            500, "internal_error", f"internal error: {type(exc).__name__}", error_type="server_error"
-        )
+        message = f"internal error: {type(exc).__name__}"
+        return error_response(500, "internal_error", message, error_type="server_error")

