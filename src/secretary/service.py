@@ -131,13 +131,19 @@ class WorkQueue:
     def capacity(self) -> int:
         return self.max_concurrency + self.max_queue
 
-    def admit(self) -> _Admission:
+    def ensure_capacity(self) -> None:
+        """Raise 503 now if a job would be refused. For streamed answers: the check runs
+        before the response starts, the admission itself inside the stream, so a stream
+        that never starts (client gone) holds no place."""
         if self._admitted >= self.capacity:
             raise ServiceBusyError(
                 f"the {self.name} service is busy ({self._admitted} requests in progress or "
                 "waiting); try again shortly",
                 retry_after=self.retry_after,
             )
+
+    def admit(self) -> _Admission:
+        self.ensure_capacity()
         self._admitted += 1
         return _Admission(self)
 

@@ -296,3 +296,18 @@ def test_wav_writer_matches_stdlib(tmp_path: Path) -> None:
     with wave.open(io.BytesIO(_wav_bytes(samples))) as w:
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()) == (
             16000, 1, 2, 1600)
+
+
+def test_model_loads_on_first_use_when_preload_is_off(cache_dir: Path) -> None:
+    from secretary.models import ModelStore
+
+    settings = make_settings(cache_dir)
+    settings.stt.preload = False
+    engine = WhisperEngine(settings.stt, ModelStore(settings.models_dir))
+    with running_server(create_app(settings, engine)) as url:
+        assert httpx.get(f"{url}/health").json()["loaded"] is False
+        response = httpx.post(f"{url}/transcribe", files={"file": ("a.wav", GERMAN.read_bytes())},
+                              data={"language": "de"}, timeout=120)
+        assert response.status_code == 200, response.text
+        assert response.json()["text"] == "Euer Plan hat ja toll geklappt."
+        assert httpx.get(f"{url}/health").json()["loaded"] is True

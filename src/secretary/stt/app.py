@@ -149,7 +149,7 @@ def build_router(service: SttService) -> APIRouter:
     @router.get("/health")
     async def health() -> dict[str, Any]:
         return {
-            "status": "ok" if service.engine.loaded else "loading",
+            "status": "ok",
             "service": "stt",
             **service.engine.describe(),
             "queue": {"in_progress": service.queue.admitted, "capacity": service.queue.capacity},
@@ -223,10 +223,15 @@ def build_router(service: SttService) -> APIRouter:
 
     async def _stream(file: UploadFile | None, options: TranscriptionOptions) -> Response:
         decoded = await read_audio(file, "file", max_seconds=service.settings.stt.max_audio_seconds)
-        admission = service.queue.admit()  # 503 now, before the stream starts
+        service.queue.ensure_capacity()  # 503 now, before the stream starts
 
         async def events() -> AsyncIterator[bytes]:
             texts: list[str] = []
+            try:
+                admission = service.queue.admit()
+            except ServiceBusyError as exc:  # filled up in the meantime: say so in-stream
+                yield _sse({"type": "error", "error": {"code": exc.code, "message": exc.message}})
+                return
             async with admission as slot:
                 _, segments = await slot.call(service.engine.transcribe, decoded.samples, options)
                 async for segment in slot.iterate(segments):
