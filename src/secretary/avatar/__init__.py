@@ -1,0 +1,1 @@
+"""The avatar: a portrait that shows expressions and speaks an audio clip (port 8081)."""

@@ -1,0 +1,72 @@
+"""What the avatar service does per request, between the HTTP layer and the engine:
+encode a rendered image, and turn a photo plus speech into MP4 bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+
+from secretary.avatar.engine import AvatarEngine, Pose, Rendered
+from secretary.avatar.talking import talking_poses
+from secretary.avatar.video import Mp4Writer
+from secretary.errors import NotFoundError
+
+IMAGE_FORMATS = {"jpeg": ("image/jpeg", ".jpg"), "png": ("image/png", ".png")}
+JPEG_QUALITY = 92
+
+
+def encode_image(rendered: Rendered, fmt: str) -> bytes:
+    extension = IMAGE_FORMATS[fmt][1]
+    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if fmt == "jpeg" else []
+    ok, buffer = cv2.imencode(extension, rendered.image, params)
+    if not ok:  # pragma: no cover - OpenCV encodes any 8-bit BGR image
+        raise RuntimeError(f"could not encode a {fmt} image")
+    return buffer.tobytes()
+
+
+def render_photo(engine: AvatarEngine, photo: bytes, pose: Pose, size: int | None
+                 ) -> Rendered:
+    """Render a photo, analysing it if the cache does not hold it (any more): a busy
+    service may evict a photo between two frames of a long animation."""
+    key = engine.prepare(photo).key
+    try:
+        return engine.render(key, pose, size)
+    except NotFoundError:
+        return engine.render(engine.prepare(photo).key, pose, size)
+
+
+def animation(engine: AvatarEngine, photo: bytes, samples: np.ndarray, sample_rate: int,
+              fps: int, size: int | None, expression: str = "neutral", intensity: float = 1.0,
+              *, fragmented: bool = False) -> Iterator[bytes]:
+    """MP4 bytes for the face in ``photo`` speaking ``samples``.
+
+    With ``fragmented`` the file comes in pieces as frames are rendered; otherwise the
+    whole file is yielded once at the end.
+    """
+    writer: Mp4Writer | None = None
+    finished = False
+    key = engine.prepare(photo).key
+    try:
+        for pose in talking_poses(samples, sample_rate, fps, expression, intensity):
+            try:
+                frame = engine.render(key, pose, size).image
+            except NotFoundError:
+                key = engine.prepare(photo).key
+                frame = engine.render(key, pose, size).image
+            if writer is None:
+                height, width = frame.shape[:2]
+                writer = Mp4Writer(width, height, fps, samples, sample_rate,
+                                   fragmented=fragmented)
+            chunk = writer.add(frame)
+            if chunk:
+                yield chunk
+        assert writer is not None  # talking_poses yields at least one frame
+        tail = writer.close()
+        finished = True
+        if tail:
+            yield tail
+    finally:
+        if writer is not None and not finished:
+            writer.abort()

@@ -1,0 +1,273 @@
+"""The CPU engine: mediapipe landmarks once per photo, then mesh warps per frame.
+
+Analysis (decode, landmarks, mesh, displacement bases) is the expensive part and happens
+once per distinct photo: results are kept in memory under the photo's SHA-256, in an LRU
+of bounded size. Each output size gets its own resized image and warper, kept with the
+source. A render is then a weighted sum of precomputed displacements, one rasterised id
+map and one ``cv2.remap`` over the face's bounding region.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from secretary.avatar import eyes, mesh, mouth
+from secretary.avatar.deform import Deformations
+from secretary.avatar.engine import (
+    EXPRESSIONS,
+    VISEMES,
+    FaceBox,
+    Pose,
+    Rendered,
+    SourceInfo,
+)
+from secretary.avatar.landmarks import Landmarker
+from secretary.config import AvatarSettings
+from secretary.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    UnprocessableError,
+    UnsupportedMediaError,
+)
+from secretary.models import ModelStore
+
+# Sizes a source keeps ready at once (a client usually asks for one or two).
+_SIZES_PER_SOURCE = 3
+
+
+@dataclass
+class _Variant:
+    """A source at one output size."""
+
+    image: np.ndarray
+    points: np.ndarray  # (478, 3) landmarks in this size's pixels
+    warper: mesh.MeshWarper
+    factor: float  # this size / the working size
+    source_opening: float
+    colour: tuple[float, np.ndarray]  # mouth.colourfulness of the photo
+
+
+@dataclass
+class _Source:
+    info: SourceInfo
+    image: np.ndarray  # BGR at the working size
+    points: np.ndarray  # (478, 3)
+    frame: mesh.FaceFrame
+    bases: dict[str, np.ndarray]  # name -> (478, 2) pixel displacement per unit
+    variants: OrderedDict[int, _Variant] = field(default_factory=OrderedDict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def decode_image(data: bytes, max_side: int) -> np.ndarray:
+    """BGR uint8 from image bytes, downscaled so its longest side is at most ``max_side``."""
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if len(buffer) else None
+    if image is None or image.size == 0:
+        raise UnsupportedMediaError(
+            "source_image: not an image that can be read (send a JPEG, PNG or WebP photo)",
+            param="source_image",
+        )
+    longest = max(image.shape[:2])
+    if longest > max_side:
+        factor = max_side / longest
+        size = (max(1, round(image.shape[1] * factor)), max(1, round(image.shape[0] * factor)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return image
+
+
+class MeshWarpEngine:
+    name = "meshwarp"
+
+    def __init__(self, settings: AvatarSettings, store: ModelStore) -> None:
+        self.settings = settings
+        self.store = store
+        self._landmarker: Landmarker | None = None
+        self._sources: OrderedDict[str, _Source] = OrderedDict()
+        self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def loaded(self) -> bool:
+        return self._landmarker is not None and self._landmarker.loaded
+
+    def load(self) -> None:
+        with self._load_lock:
+            if self.loaded:
+                return
+            if self.settings.cv_threads > 0:
+                cv2.setNumThreads(self.settings.cv_threads)
+            path = self.store.face_landmarker_path(self.settings.landmarker_path)
+            landmarker = Landmarker(path)
+            landmarker.load()
+            mesh.triangles()  # build the topology now, not on the first request
+            self._landmarker = landmarker
+
+    def close(self) -> None:
+        if self._landmarker is not None:
+            self._landmarker.close()
+
+    def describe(self) -> dict[str, Any]:
+        model: Path | None = self._landmarker.model_path if self._landmarker else None
+        return {
+            "engine": self.name,
+            "landmarker": str(model.name) if model else None,
+            "cached_sources": len(self._sources),
+            "cache_size": self.settings.cache_size,
+        }
+
+    # ------------------------------------------------------------------ analysis
+    def prepare(self, image_bytes: bytes) -> SourceInfo:
+        key = hashlib.sha256(image_bytes).hexdigest()
+        with self._lock:
+            cached = self._sources.get(key)
+            if cached is not None:
+                self._sources.move_to_end(key)
+                return cached.info
+        self.load()
+        started = time.perf_counter()
+        image = decode_image(image_bytes, self.settings.max_side)
+        found = self._landmarker.detect(image)  # type: ignore[union-attr]
+        if found is None:
+            raise UnprocessableError(
+                "source_image: no face was found in this image; send a photo in which one "
+                "face is clearly visible",
+                param="source_image",
+            )
+        points = found.points
+        frame = mesh.FaceFrame.from_points(points)
+        uv = frame.to_uv(points[:, :2].astype(np.float64))
+        deformations = Deformations(uv)
+        bases = {name: frame.to_pixels(d).astype(np.float32)
+                 for name, d in deformations.bases.items()}
+        height, width = image.shape[:2]
+        warper = mesh.MeshWarper(image, self._vertices(points))
+        x0, y0, x1, y1 = warper.roi
+        info = SourceInfo(
+            key=key, width=width, height=height,
+            face_box=FaceBox(x0, y0, x1 - x0, y1 - y0),
+            blendshapes=found.blendshapes,
+            analysis_seconds=time.perf_counter() - started,
+        )
+        source = _Source(info, image, points, frame, bases)
+        source.variants[max(width, height)] = _Variant(
+            image, points, warper, 1.0, mouth.opening(points[:, :2], frame.ey),
+            mouth.colourfulness(image, points),
+        )
+        with self._lock:
+            self._sources[key] = source
+            while len(self._sources) > self.settings.cache_size:
+                self._sources.popitem(last=False)
+        return info
+
+    @staticmethod
+    def _vertices(points: np.ndarray) -> np.ndarray:
+        return np.concatenate([points[:, :2], mesh.ring_vertices(points)]).astype(np.float32)
+
+    def _source(self, key: str) -> _Source:
+        with self._lock:
+            source = self._sources.get(key)
+            if source is None:
+                raise NotFoundError(f"source {key!r} is not prepared (or left the cache)")
+            self._sources.move_to_end(key)
+            return source
+
+    def _variant(self, source: _Source, size: int | None) -> _Variant:
+        height, width = source.image.shape[:2]
+        longest = max(width, height)
+        size = longest if size is None else int(size)
+        with source.lock:
+            variant = source.variants.get(size)
+            if variant is not None:
+                source.variants.move_to_end(size)
+                return variant
+            factor = size / longest
+            dims = (max(1, round(width * factor)), max(1, round(height * factor)))
+            interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
+            image = cv2.resize(source.image, dims, interpolation=interpolation)
+            points = source.points * np.float32(factor)
+            variant = _Variant(
+                image, points, mesh.MeshWarper(image, self._vertices(points)), factor,
+                mouth.opening(points[:, :2], source.frame.ey),
+                mouth.colourfulness(image, points),
+            )
+            source.variants[size] = variant
+            while len(source.variants) > _SIZES_PER_SOURCE:
+                source.variants.popitem(last=False)
+            return variant
+
+    # ------------------------------------------------------------------ rendering
+    def displacement(self, source: _Source, pose: Pose) -> np.ndarray:
+        """(478, 2) landmark displacement in working-size pixels for ``pose``."""
+        if pose.expression not in EXPRESSIONS:
+            raise InvalidRequestError(f"unknown expression {pose.expression!r}",
+                                      param="expression")
+        bases = source.bases
+        total = np.zeros((mesh.N_LANDMARKS, 2), dtype=np.float32)
+        if pose.expression not in ("neutral", "blink"):
+            total += np.float32(pose.intensity) * bases[pose.expression]
+        closure = self.closure(pose)
+        if closure > 0:
+            total += np.float32(closure) * bases["blink"]
+        weights = pose.viseme_weights or {pose.viseme: 1.0}
+        if pose.mouth_open > 0:
+            for viseme, weight in weights.items():
+                if viseme not in VISEMES:
+                    raise InvalidRequestError(f"unknown viseme {viseme!r}", param="viseme")
+                if weight > 0:
+                    total += np.float32(pose.mouth_open * weight) * bases[viseme]
+        if pose.yaw or pose.pitch or pose.roll:
+            total += self._head_motion(source, pose)
+        return total
+
+    @staticmethod
+    def closure(pose: Pose) -> float:
+        """How far the eyes are closed, 0..1: the blink expression plus talking blinks."""
+        blink = pose.intensity if pose.expression == "blink" else 0.0
+        return float(min(max(blink + pose.blink, 0.0), 1.0))
+
+    @staticmethod
+    def _head_motion(source: _Source, pose: Pose) -> np.ndarray:
+        """A small rigid rotation of the face about the middle of the head, projected
+        orthographically (the landmarks carry depth)."""
+        yaw, pitch, roll = np.radians([pose.yaw, pose.pitch, pose.roll])
+        cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
+        cr, sr = np.cos(roll), np.sin(roll)
+        r_yaw = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+        r_pitch = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+        r_roll = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
+        rotation = r_roll @ r_pitch @ r_yaw
+        points = source.points.astype(np.float64)
+        pivot = np.array([*points[mesh.FACE_OVAL, :2].mean(axis=0),
+                          points[:, 2].mean() + 0.7 * source.frame.scale])
+        moved = (points - pivot) @ rotation.T + pivot
+        return (moved[:, :2] - points[:, :2]).astype(np.float32)
+
+    def render(self, key: str, pose: Pose, size: int | None = None) -> Rendered:
+        source = self._source(key)
+        variant = self._variant(source, size)
+        shift = self.displacement(source, pose) * np.float32(variant.factor)
+        vertices = variant.warper.vertices
+        moved = vertices + mesh.extend_to_rings(shift)
+        warper = variant.warper
+        region = warper.warp(moved)
+        origin = (warper.x0, warper.y0)
+        landmarks = moved[: mesh.N_LANDMARKS]
+        mouth.paint_interior(region, origin, landmarks, source.frame.ey,
+                             variant.source_opening, source.frame.scale * variant.factor,
+                             variant.colour)
+        eyes.paint_closed_lids(region, origin, landmarks, variant.points[:, :2],
+                               source.frame.ey, self.closure(pose))
+        out = variant.image.copy()
+        out[warper.y0:warper.y1, warper.x0:warper.x1] = region
+        x0, y0, x1, y1 = warper.roi
+        return Rendered(out, FaceBox(x0, y0, x1 - x0, y1 - y0))
