@@ -112,12 +112,23 @@ def test_serve_only_stt_answers_and_stops_cleanly(cache_dir: Path) -> None:
 @pytest.mark.slow
 def test_serve_starts_every_service(cache_dir: Path) -> None:
     """One command brings up the whole stack, each service on its own port, offline."""
-    ports = {name: free_port() for name in SERVICES}
+    # The UI's main port speaks HTTPS; its plain-HTTP loopback port (SECRETARY_UI_HTTP_PORT)
+    # answers the same app.
+    ports = {name: free_port() for name in (*SERVICES, "ui_http")}
     process = _serve(cache_dir, None, ports)
     try:
-        for name, port in ports.items():
-            scheme = "http"
-            health = wait_for_health(f"{scheme}://127.0.0.1:{port}", timeout=180)
+        for name in SERVICES:
+            port = ports["ui_http" if name == "ui" else name]
+            health = wait_for_health(f"http://127.0.0.1:{port}", timeout=180)
             assert health.get("service") == name, health
+        https = httpx.get(f"https://127.0.0.1:{ports['ui']}/health", verify=False, timeout=10)
+        assert https.json()["service"] == "ui"
     finally:
         _stop(process)
+
+
+def test_invalid_setting_is_reported_in_one_line(cache_dir: Path) -> None:
+    result = _secretary("models", "list", env=_env(cache_dir, SECRETARY_STT_DEVICE="tpu"))
+    assert result.returncode == 2
+    assert "invalid configuration" in result.stderr and "device" in result.stderr
+    assert "Traceback" not in result.stderr

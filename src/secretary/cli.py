@@ -8,8 +8,9 @@ import json
 import logging
 import sys
 from pathlib import Path
-
 from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
 
 from secretary.config import Settings
 from secretary.errors import SecretaryError
@@ -142,7 +143,16 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        print(f"secretary: invalid configuration (SECRETARY_* variables or .env): {problems}",
+              file=sys.stderr)
+        return 2
     try:
         return args.handler(args, settings)
     except SecretaryError as exc:

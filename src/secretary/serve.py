@@ -35,34 +35,39 @@ async def serve(settings: Settings, specs: list[ServiceSpec]) -> None:
     servers = []
     for spec in specs:
         app = spec.create_app(settings)
-        config = uvicorn.Config(
-            app,
-            host=settings.host,
-            port=spec.port(settings),
-            log_level=settings.log_level,
-            # Keep-alive connections of a closed browser tab must not hold shutdown.
-            timeout_graceful_shutdown=5,
-        )
-        server = uvicorn.Server(config)
-        # One handler for the process (below), not one per server.
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        servers.append((spec, server))
+        for index, listener in enumerate(spec.bind(settings)):
+            config = uvicorn.Config(
+                app,
+                host=listener.host,
+                port=listener.port,
+                ssl_certfile=listener.ssl_certfile,
+                ssl_keyfile=listener.ssl_keyfile,
+                log_level=settings.log_level,
+                # The app starts and stops once, with its first listener.
+                lifespan="auto" if index == 0 else "off",
+                # Keep-alive connections of a closed browser tab must not hold shutdown.
+                timeout_graceful_shutdown=5,
+            )
+            server = uvicorn.Server(config)
+            # One handler for the process (below), not one per server.
+            server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+            servers.append((spec, listener, server))
 
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
-        for _, server in servers:
+        for _, _, server in servers:
             server.should_exit = True
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
 
-    for spec, _ in servers:
-        log.info("starting %s on http://%s:%d", spec.name, settings.host, spec.port(settings))
-    results = await asyncio.gather(*(s.serve() for _, s in servers), return_exceptions=True)
-    failed = [(spec.name, r) for (spec, _), r in zip(servers, results, strict=True)
+    for spec, listener, _ in servers:
+        log.info("starting %s on %s", spec.name, listener.url)
+    results = await asyncio.gather(*(s.serve() for _, _, s in servers), return_exceptions=True)
+    failed = [(spec.name, r) for (spec, _, _), r in zip(servers, results, strict=True)
               if isinstance(r, BaseException)]
     for name, error in failed:
         log.error("service %s stopped with an error: %s", name, error)
-    if failed or any(not s.started for _, s in servers):
+    if failed or any(not s.started for _, _, s in servers):
         raise SystemExit(1)

@@ -1,0 +1,141 @@
+"""The browser UI (port 8085): a static page plus a same-origin gateway to the services.
+
+The page is plain HTML, CSS and JavaScript from ``static/`` (no build step). Everything it
+needs from the services goes through ``/api/<service>/<path>`` on this server, which
+forwards to the addresses in ``UiSettings``; ``/api/status`` sums up their ``/health`` for
+the badges, and ``/api/reply`` turns a transcript into the secretary's answer.
+
+HTTPS: ``listeners`` serves the main port with the configured certificate or a self-signed
+one kept in the cache dir, plus plain HTTP on 127.0.0.1 (browsers treat
+``http://localhost`` as secure, so the microphone works there too).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, FastAPI, Request
+from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from secretary.config import Settings
+from secretary.errors import InvalidRequestError, NotFoundError
+from secretary.service import create_service_app
+from secretary.services import Listener
+from secretary.ui import tls
+from secretary.ui.reply import ReplyEngine, Turn, reply_engine
+from secretary.ui.upstream import Forwarder
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+DEFAULT_PORTRAIT = "portrait.png"
+MAX_REPLY_INPUT_CHARS = 4000
+MAX_HISTORY_TURNS = 20
+
+# The page loads nothing from elsewhere and sends nothing elsewhere.
+_CSP = (
+    "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
+    "style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'"
+)
+
+
+class TurnIn(BaseModel):
+    role: str = Field(pattern="^(user|assistant)$")
+    content: str = Field(max_length=MAX_REPLY_INPUT_CHARS)
+
+
+class ReplyRequest(BaseModel):
+    text: str = Field(description="What the user said (the transcript).")
+    language: str | None = Field(default=None, max_length=16)
+    history: list[TurnIn] = Field(default_factory=list, description="Earlier turns, oldest first.")
+
+
+def build_router(settings: Settings, forwarder: Forwarder, replies: ReplyEngine) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(
+            STATIC / "index.html",
+            headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-cache"},
+        )
+
+    @router.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "service": "ui", "reply": replies.describe()}
+
+    @router.get("/api/config")
+    async def config() -> dict[str, Any]:
+        return {
+            "poll_seconds": settings.ui.status_poll_seconds,
+            "reply": replies.describe(),
+            "portrait": f"/static/{DEFAULT_PORTRAIT}",
+            "services": {n: u.label for n, u in forwarder.services.items()},
+        }
+
+    @router.get("/api/status")
+    async def status() -> dict[str, Any]:
+        return {"services": await forwarder.health(), "reply": replies.describe()}
+
+    @router.post("/api/reply")
+    async def reply(request: Annotated[ReplyRequest, Body()]) -> dict[str, Any]:
+        text = request.text.strip()
+        if not text:
+            raise InvalidRequestError("text: there is nothing to reply to", param="text")
+        if len(text) > MAX_REPLY_INPUT_CHARS:
+            raise InvalidRequestError(
+                f"text: longer than {MAX_REPLY_INPUT_CHARS} characters", param="text"
+            )
+        history = [Turn(t.role, t.content) for t in request.history[-MAX_HISTORY_TURNS:]]
+        answer = await replies.reply(text, request.language, history)
+        return {"text": answer.text, "source": answer.source, "model": answer.model}
+
+    @router.api_route("/api/{service}/{path:path}", methods=["GET", "POST"])
+    async def forward(service: str, path: str, request: Request) -> Response:
+        return await forwarder.forward(service, path, request)
+
+    @router.api_route("/api/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"],
+                      include_in_schema=False)
+    async def unknown(rest: str) -> Response:
+        raise NotFoundError(f"no API at /api/{rest}")
+
+    return router
+
+
+def create_app(settings: Settings | None = None, replies: ReplyEngine | None = None) -> FastAPI:
+    settings = settings or Settings()
+    forwarder = Forwarder(settings.ui)
+    app = create_service_app(
+        "ui", title="Secretary browser UI", max_upload_bytes=settings.max_upload_bytes
+    )
+    app.include_router(build_router(settings, forwarder, replies or reply_engine(settings.ui)))
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def listeners(settings: Settings) -> list[Listener]:
+    """HTTPS on host:port (the user's certificate or a kept self-signed one), plus plain
+    HTTP on 127.0.0.1:http_port for local use; plain HTTP only when TLS is off."""
+    ui = settings.ui
+    if not ui.tls:
+        return [Listener(settings.host, ui.port)]
+    if ui.tls_certfile and ui.tls_keyfile:
+        for path in (ui.tls_certfile, ui.tls_keyfile):
+            if not path.is_file():
+                raise NotFoundError(f"TLS file {path} does not exist (SECRETARY_UI_TLS_*)")
+        cert, key = ui.tls_certfile, ui.tls_keyfile
+    else:
+        cert, key = tls.ensure_self_signed(
+            settings.cache_dir / "ui-tls", tls.certificate_names(settings.host)
+        )
+    found = [Listener(settings.host, ui.port, ssl_certfile=cert, ssl_keyfile=key)]
+    if ui.http_port:
+        found.append(Listener("127.0.0.1", ui.http_port))
+    log.info("browser UI: %s (certificate %s; a self-signed one needs a one-time exception "
+             "in the browser)%s", found[0].url, cert,
+             f", or {found[1].url} on this machine" if len(found) > 1 else "")
+    return found

@@ -1,0 +1,123 @@
+"""What the secretary answers: the transcript read back, or a chat model's reply.
+
+Any OpenAI-compatible chat endpoint works (Ollama, vLLM, llama.cpp's server, OpenAI): the
+request is the plain ``POST {base}/chat/completions`` that all of them accept, so no client
+library is needed beyond httpx.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx
+
+from secretary.config import UiSettings
+from secretary.ui.upstream import (
+    UpstreamFailedError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+    new_client,
+)
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str  # "user" or "assistant"
+    content: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    source: str  # "echo" or "chat"
+    model: str | None = None
+
+
+class ReplyEngine(Protocol):
+    def describe(self) -> dict[str, str | None]: ...
+
+    async def reply(self, text: str, language: str | None, history: list[Turn]) -> Reply: ...
+
+
+class EchoReply:
+    """The first version's behaviour: say back what was heard."""
+
+    def describe(self) -> dict[str, str | None]:
+        return {"source": "echo", "model": None}
+
+    async def reply(self, text: str, language: str | None, history: list[Turn]) -> Reply:
+        return Reply(text=text, source="echo")
+
+
+class ChatReply:
+    def __init__(self, settings: UiSettings) -> None:
+        assert settings.chat_url and settings.chat_model  # checked by UiSettings
+        self.url = settings.chat_url.rstrip("/") + "/chat/completions"
+        self.model = settings.chat_model
+        self.system_prompt = settings.system_prompt
+        self.timeout = httpx.Timeout(settings.chat_timeout, connect=5.0)
+        key = settings.chat_api_key
+        self.headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
+
+    def describe(self) -> dict[str, str | None]:
+        return {"source": "chat", "model": self.model}
+
+    def messages(self, text: str, language: str | None, history: list[Turn]) -> list[dict]:
+        system = self.system_prompt
+        if language:
+            system += f"\nThe user is speaking the language with ISO code {language!r}."
+        return [
+            {"role": "system", "content": system},
+            *({"role": t.role, "content": t.content} for t in history),
+            {"role": "user", "content": text},
+        ]
+
+    async def reply(self, text: str, language: str | None, history: list[Turn]) -> Reply:
+        payload = {
+            "model": self.model,
+            "messages": self.messages(text, language, history),
+            "stream": False,
+        }
+        where = f"the chat model at {self.url}"
+        try:
+            async with new_client(self.timeout) as client:
+                answer = await client.post(self.url, json=payload, headers=self.headers)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise UpstreamUnavailableError(
+                f"{where} is not reachable ({exc}); start it or unset SECRETARY_UI_CHAT_URL",
+                param="chat",
+            ) from None
+        except httpx.TimeoutException:
+            raise UpstreamTimeoutError(f"{where} did not answer in time", param="chat") from None
+        except httpx.HTTPError as exc:
+            raise UpstreamFailedError(f"{where} failed: {exc}", param="chat") from None
+        content = _content(answer)
+        if answer.status_code != 200 or content is None:
+            raise UpstreamFailedError(
+                f"{where} answered HTTP {answer.status_code}: {_error_text(answer)}",
+                param="chat",
+            )
+        return Reply(text=content.strip(), source="chat", model=self.model)
+
+
+def _content(answer: httpx.Response) -> str | None:
+    try:
+        return answer.json()["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def _error_text(answer: httpx.Response) -> str:
+    try:
+        error = answer.json().get("error")
+        message = error.get("message") if isinstance(error, dict) else error
+        if message:
+            return str(message)
+    except (ValueError, AttributeError):
+        pass
+    return answer.text[:200] or "no body"
+
+
+def reply_engine(settings: UiSettings) -> ReplyEngine:
+    return ChatReply(settings) if settings.chat_url else EchoReply()

@@ -1,0 +1,655 @@
+// The Secretary page: microphone -> speech-to-text -> reply -> text-to-speech -> avatar.
+// Every request goes to this page's own server (/api/...), which forwards to the services.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  pollMs: 5000,
+  portrait: null, // {blob, name} once loaded or uploaded
+  history: [], // earlier turns for a chat model, oldest first
+  busy: false,
+  recorder: null,
+  voices: [],
+  voicesLoaded: false,
+  linkedVideo: false, // the avatar video follows the reply audio
+};
+
+// ---------------------------------------------------------------- requests and messages
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function api(path, options = {}) {
+  let res;
+  try {
+    res = await fetch(path, options);
+  } catch (err) {
+    throw new ApiError(0, `The Secretary server did not answer (${err.message}). Is "secretary serve" still running?`);
+  }
+  if (!res.ok) {
+    let message = `${res.status} ${res.statusText}`;
+    try {
+      const body = await res.json();
+      message = (body && body.error && body.error.message) || message;
+    } catch (_) { /* not JSON: keep the status line */ }
+    throw new ApiError(res.status, message);
+  }
+  return res;
+}
+
+// Point a media or image element at a new blob, releasing the one it showed before.
+function showBlob(element, blob) {
+  if (element.src && element.src.startsWith("blob:")) URL.revokeObjectURL(element.src);
+  element.src = URL.createObjectURL(blob);
+  return element.src;
+}
+
+function postJson(path, body) {
+  return api(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify(body),
+  });
+}
+
+function notify(text, kind = "error") {
+  const box = $("notice");
+  box.dataset.kind = kind;
+  $("notice-text").textContent = text.charAt(0).toUpperCase() + text.slice(1);
+  box.hidden = false;
+}
+
+function clearNotice() {
+  $("notice").hidden = true;
+  $("notice-text").textContent = "";
+}
+
+// ---------------------------------------------------------------- service badges
+
+const SERVICE_NAMES = ["stt", "tts", "avatar"];
+const serviceState = { stt: "down", tts: "down", avatar: "down" };
+
+function setBadge(name, info) {
+  const badge = document.querySelector(`[data-testid="status-${name}"]`);
+  const up = info.state === "up";
+  badge.dataset.state = up ? "up" : "down";
+  badge.title = `${info.url || ""} — ${info.detail || info.state}`;
+  const short = up ? "ready" : (/loading|starting/.test(info.detail || "") ? "starting" : "down");
+  badge.querySelector(".state").textContent = short;
+  const wasUp = serviceState[name] === "up";
+  serviceState[name] = up ? "up" : "down";
+  if (up && !wasUp) onServiceUp(name);
+}
+
+async function refreshStatus() {
+  try {
+    const body = await (await api("/api/status")).json();
+    for (const name of SERVICE_NAMES) {
+      if (body.services[name]) setBadge(name, body.services[name]);
+    }
+    showReplySource(body.reply);
+  } catch (err) {
+    for (const name of SERVICE_NAMES) setBadge(name, { state: "down", detail: err.message });
+  } finally {
+    setTimeout(refreshStatus, state.pollMs);
+  }
+}
+
+function showReplySource(reply) {
+  const badge = document.querySelector('[data-testid="status-reply"]');
+  const chat = reply && reply.source === "chat";
+  badge.querySelector(".state").textContent = chat ? reply.model : "reads back";
+  badge.title = chat ? `Answers come from the chat model ${reply.model}` :
+    "No chat model configured (SECRETARY_UI_CHAT_URL): the secretary reads back what it heard";
+}
+
+function onServiceUp(name) {
+  if (name === "tts" && !state.voicesLoaded) loadVoices();
+  if (name === "avatar") loadExpressions();
+}
+
+// ---------------------------------------------------------------- microphone
+
+const MIME_TYPES = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/mp4", "audio/webm"];
+
+function microphoneMessage(err) {
+  switch (err && err.name) {
+    case "NotAllowedError":
+    case "SecurityError":
+      return "Microphone access was denied. Allow the microphone for this site (the icon in the address bar) and try again.";
+    case "NotFoundError":
+    case "OverconstrainedError":
+      return "No microphone was found. Connect one and try again.";
+    case "NotReadableError":
+      return "The microphone is in use by another application or could not be opened.";
+    default:
+      return `The microphone could not be started: ${err && err.message ? err.message : err}`;
+  }
+}
+
+class MicRecorder {
+  constructor({ autoStop }) {
+    this.autoStop = autoStop;
+    this.maxSeconds = 60;
+    this.noise = 0.005;
+    this.heard = 0; // seconds of speech so far
+    this.lastLoud = 0;
+  }
+
+  async start() {
+    if (!window.isSecureContext || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      throw new Error("The microphone needs a secure page: open this UI over https://, or on the machine that runs it at http://localhost (see the README).");
+    }
+    try {
+      this.stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1 } });
+    } catch (err) {
+      throw new Error(microphoneMessage(err));
+    }
+    this.context = new AudioContext();
+    const source = this.context.createMediaStreamSource(this.stream);
+    this.analyser = this.context.createAnalyser();
+    this.analyser.fftSize = 2048;
+    source.connect(this.analyser);
+    this.samples = new Float32Array(this.analyser.fftSize);
+
+    const mimeType = MIME_TYPES.find((t) => window.MediaRecorder && MediaRecorder.isTypeSupported(t));
+    this.media = new MediaRecorder(this.stream, mimeType ? { mimeType } : undefined);
+    const chunks = [];
+    this.media.ondataavailable = (e) => { if (e.data && e.data.size) chunks.push(e.data); };
+    this.done = new Promise((resolve) => {
+      this.media.onstop = () => resolve(new Blob(chunks, { type: this.media.mimeType }));
+    });
+    this.media.start(250);
+    this.started = performance.now();
+    this.lastTick = this.started;
+    this.timer = setInterval(() => this.tick(), 50);
+    $("recorder").dataset.recording = "true";
+    $("stop").disabled = false;
+    if (this.autoStop) {
+      $("full-flow").dataset.listening = "true";
+      $("full-flow-label").textContent = "Listening…";
+    }
+  }
+
+  tick() {
+    const now = performance.now();
+    const dt = (now - this.lastTick) / 1000;
+    this.lastTick = now;
+    this.analyser.getFloatTimeDomainData(this.samples);
+    let sum = 0;
+    for (const x of this.samples) sum += x * x;
+    const rms = Math.sqrt(sum / this.samples.length);
+    const dbfs = rms > 0 ? 20 * Math.log10(rms) : -100;
+    const level = Math.max(0, Math.min(1, (dbfs + 60) / 60));
+    const fill = $("meter-fill");
+    fill.style.width = `${Math.round(level * 100)}%`;
+    fill.dataset.level = level.toFixed(3);
+
+    const elapsed = (now - this.started) / 1000;
+    $("timer").textContent = `${Math.floor(elapsed / 60)}:${String(Math.floor(elapsed % 60)).padStart(2, "0")}`;
+    // A simple voice detector for the one-click flow: stop after a pause that follows speech.
+    const loud = rms > Math.max(0.012, this.noise * 3);
+    if (loud) {
+      this.heard += dt;
+      this.lastLoud = now;
+    } else {
+      this.noise = this.noise * 0.95 + rms * 0.05;
+    }
+    const pause = (now - this.lastLoud) / 1000;
+    if (this.autoStop && this.heard > 0.4 && pause > 1.3) this.stop();
+    else if (this.autoStop && this.heard === 0 && elapsed > 12) this.stop();
+    else if (elapsed > this.maxSeconds) this.stop();
+  }
+
+  stop() {
+    clearInterval(this.timer);
+    if (this.media && this.media.state !== "inactive") this.media.stop();
+    if (this.stream) this.stream.getTracks().forEach((t) => t.stop());
+    if (this.context && this.context.state !== "closed") this.context.close();
+    $("recorder").dataset.recording = "false";
+    $("full-flow").dataset.listening = "false";
+    $("full-flow-label").textContent = "Talk";
+    $("meter-fill").style.width = "0%";
+    $("meter-fill").dataset.level = "0";
+    $("stop").disabled = true;
+  }
+}
+
+async function recordOnce(options) {
+  const recorder = new MicRecorder(options);
+  state.recorder = recorder;
+  try {
+    await recorder.start();
+    return await recorder.done;
+  } finally {
+    recorder.stop();
+    state.recorder = null;
+  }
+}
+
+// ---------------------------------------------------------------- the services
+
+function extensionFor(mimeType) {
+  if (mimeType.includes("ogg")) return "ogg";
+  if (mimeType.includes("mp4")) return "m4a";
+  if (mimeType.includes("wav")) return "wav";
+  return "webm";
+}
+
+async function transcribe(blob) {
+  const form = new FormData();
+  form.append("file", blob, `recording.${extensionFor(blob.type)}`);
+  return (await api("/api/stt/transcribe", { method: "POST", body: form })).json();
+}
+
+async function synthesize({ text, language, voice, speed }) {
+  const body = { text, language, format: "wav" };
+  if (voice) body.voice = voice;
+  if (speed && speed !== 1) body.speed = speed;
+  return (await postJson("/api/tts/synthesize", body)).blob();
+}
+
+async function portraitBlob() {
+  if (!state.portrait) {
+    const res = await api("/static/portrait.png");
+    state.portrait = { blob: await res.blob(), name: "portrait.png" };
+  }
+  return state.portrait;
+}
+
+async function animate(speech) {
+  const portrait = await portraitBlob();
+  const form = new FormData();
+  form.append("source_image", portrait.blob, portrait.name);
+  form.append("audio", speech, "reply.wav");
+  form.append("expression", $("avatar-expression").value);
+  form.append("intensity", $("avatar-intensity").value);
+  form.append("fps", "25");
+  return (await api("/api/avatar/api/animate", { method: "POST", body: form })).blob();
+}
+
+// ---------------------------------------------------------------- the conversation
+
+const STEPS = ["listen", "transcribe", "think", "speak", "animate"];
+
+function setStep(step, status) {
+  const item = document.querySelector(`#steps li[data-step="${step}"]`);
+  if (item) item.dataset.status = status;
+}
+
+function resetSteps() {
+  for (const step of STEPS) setStep(step, "");
+}
+
+function activeStep() {
+  const item = document.querySelector('#steps li[data-status="active"]');
+  return item ? item.dataset.step : null;
+}
+
+function setBusy(busy) {
+  state.busy = busy;
+  document.body.dataset.busy = String(busy);
+}
+
+function showTranscript(result) {
+  $("transcript").textContent = (result.text || "").trim();
+  $("detected-language").textContent = result.language || "";
+  const list = $("segments");
+  list.replaceChildren();
+  for (const seg of result.segments || []) {
+    const li = document.createElement("li");
+    const time = document.createElement("time");
+    time.textContent = `${seg.start.toFixed(2)}–${seg.end.toFixed(2)} s`;
+    li.append(time, (seg.text || "").trim());
+    list.append(li);
+  }
+}
+
+function clearConversation() {
+  $("transcript").textContent = "";
+  $("detected-language").textContent = "";
+  $("segments").replaceChildren();
+  $("reply-text").textContent = "";
+  $("reply-source").textContent = "";
+  unlinkVideo();
+  const audio = $("reply-audio");
+  audio.pause();
+  audio.removeAttribute("src");
+  audio.load();
+}
+
+async function fullFlow() {
+  if (state.recorder) {
+    state.recorder.stop(); // a second click on Talk ends the recording
+    return;
+  }
+  if (state.busy) return;
+  setBusy(true);
+  clearNotice();
+  clearConversation();
+  resetSteps();
+  try {
+    setStep("listen", "active");
+    const recording = await recordOnce({ autoStop: true });
+    setStep("listen", "done");
+
+    setStep("transcribe", "active");
+    const heard = await transcribe(recording);
+    showTranscript(heard);
+    setStep("transcribe", "done");
+    const text = (heard.text || "").trim();
+    if (!text) {
+      STEPS.slice(2).forEach((s) => setStep(s, "skipped"));
+      notify("I didn't catch any words. Try again, a little closer to the microphone.", "info");
+      return;
+    }
+
+    setStep("think", "active");
+    const reply = await (await postJson("/api/reply", {
+      text, language: heard.language, history: state.history.slice(-20),
+    })).json();
+    $("reply-text").textContent = reply.text;
+    $("reply-source").textContent = reply.source === "chat" ? reply.model : "read back";
+    state.history.push({ role: "user", content: text }, { role: "assistant", content: reply.text });
+    setStep("think", "done");
+
+    setStep("speak", "active");
+    const speech = await synthesize({ text: reply.text, language: heard.language });
+    showBlob($("reply-audio"), speech);
+    setStep("speak", "done");
+
+    // Without a face the reply is still worth hearing: an avatar failure only costs the video.
+    let video = null;
+    setStep("animate", "active");
+    showStageStatus("Animating the reply…");
+    try {
+      video = await animate(speech);
+      setStep("animate", "done");
+    } catch (err) {
+      setStep("animate", "failed");
+      notify(`The avatar could not animate the reply: ${err.message}. Playing the voice alone.`);
+    } finally {
+      showStageStatus("");
+    }
+    await playReply(video);
+  } catch (err) {
+    const step = activeStep();
+    if (step) setStep(step, "failed");
+    notify(err.message);
+  } finally {
+    setBusy(false);
+  }
+}
+
+async function transcribeOnly() {
+  if (state.busy) return;
+  setBusy(true);
+  clearNotice();
+  clearConversation();
+  resetSteps();
+  try {
+    setStep("listen", "active");
+    const recording = await recordOnce({ autoStop: false });
+    setStep("listen", "done");
+    setStep("transcribe", "active");
+    showTranscript(await transcribe(recording));
+    setStep("transcribe", "done");
+    if (!$("transcript").textContent) notify("No words were recognised in that recording.", "info");
+  } catch (err) {
+    const step = activeStep();
+    if (step) setStep(step, "failed");
+    notify(err.message);
+  } finally {
+    setBusy(false);
+  }
+}
+
+// ---------------------------------------------------------------- playing the reply in sync
+
+function showStageStatus(text) {
+  const box = $("stage-status");
+  box.textContent = text;
+  box.hidden = !text;
+}
+
+function unlinkVideo() {
+  state.linkedVideo = false;
+  const video = $("avatar-video");
+  video.pause();
+  video.hidden = true;
+  $("portrait").hidden = false;
+}
+
+async function playReply(videoBlob) {
+  const audio = $("reply-audio");
+  const video = $("avatar-video");
+  if (videoBlob) {
+    showBlob(video, videoBlob);
+    await new Promise((resolve) => {
+      video.onloadeddata = resolve;
+      video.onerror = resolve;
+    });
+    if (!video.error) {
+      $("avatar-image").hidden = true;
+      $("portrait").hidden = true;
+      video.hidden = false;
+      video.currentTime = 0;
+      state.linkedVideo = true;
+    }
+  }
+  audio.currentTime = 0;
+  try {
+    await audio.play();
+  } catch (err) {
+    if (err.name === "NotAllowedError") notify("The browser blocked autoplay: press play to hear the reply.", "info");
+    else throw err;
+  }
+}
+
+// The video carries the same audio, muted: the audible <audio> leads and the video follows it,
+// so pausing, seeking or replaying the reply keeps the face in sync.
+function linkVideoToAudio() {
+  const audio = $("reply-audio");
+  const video = $("avatar-video");
+  const follow = () => {
+    if (state.linkedVideo && Math.abs(video.currentTime - audio.currentTime) > 0.08) {
+      video.currentTime = audio.currentTime;
+    }
+  };
+  audio.addEventListener("play", () => {
+    if (!state.linkedVideo) return;
+    follow();
+    video.play().catch(() => {});
+  });
+  audio.addEventListener("pause", () => { if (state.linkedVideo) video.pause(); });
+  audio.addEventListener("seeked", follow);
+  audio.addEventListener("timeupdate", follow);
+}
+
+// ---------------------------------------------------------------- text to speech
+
+const LANGUAGE_NAMES = {
+  en: "English", de: "German", fr: "French", es: "Spanish", it: "Italian", pt: "Portuguese",
+  pl: "Polish", nl: "Dutch", cs: "Czech", ar: "Arabic", tr: "Turkish", ru: "Russian",
+  hu: "Hungarian", ko: "Korean", ja: "Japanese", "zh-cn": "Chinese", hi: "Hindi",
+};
+
+function asList(body, ...keys) {
+  if (Array.isArray(body)) return body;
+  for (const key of keys) if (body && Array.isArray(body[key])) return body[key];
+  if (body && typeof body === "object") {
+    return Object.entries(body).map(([name, value]) => ({ name, ...(typeof value === "object" ? value : {}) }));
+  }
+  return [];
+}
+
+function voiceId(voice) {
+  return voice.id || voice.name || voice.voice;
+}
+
+function voiceLanguages(voice) {
+  const langs = voice.languages || (voice.language ? [voice.language] : []);
+  return langs.map((l) => String(l));
+}
+
+async function loadVoices() {
+  try {
+    const body = await (await api("/api/tts/voices")).json();
+    state.voices = asList(body, "voices", "data").filter(voiceId);
+    state.voicesLoaded = true;
+  } catch (_) {
+    return; // the badge already says why
+  }
+  const languages = new Set(["en", "de"]);
+  for (const voice of state.voices) {
+    for (const lang of voiceLanguages(voice)) if (lang !== "*" && lang.length <= 5) languages.add(lang);
+  }
+  const select = $("tts-language");
+  const current = select.value;
+  select.replaceChildren();
+  for (const lang of [...languages].sort()) {
+    const name = LANGUAGE_NAMES[lang] || lang;
+    select.append(new Option(`${name} (${lang})`, lang));
+  }
+  select.value = languages.has(current) ? current : "en";
+  fillVoices();
+}
+
+function fillVoices() {
+  const lang = $("tts-language").value;
+  const select = $("tts-voice");
+  select.replaceChildren(new Option("default for the language", ""));
+  for (const voice of state.voices) {
+    const langs = voiceLanguages(voice);
+    if (langs.length && !langs.includes(lang) && !langs.includes("*")) continue;
+    const label = voice.engine ? `${voiceId(voice)} (${voice.engine})` : voiceId(voice);
+    select.append(new Option(label, voiceId(voice)));
+  }
+}
+
+async function speakText() {
+  const text = $("tts-text").value.trim();
+  if (!text) {
+    notify("Type some text to speak first.", "info");
+    return;
+  }
+  const button = $("tts-speak");
+  button.disabled = true;
+  clearNotice();
+  try {
+    const speech = await synthesize({
+      text,
+      language: $("tts-language").value,
+      voice: $("tts-voice").value,
+      speed: Number($("tts-speed").value),
+    });
+    const audio = $("tts-audio");
+    const link = $("tts-download");
+    link.href = showBlob(audio, speech);
+    link.hidden = false;
+    try {
+      await audio.play();
+    } catch (err) {
+      if (err.name !== "NotAllowedError") throw err;
+    }
+  } catch (err) {
+    notify(err.message);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---------------------------------------------------------------- avatar
+
+async function loadExpressions() {
+  let names;
+  try {
+    const body = await (await api("/api/avatar/expressions")).json();
+    names = asList(body, "expressions", "data").map((e) => (typeof e === "string" ? e : e.name)).filter(Boolean);
+  } catch (_) {
+    return;
+  }
+  if (!names.length) return;
+  const select = $("avatar-expression");
+  const current = select.value;
+  select.replaceChildren(...names.map((n) => new Option(n, n)));
+  select.value = names.includes(current) ? current : names[0];
+}
+
+async function renderExpression() {
+  const button = $("avatar-render");
+  button.disabled = true;
+  clearNotice();
+  try {
+    const portrait = await portraitBlob();
+    const form = new FormData();
+    form.append("source_image", portrait.blob, portrait.name);
+    form.append("expression", $("avatar-expression").value);
+    form.append("intensity", $("avatar-intensity").value);
+    form.append("format", "png");
+    const image = await (await api("/api/avatar/api/render", { method: "POST", body: form })).blob();
+    unlinkVideo();
+    const img = $("avatar-image");
+    showBlob(img, image);
+    img.hidden = false;
+    $("portrait").hidden = true;
+  } catch (err) {
+    notify(err.message);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function usePortrait(file) {
+  if (!file) return;
+  if (!file.type.startsWith("image/")) {
+    notify(`${file.name} is not an image. Choose a photo of a face (JPEG or PNG).`);
+    return;
+  }
+  state.portrait = { blob: file, name: file.name };
+  unlinkVideo();
+  $("avatar-image").hidden = true;
+  showBlob($("portrait"), file);
+  $("portrait").hidden = false;
+}
+
+function useDefaultPortrait() {
+  state.portrait = null;
+  unlinkVideo();
+  $("avatar-image").hidden = true;
+  $("portrait").src = "/static/portrait.png";
+  $("portrait-file").value = "";
+}
+
+// ---------------------------------------------------------------- start
+
+async function init() {
+  try {
+    const config = await (await api("/api/config")).json();
+    state.pollMs = Math.max(500, config.poll_seconds * 1000);
+    showReplySource(config.reply);
+  } catch (err) {
+    notify(err.message);
+  }
+  $("full-flow").addEventListener("click", fullFlow);
+  $("record").addEventListener("click", transcribeOnly);
+  $("stop").addEventListener("click", () => { if (state.recorder) state.recorder.stop(); });
+  $("tts-speak").addEventListener("click", speakText);
+  $("tts-language").addEventListener("change", fillVoices);
+  $("tts-speed").addEventListener("input", (e) => { $("tts-speed-value").textContent = `${Number(e.target.value).toFixed(1)}×`; });
+  $("avatar-intensity").addEventListener("input", (e) => { $("avatar-intensity-value").textContent = Number(e.target.value).toFixed(1); });
+  $("avatar-render").addEventListener("click", renderExpression);
+  $("portrait-file").addEventListener("change", (e) => usePortrait(e.target.files[0]));
+  $("portrait-reset").addEventListener("click", useDefaultPortrait);
+  $("notice-close").addEventListener("click", clearNotice);
+  linkVideoToAudio();
+  setBusy(false);
+  refreshStatus();
+}
+
+document.addEventListener("DOMContentLoaded", init);

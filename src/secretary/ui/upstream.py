@@ -1,0 +1,196 @@
+"""Forwarding the page's ``/api/<service>/...`` calls to the services behind the UI.
+
+The page only ever talks to its own origin (no CORS, one certificate); the UI server passes
+each call on to the service whose address is configured, never one taken from the request.
+Upstream answers pass through unchanged (status, JSON error body, streamed audio or video);
+a service that cannot be reached becomes a clear JSON 503, a broken answer a 502.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+
+from secretary.config import UiSettings
+from secretary.errors import NotFoundError, SecretaryError
+
+# Request headers the services read; nothing else (cookies, auth) leaves the UI server.
+_FORWARDED_REQUEST_HEADERS = ("content-type", "accept")
+_FORWARDED_RESPONSE_HEADERS = (
+    "content-type",
+    "content-disposition",
+    "content-encoding",
+    "retry-after",
+    "cache-control",
+)
+HEALTH_TIMEOUT = 3.0
+
+
+@functools.cache
+def client_ssl_context() -> ssl.SSLContext:
+    """One verifying TLS context for every outgoing client: httpx builds a new one (loading
+    the CA bundle, about 0.1 s) for each client it creates without one."""
+    return ssl.create_default_context()
+
+
+def new_client(timeout: httpx.Timeout | float) -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=timeout, verify=client_ssl_context())
+
+
+class UpstreamUnavailableError(SecretaryError):
+    """The service is not running (or not reachable) at its configured address."""
+
+    status_code = 503
+    code = "upstream_unavailable"
+    error_type = "server_error"
+
+
+class UpstreamFailedError(SecretaryError):
+    """The service was reached but its answer broke off or was not HTTP."""
+
+    status_code = 502
+    code = "bad_gateway"
+    error_type = "server_error"
+
+
+class UpstreamTimeoutError(SecretaryError):
+    status_code = 504
+    code = "upstream_timeout"
+    error_type = "server_error"
+
+
+@dataclass(frozen=True)
+class Upstream:
+    name: str
+    label: str
+    base_url: str
+    command: str  # how to start it, for the error message
+
+    def url(self, path: str) -> httpx.URL:
+        base = httpx.URL(self.base_url)
+        # The path is appended to the configured URL's path; its host never comes from the
+        # request, whatever the path holds.
+        return base.copy_with(path=base.path.rstrip("/") + "/" + path.lstrip("/"))
+
+
+def upstreams(settings: UiSettings) -> dict[str, Upstream]:
+    return {
+        u.name: u
+        for u in (
+            Upstream("stt", "speech-to-text", settings.stt_url, "secretary serve --only stt"),
+            Upstream("tts", "text-to-speech", settings.tts_url, "secretary serve --only tts"),
+            Upstream("avatar", "avatar", settings.avatar_url, "secretary serve --only avatar"),
+        )
+    }
+
+
+class Forwarder:
+    def __init__(self, settings: UiSettings) -> None:
+        self.services = upstreams(settings)
+        self.timeout = httpx.Timeout(settings.upstream_timeout, connect=5.0)
+
+    def get(self, name: str) -> Upstream:
+        try:
+            return self.services[name]
+        except KeyError:
+            raise NotFoundError(
+                f"no service named {name!r} behind this UI; known: {', '.join(self.services)}",
+                param="service",
+            ) from None
+
+    async def forward(self, name: str, path: str, request: Request) -> StreamingResponse:
+        upstream = self.get(name)
+        headers = {k: v for k in _FORWARDED_REQUEST_HEADERS if (v := request.headers.get(k))}
+        body = await request.body()
+        client = new_client(self.timeout)
+        outgoing = client.build_request(
+            request.method,
+            upstream.url(path),
+            params=request.url.query,
+            headers=headers,
+            content=body,
+        )
+        try:
+            answer = await client.send(outgoing, stream=True)
+        except httpx.HTTPError as exc:
+            await client.aclose()
+            raise _describe(upstream, exc) from None
+        return StreamingResponse(
+            _relay(upstream, client, answer),
+            status_code=answer.status_code,
+            headers=_response_headers(answer.headers),
+        )
+
+    async def health(self) -> dict[str, Any]:
+        names = list(self.services)
+        async with new_client(HEALTH_TIMEOUT) as client:
+            results = await asyncio.gather(*(self._health_of(client, n) for n in names))
+        return dict(zip(names, results, strict=True))
+
+    async def _health_of(self, client: httpx.AsyncClient, name: str) -> dict[str, Any]:
+        upstream = self.services[name]
+        started = time.perf_counter()
+        report: dict[str, Any] = {"label": upstream.label, "url": upstream.base_url}
+        try:
+            answer = await client.get(upstream.url("/health"))
+            body = answer.json() if answer.headers.get("content-type", "").startswith(
+                "application/json") else {}
+        except (httpx.HTTPError, ValueError) as exc:
+            return report | {"state": "down", "detail": _describe(upstream, exc).message}
+        status = body.get("status") if isinstance(body, dict) else None
+        up = answer.status_code == 200 and status in (None, "ok")
+        detail = "ready" if up else f"{status or 'answers HTTP ' + str(answer.status_code)}"
+        return report | {
+            "state": "up" if up else "down",
+            "detail": detail,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+        }
+
+
+async def _relay(upstream: Upstream, client: httpx.AsyncClient, answer: httpx.Response):
+    """Pass the body on as it arrives (audio and video stream through), then close the
+    upstream connection, also when the browser goes away first."""
+    try:
+        async for chunk in answer.aiter_raw():
+            yield chunk
+    except httpx.HTTPError as exc:
+        # Headers are gone already; all that can be done is end the body early, which the
+        # browser reports as a network error on that request.
+        raise _describe(upstream, exc) from None
+    finally:
+        await answer.aclose()
+        await client.aclose()
+
+
+def _response_headers(headers: httpx.Headers) -> dict[str, str]:
+    kept = {k: v for k in _FORWARDED_RESPONSE_HEADERS if (v := headers.get(k))}
+    # The services describe their answers in X- headers (engine, voice, sample rate).
+    return kept | {k: v for k, v in headers.items() if k.lower().startswith("x-")}
+
+
+def _describe(upstream: Upstream, exc: Exception) -> SecretaryError:
+    where = f"the {upstream.label} service at {upstream.base_url}"
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return UpstreamUnavailableError(
+            f"{where} is not reachable ({_reason(exc)}); start it with `{upstream.command}` "
+            f"or set SECRETARY_UI_{upstream.name.upper()}_URL",
+            param=upstream.name,
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamTimeoutError(f"{where} did not answer in time", param=upstream.name)
+    return UpstreamFailedError(
+        f"{where} gave a broken answer ({_reason(exc)})", param=upstream.name
+    )
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text or type(exc).__name__

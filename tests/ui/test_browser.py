@@ -1,0 +1,447 @@
+"""The browser UI end to end, in a real headless Chromium.
+
+The whole stack runs as ``secretary serve`` in a subprocess (STT, TTS, avatar and the UI
+over HTTPS with its self-signed certificate); a real speech clip is the browser's
+microphone. Chromium is Debian's ``chromium`` package driven by Playwright (no browser
+download); the browser tests are skipped, with that reason, only where it is not installed.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from secretary import audio
+from secretary.tts.app import create_app as create_tts_app
+from secretary.ui.app import create_app as create_ui_app
+from tests.helpers import FACES, SPEECH, free_port, reference_text, running_server, wer
+from tests.ui.support import ui_settings
+
+# Read at import: the session fixture in conftest.py clears SECRETARY_* variables later.
+CHROMIUM = Path(os.environ.get("SECRETARY_TEST_CHROMIUM", "/usr/bin/chromium"))
+SCREENSHOT_DIR = os.environ.get("SECRETARY_TEST_SCREENSHOT_DIR")
+MIC_CLIP = SPEECH / "en_librispeech_1272-128104-0000_quilter.wav"
+MIC_RATE = 48000  # Chromium's fake capture reads 16-bit PCM WAV; 48 kHz is its native rate
+STACK_SERVICES = ("stt", "tts", "avatar", "ui")
+STARTUP_TIMEOUT = 300.0
+
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason=f"no Chromium at {CHROMIUM}: install Debian's chromium package "
+    "(apt-get install -y chromium) or set SECRETARY_TEST_CHROMIUM",
+)
+
+
+@dataclass
+class Stack:
+    https_url: str
+    http_url: str
+    service_urls: dict[str, str]
+    certificate: Path
+
+
+def _wait_until_healthy(url: str, process: subprocess.Popen, log: Path,
+                        verify: ssl.SSLContext | bool = True) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"secretary serve exited early:\n{log.read_text()[-4000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            answer = httpx.get(f"{url}/health", timeout=5, verify=verify)
+            if answer.status_code == 200 and answer.json().get("status") == "ok":
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"{url}/health was not ok in time:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def stack(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """``secretary serve`` with every service the UI uses, on free ports."""
+    ports = {name: free_port() for name in (*STACK_SERVICES, "ui_http")}
+    urls = {name: f"http://127.0.0.1:{ports[name]}" for name in ("stt", "tts", "avatar")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SECRETARY_")}
+    env |= {
+        "SECRETARY_CACHE_DIR": str(cache_dir),
+        "SECRETARY_LOG_LEVEL": "warning",
+        "SECRETARY_STT_PORT": str(ports["stt"]),
+        "SECRETARY_TTS_PORT": str(ports["tts"]),
+        "SECRETARY_AVATAR_PORT": str(ports["avatar"]),
+        "SECRETARY_UI_PORT": str(ports["ui"]),
+        "SECRETARY_UI_HTTP_PORT": str(ports["ui_http"]),
+        "SECRETARY_UI_STATUS_POLL_SECONDS": "1",
+        **{f"SECRETARY_UI_{name.upper()}_URL": url for name, url in urls.items()},
+    }
+    workdir = tmp_path_factory.mktemp("ui-stack")  # no .env file there
+    log = workdir / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "secretary", "serve", "--only", ",".join(STACK_SERVICES)],
+            cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        http_url = f"http://127.0.0.1:{ports['ui_http']}"
+        for url in (*urls.values(), http_url):
+            _wait_until_healthy(url, process, log)
+        certificate = cache_dir / "ui-tls" / "cert.pem"
+        https_url = f"https://127.0.0.1:{ports['ui']}"
+        _wait_until_healthy(https_url, process, log,
+                            verify=ssl.create_default_context(cafile=certificate))
+        yield Stack(https_url, http_url, urls, certificate)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def microphone_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The clip as Chromium's fake microphone plays it: 16-bit PCM WAV, half a second of
+    silence before the speech and three after, so the page hears the pause that ends the
+    recording. ``%noloop`` (below) keeps it from starting over."""
+    decoded = audio.decode(MIC_CLIP, MIC_RATE)
+    silence = np.zeros(MIC_RATE // 2, dtype=np.float32)
+    padded = np.concatenate([silence, decoded.samples, silence, silence, silence,
+                             silence, silence, silence])
+    path = tmp_path_factory.mktemp("microphone") / "microphone.wav"
+    path.write_bytes(audio.encode(padded, MIC_RATE, "wav"))
+    return path
+
+
+QUIET_CHROMIUM = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's chromium package")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def browser(playwright, microphone_wav: Path):
+    """Chromium whose microphone is the clip, granted without a prompt."""
+    browser = playwright.chromium.launch(
+        executable_path=str(CHROMIUM),
+        args=[
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={microphone_wav}%noloop",
+            *QUIET_CHROMIUM,
+        ],
+    )
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+@pytest.fixture
+def screenshot_dir(tmp_path: Path) -> Path:
+    """Where screenshots go: SECRETARY_TEST_SCREENSHOT_DIR (``docs`` refreshes the
+    README's picture) or the test's temporary folder."""
+    path = Path(SCREENSHOT_DIR) if SCREENSHOT_DIR else tmp_path
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _page(browser, url: str):
+    # bypass_csp: Playwright's own helpers evaluate strings, which the page's CSP forbids.
+    context = browser.new_context(ignore_https_errors=True, bypass_csp=True,
+                                  viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(url)
+    return page
+
+
+def _media(page, testid: str) -> dict:
+    return page.evaluate(
+        """(id) => { const m = document.querySelector(`[data-testid="${id}"]`);
+        return {currentTime: m.currentTime, duration: m.duration, paused: m.paused,
+                ended: m.ended, readyState: m.readyState, error: m.error && m.error.code,
+                width: m.videoWidth || 0, hidden: m.hidden}; }""",
+        testid,
+    )
+
+
+def _blob_bytes(page, testid: str) -> bytes:
+    encoded = page.evaluate(
+        """async (id) => {
+        const src = document.querySelector(`[data-testid="${id}"]`).src;
+        const bytes = new Uint8Array(await (await fetch(src)).arrayBuffer());
+        let text = ""; for (const b of bytes) text += String.fromCharCode(b);
+        return btoa(text); }""",
+        testid,
+    )
+    return base64.b64decode(encoded)
+
+
+def _expect_badges(page, states: dict[str, str], timeout: float = 60_000) -> None:
+    from playwright.sync_api import expect
+
+    for name, value in states.items():
+        expect(page.get_by_test_id(f"status-{name}")).to_have_attribute(
+            "data-state", value, timeout=timeout)
+
+
+@needs_chromium
+def test_full_flow_speaks_back_with_a_talking_avatar(stack: Stack, browser,
+                                                     screenshot_dir: Path) -> None:
+    from playwright.sync_api import expect
+
+    page = _page(browser, stack.https_url)  # HTTPS with the self-signed certificate
+    assert page.evaluate("window.isSecureContext")
+    _expect_badges(page, {"stt": "up", "tts": "up", "avatar": "up"})
+
+    page.get_by_test_id("full-flow").click()
+    # The level meter follows the microphone while the clip plays.
+    page.wait_for_function(
+        "Number(document.querySelector('[data-testid=mic-level]').dataset.level) > 0.4",
+        timeout=20_000)
+    expect(page.get_by_test_id("transcript")).not_to_be_empty(timeout=120_000)
+    transcript = page.get_by_test_id("transcript").inner_text()
+    assert wer(reference_text(MIC_CLIP), transcript, "en") <= 0.15, transcript
+    expect(page.get_by_test_id("detected-language")).to_have_text("en")
+    # No chat model configured: the secretary reads the transcript back.
+    expect(page.get_by_test_id("reply-text")).to_have_text(transcript, timeout=30_000)
+
+    # Reply audio and avatar video start together once the avatar is rendered.
+    page.wait_for_function(
+        "document.querySelector('[data-testid=reply-audio]').currentTime > 0.8",
+        timeout=300_000)
+    video = _media(page, "avatar-video")
+    speech = _media(page, "reply-audio")
+    assert not video["hidden"] and video["error"] is None and video["width"] > 0
+    assert not video["paused"] and video["currentTime"] > 0.5
+    # In sync: the face follows the voice (sampled a few times while both play).
+    offsets = []
+    for _ in range(5):
+        both = page.evaluate("""() => ['reply-audio', 'avatar-video'].map(
+            (id) => document.querySelector(`[data-testid="${id}"]`).currentTime)""")
+        offsets.append(abs(both[0] - both[1]))
+        page.wait_for_timeout(150)
+    assert sorted(offsets)[2] < 0.2, offsets
+    # The video carries the same speech: its length matches the reply audio's.
+    assert abs(video["duration"] - speech["duration"]) < 0.25
+    page.screenshot(path=str(screenshot_dir / "ui.png"), full_page=True)
+
+    page.wait_for_function(
+        "document.querySelector('[data-testid=reply-audio]').ended",
+        timeout=(speech["duration"] + 30) * 1000)
+    assert _media(page, "avatar-video")["currentTime"] > speech["duration"] - 0.5
+    for step in ("listen", "transcribe", "think", "speak", "animate"):
+        expect(page.locator(f'#steps li[data-step="{step}"]')).to_have_attribute(
+            "data-status", "done")
+    expect(page.get_by_test_id("notice")).to_be_hidden()
+
+    # What the page played is speech saying the reply.
+    played = httpx.post(f"{stack.service_urls['stt']}/transcribe", timeout=120, files={
+        "file": ("reply.wav", _blob_bytes(page, "reply-audio"), "audio/wav")}).json()
+    assert wer(transcript, played["text"], "en") <= 0.25, played["text"]
+    page.context.close()
+
+
+@needs_chromium
+def test_speech_to_text_only_with_record_and_stop(stack: Stack, browser) -> None:
+    from playwright.sync_api import expect
+
+    page = _page(browser, stack.https_url)
+    _expect_badges(page, {"stt": "up"})
+    expect(page.get_by_test_id("stop")).to_be_disabled()
+    page.get_by_test_id("record").click()
+    expect(page.get_by_test_id("stop")).to_be_enabled(timeout=10_000)
+    page.wait_for_function(
+        "Number(document.querySelector('[data-testid=mic-level]').dataset.level) > 0.4",
+        timeout=20_000)
+    page.wait_for_timeout(7_500)  # the clip is 6.4 s; this mode records until Stop
+    page.get_by_test_id("stop").click()
+    expect(page.get_by_test_id("transcript")).not_to_be_empty(timeout=120_000)
+    transcript = page.get_by_test_id("transcript").inner_text()
+    assert wer(reference_text(MIC_CLIP), transcript, "en") <= 0.15, transcript
+    expect(page.get_by_test_id("detected-language")).to_have_text("en")
+    segments = page.get_by_test_id("segments").locator("li")
+    assert segments.count() >= 1
+    assert " s" in segments.first.locator("time").text_content()  # timings shown
+    expect(page.get_by_test_id("reply-text")).to_be_empty()  # transcription only
+    page.context.close()
+
+
+@needs_chromium
+def test_text_to_speech_only(stack: Stack, browser) -> None:
+    from playwright.sync_api import expect
+
+    page = _page(browser, stack.http_url)  # plain HTTP on localhost works as well
+    _expect_badges(page, {"tts": "up"})
+    text = "The meeting with the design team has moved to Thursday afternoon."
+    page.get_by_test_id("tts-text").fill(text)
+    page.get_by_test_id("tts-language").select_option("en")
+    page.get_by_test_id("tts-speak").click()
+    page.wait_for_function(
+        "document.querySelector('[data-testid=tts-audio]').currentTime > 0.5", timeout=60_000)
+    played = _media(page, "tts-audio")
+    assert 1.5 < played["duration"] < 10
+    assert page.get_by_test_id("tts-download").get_attribute("href").startswith("blob:")
+    heard = httpx.post(f"{stack.service_urls['stt']}/transcribe", timeout=120, files={
+        "file": ("tts.wav", _blob_bytes(page, "tts-audio"), "audio/wav")}).json()
+    assert wer(text, heard["text"], "en") <= 0.25, heard["text"]
+
+    # German goes to another engine; the page only names the language.
+    page.get_by_test_id("tts-language").select_option("de")
+    page.get_by_test_id("tts-text").fill("Guten Morgen, Ihr Termin ist um neun Uhr.")
+    page.get_by_test_id("tts-speak").click()
+    page.wait_for_function(
+        "(() => { const a = document.querySelector('[data-testid=tts-audio]');"
+        " return a.src.startsWith('blob:') && a.currentTime > 0.3 && a.duration > 1; })()",
+        timeout=60_000)
+    expect(page.get_by_test_id("notice")).to_be_hidden()
+    page.context.close()
+
+
+@needs_chromium
+def test_avatar_mode_with_an_uploaded_portrait(stack: Stack, browser) -> None:
+    from playwright.sync_api import expect
+
+    page = _page(browser, stack.http_url)
+    _expect_badges(page, {"avatar": "up"})
+    # The expression list comes from the avatar service.
+    page.wait_for_function(
+        "document.querySelectorAll('[data-testid=avatar-expression] option').length >= 5")
+    page.get_by_test_id("avatar-upload").set_input_files(str(FACES / "pexels_woman_neutral.jpg"))
+    page.get_by_test_id("avatar-expression").select_option("surprised")
+    page.get_by_test_id("avatar-render").click()
+    image = page.get_by_test_id("avatar-image")
+    expect(image).to_be_visible(timeout=60_000)
+    page.wait_for_function(
+        "document.querySelector('[data-testid=avatar-image]').naturalWidth > 100")
+    rendered = _blob_bytes(page, "avatar-image")
+    assert rendered.startswith(b"\x89PNG")  # the uploaded photo, rendered by the service
+    expect(page.get_by_test_id("notice")).to_be_hidden()
+
+    # A photo without a face: the service's 422 message reaches the person.
+    page.get_by_test_id("avatar-upload").set_input_files(str(FACES / "noface_coffee_cup.png"))
+    page.get_by_test_id("avatar-render").click()
+    expect(page.get_by_test_id("notice-text")).to_contain_text("face", timeout=60_000)
+    page.get_by_test_id("avatar-default").click()
+    expect(page.get_by_test_id("portrait")).to_have_attribute("src", "/static/portrait.png")
+    page.context.close()
+
+
+@needs_chromium
+def test_stopped_service_shows_down_and_a_clear_message(browser, cache_dir: Path) -> None:
+    from playwright.sync_api import expect
+
+    settings = ui_settings(cache_dir)
+    tts_server = running_server(create_tts_app(settings))
+    tts_url = tts_server.__enter__()
+    try:
+        stt_url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+        settings.ui = settings.ui.model_copy(update={
+            "tts_url": tts_url, "stt_url": stt_url,
+            "avatar_url": f"http://127.0.0.1:{free_port()}", "status_poll_seconds": 0.5})
+        with running_server(create_ui_app(settings)) as ui_url:
+            page = _page(browser, ui_url)
+            _expect_badges(page, {"tts": "up", "stt": "down", "avatar": "down"})
+            tts_server.__exit__(None, None, None)  # stop the text-to-speech service
+            tts_server = None
+            _expect_badges(page, {"tts": "down"}, timeout=15_000)
+
+            page.get_by_test_id("tts-speak").click()
+            expect(page.get_by_test_id("notice")).to_be_visible(timeout=15_000)
+            message = page.get_by_test_id("notice-text").inner_text()
+            assert "text-to-speech service" in message and "not reachable" in message
+            assert tts_url in message
+
+            # Talking with speech-to-text down: the recording is made, then a clear error.
+            page.get_by_test_id("notice").get_by_role("button").click()
+            page.get_by_test_id("full-flow").click()
+            expect(page.get_by_test_id("notice-text")).to_contain_text(
+                "speech-to-text service", timeout=60_000)
+            expect(page.locator('#steps li[data-step="transcribe"]')).to_have_attribute(
+                "data-status", "failed")
+            page.context.close()
+    finally:
+        if tts_server is not None:
+            tts_server.__exit__(None, None, None)
+
+
+@needs_chromium
+def test_denied_microphone_gets_a_clear_message(playwright, cache_dir: Path) -> None:
+    from playwright.sync_api import expect
+
+    # Without --use-fake-ui-for-media-stream nobody can answer the permission prompt: denied.
+    browser = playwright.chromium.launch(
+        executable_path=str(CHROMIUM), args=["--use-fake-device-for-media-stream",
+                                             *QUIET_CHROMIUM])
+    try:
+        with running_server(create_ui_app(ui_settings(cache_dir))) as ui_url:
+            page = _page(browser, ui_url)
+            page.get_by_test_id("full-flow").click()
+            expect(page.get_by_test_id("notice-text")).to_contain_text(
+                "Microphone access was denied", timeout=15_000)
+            expect(page.locator('#steps li[data-step="listen"]')).to_have_attribute(
+                "data-status", "failed")
+            expect(page.get_by_test_id("full-flow")).to_be_enabled()
+            assert page.evaluate("document.body.dataset.busy") == "false"
+    finally:
+        browser.close()
+
+
+def test_forwarding_passes_answers_and_errors_through(stack: Stack) -> None:
+    """Same status, same JSON error body through the UI as from the service itself."""
+    image = (FACES / "codait_bryan_lowres.png").read_bytes()
+    direct = httpx.post(f"{stack.service_urls['stt']}/transcribe",
+                        files={"file": ("face.png", image, "image/png")})
+    relayed = httpx.post(f"{stack.http_url}/api/stt/transcribe",
+                         files={"file": ("face.png", image, "image/png")})
+    assert direct.status_code == relayed.status_code == 415
+    assert relayed.json() == direct.json()
+
+    empty = httpx.post(f"{stack.http_url}/api/tts/synthesize", json={"text": ""})
+    assert empty.status_code == 400 and empty.json()["error"]["message"]
+    no_face = httpx.post(f"{stack.http_url}/api/avatar/api/render", files={
+        "source_image": ("cup.png", (FACES / "noface_coffee_cup.png").read_bytes(),
+                         "image/png")}, timeout=60)
+    assert no_face.status_code == 422 and "face" in no_face.json()["error"]["message"]
+
+    clip = SPEECH / "en_cmu_arctic_aew_a0003.wav"
+    answer = httpx.post(f"{stack.http_url}/api/stt/transcribe", timeout=120,
+                        files={"file": (clip.name, clip.read_bytes(), "audio/wav")})
+    assert answer.status_code == 200
+    assert wer(reference_text(clip), answer.json()["text"], "en") <= 0.2
+
+    speech = httpx.post(f"{stack.https_url}/api/tts/synthesize", timeout=120,
+                        verify=ssl.create_default_context(cafile=stack.certificate),
+                        json={"text": "One two three.", "language": "en", "format": "wav"})
+    assert speech.status_code == 200 and speech.headers["content-type"] == "audio/wav"
+    assert 0.5 < audio.decode(speech.content).duration < 5
+
+
+def test_page_is_served_same_origin_only(stack: Stack) -> None:
+    page = httpx.get(f"{stack.http_url}/")
+    assert page.status_code == 200
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "connect-src 'self'" in csp
+    for testid in ("full-flow", "record", "stop", "transcript", "detected-language",
+                   "reply-text", "reply-audio", "avatar-video", "tts-text", "tts-language",
+                   "tts-speak", "tts-audio", "status-stt", "status-tts", "status-avatar"):
+        assert f'data-testid="{testid}"' in page.text, testid
+    portrait = httpx.get(f"{stack.http_url}/static/portrait.png")
+    assert portrait.status_code == 200 and portrait.headers["content-type"] == "image/png"
