@@ -1,0 +1,326 @@
+"""The text-to-speech service layer: engines, routing, sentences, encoding.
+
+Shared by both HTTP APIs (and the benchmark): a request becomes a ``Job`` (the route, the
+engine, the sentences), and a job becomes either one encoded file or an iterator of file
+pieces whose first piece holds the first sentence. All blocking work (synthesis and
+encoding) runs in the work queue's engine pool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import av
+import numpy as np
+from fastapi import UploadFile
+
+from secretary import audio
+from secretary.config import Settings
+from secretary.errors import (
+    InvalidRequestError,
+    ModelUnavailableError,
+    SecretaryError,
+)
+from secretary.models import PIPER_PACKAGED_VOICE, ModelStore
+from secretary.service import WorkQueue
+from secretary.tts.engine import SpeakerReference, SynthesisRequest, TtsEngine, Voice
+from secretary.tts.piper import voice_id
+from secretary.tts.routing import (
+    Route,
+    Router,
+    Target,
+    normalize_language,
+    parse_openai_voices,
+    parse_routes,
+)
+from secretary.tts.text import has_speech, split_sentences
+from secretary.uploads import read_audio
+
+log = logging.getLogger(__name__)
+
+MIN_SPEED, MAX_SPEED = 0.25, 4.0
+# XTTS conditions on 22.05 kHz audio; other cloning engines resample from here.
+REFERENCE_SAMPLE_RATE = 22050
+
+
+@dataclass(frozen=True)
+class Job:
+    route: Route
+    engine: TtsEngine
+    sentences: list[str]
+    speed: float = 1.0
+    reference: SpeakerReference | None = None
+
+    @property
+    def sample_rate(self) -> int:
+        return self.engine.sample_rate
+
+
+def create_engine(name: str, settings: Settings, store: ModelStore,
+                  piper_voices: list[str]) -> TtsEngine:
+    """Build an engine by name; XTTS is imported only here, when it is configured."""
+    tts = settings.tts
+    if name == "piper":
+        from secretary.tts.piper import PiperEngine
+
+        return PiperEngine(piper_voices or [PIPER_PACKAGED_VOICE], store,
+                           noise_w=tts.piper_noise_w)
+    if name == "espeak":
+        from secretary.tts.espeak import EspeakEngine
+
+        return EspeakEngine()
+    if name == "xtts":
+        try:
+            module = importlib.import_module("secretary.tts.xtts")
+        except ImportError as exc:
+            raise ModelUnavailableError(
+                f"the XTTS engine needs its optional packages ({exc}); install them with "
+                "pip install 'secretary[xtts]'"
+            ) from exc
+        return module.XttsEngine(tts, store)
+    raise ModelUnavailableError(f"unknown text-to-speech engine {name!r}")
+
+
+class TtsService:
+    """Engines (created and loaded on first need), the router, and the work queue."""
+
+    def __init__(self, settings: Settings, engines: dict[str, TtsEngine] | None = None) -> None:
+        self.settings = settings
+        tts = settings.tts
+        routes = parse_routes(tts.routes)
+        openai_voices = parse_openai_voices(tts.openai_voices)
+        self.piper_voices = _piper_voice_names(routes, openai_voices, tts.piper_voices)
+        # A Piper voice given by path is known by its file name from here on.
+        self.router = Router(
+            {lang: tuple(_by_voice_id(t) for t in targets) for lang, targets in routes.items()},
+            {name: _by_voice_id(t) for name, t in openai_voices.items()},
+        )
+        self.store = ModelStore(settings.models_dir)
+        self.queue = WorkQueue("tts", tts.max_concurrency, tts.max_queue, retry_after=2)
+        self.engine_names = list(dict.fromkeys([*self.router.engines, *(engines or {})]))
+        self._engines: dict[str, TtsEngine] = dict(engines or {})
+        self._failures: dict[str, SecretaryError] = {}
+        self.created = int(time.time())
+
+    # ------------------------------------------------------------------ engines
+    def engine(self, name: str) -> TtsEngine:
+        """The engine, created on first use; a failed creation is remembered and re-raised."""
+        if name in self._failures:
+            raise self._failures[name]
+        if name not in self._engines:
+            try:
+                self._engines[name] = create_engine(name, self.settings, self.store,
+                                                    self.piper_voices)
+            except SecretaryError as exc:
+                self._failures[name] = exc
+                raise
+        return self._engines[name]
+
+    def load_engine(self, name: str) -> None:
+        """Create and load (blocking); a failure is kept for /health and for requests."""
+        try:
+            engine = self.engine(name)
+            if not engine.loaded:
+                engine.load()
+        except SecretaryError as exc:
+            self._failures[name] = exc
+            log.error("text-to-speech engine %s is unavailable: %s", name, exc.message)
+        except Exception as exc:  # one broken engine must not stop the others
+            log.exception("text-to-speech engine %s failed to load", name)
+            self._failures[name] = ModelUnavailableError(
+                f"the {name} engine failed to load: {type(exc).__name__}: {exc}")
+
+    def load_all(self) -> None:
+        for name in self.engine_names:
+            self.load_engine(name)
+
+    def available_engines(self) -> dict[str, TtsEngine]:
+        """The engines created without error so far."""
+        return {name: engine for name, engine in self._engines.items()
+                if name not in self._failures}
+
+    @property
+    def loaded(self) -> bool:
+        return all(name in self._failures or (name in self._engines
+                                              and self._engines[name].loaded)
+                   for name in self.engine_names)
+
+    async def catalog(self) -> dict[str, list[Voice]]:
+        """Every available engine's voices; loads engines that are not loaded yet."""
+        found: dict[str, list[Voice]] = {}
+        for name in self.engine_names:
+            if name in self._failures:
+                continue
+            if name not in self._engines or not self._engines[name].loaded:
+                await self.queue.run(self.load_engine, name)
+                if name in self._failures:
+                    continue
+            found[name] = self._engines[name].voices()
+        return found
+
+    def health(self) -> dict[str, object]:
+        engines: dict[str, object] = {}
+        for name in self.engine_names:
+            if name in self._failures:
+                engines[name] = {"available": False, "error": self._failures[name].message}
+            else:
+                engine = self._engines.get(name)
+                entry: dict[str, object] = {"available": True,
+                                            "loaded": bool(engine and engine.loaded)}
+                failed_voices = getattr(engine, "failures", None)
+                if failed_voices:
+                    entry["failed_voices"] = list(failed_voices)
+                engines[name] = entry
+        status = "ok" if self.loaded else "loading"
+        if self._failures:
+            status = "degraded"
+        return {
+            "status": status,
+            "service": "tts",
+            "engines": engines,
+            "routes": {lang: [str(t) for t in targets]
+                       for lang, targets in self.router.routes.items()},
+            "queue": {"in_progress": self.queue.admitted, "capacity": self.queue.capacity},
+        }
+
+    # ------------------------------------------------------------------ requests
+    def sentences(self, text: str, param: str) -> list[str]:
+        limit = self.settings.tts.max_text_chars
+        if not text or not text.strip():
+            raise InvalidRequestError(f"{param} is empty: give the text to speak", param=param)
+        if len(text) > limit:
+            raise InvalidRequestError(
+                f"{param} has {len(text)} characters, more than the limit of {limit}",
+                param=param,
+            )
+        if not has_speech(text):
+            raise InvalidRequestError(f"{param} holds no words to speak", param=param)
+        return split_sentences(text, self.settings.tts.max_sentence_chars)
+
+    @staticmethod
+    def check_speed(speed: float) -> float:
+        if not MIN_SPEED <= speed <= MAX_SPEED:
+            raise InvalidRequestError(
+                f"speed must be between {MIN_SPEED} and {MAX_SPEED}, not {speed}",
+                param="speed")
+        return speed
+
+    @staticmethod
+    def check_format(fmt: str, param: str) -> str:
+        if fmt not in audio.AUDIO_FORMATS:
+            raise InvalidRequestError(
+                f"{param} must be one of {', '.join(audio.AUDIO_FORMATS)}, not {fmt!r}",
+                param=param)
+        return fmt
+
+    def _unavailable_candidate(self, language: str) -> SecretaryError | None:
+        """The load error of the engine the table would pick first for ``language``."""
+        for target in self.router.candidates(language):
+            if target.engine in self._failures:
+                return self._failures[target.engine]
+            if target.engine in self._engines:
+                return None
+        return None
+
+    async def route(self, language: str, voice: str | None) -> Route:
+        catalog = await self.catalog()
+        failure = self._unavailable_candidate(normalize_language(language))
+        if failure is not None and not voice:
+            raise failure
+        return self.router.resolve(language, voice, catalog)
+
+    async def cloning_route(self, language: str) -> Route:
+        return self.router.resolve_cloning(language, await self.catalog())
+
+    async def reference(self, upload: UploadFile | None, field: str) -> SpeakerReference:
+        tts = self.settings.tts
+        decoded = await read_audio(upload, field, sample_rate=REFERENCE_SAMPLE_RATE,
+                                   max_seconds=tts.max_reference_seconds)
+        if decoded.duration < tts.min_reference_seconds:
+            raise InvalidRequestError(
+                f"{field}: the clip lasts {decoded.duration:.2f} s; a voice reference needs "
+                f"at least {tts.min_reference_seconds:g} s of speech", param=field)
+        if audio.rms_dbfs(decoded.samples) < -60:
+            raise InvalidRequestError(f"{field}: the clip is silent", param=field)
+        key = hashlib.sha256(decoded.samples.tobytes()).hexdigest()
+        return SpeakerReference(decoded.samples, decoded.sample_rate, key)
+
+    def job(self, route: Route, sentences: list[str], speed: float,
+            reference: SpeakerReference | None = None) -> Job:
+        return Job(route, self.engine(route.engine), sentences, speed, reference)
+
+    # ------------------------------------------------------------------ synthesis (blocking)
+    def audio_chunks(self, job: Job) -> Iterator[np.ndarray]:
+        """The job's audio, sentence by sentence, with a short pause between sentences."""
+        pause_seconds = self.settings.tts.sentence_pause_ms / 1000 / job.speed
+        pause = np.zeros(int(job.sample_rate * pause_seconds), np.float32)
+        for index, sentence in enumerate(job.sentences):
+            request = SynthesisRequest(
+                text=sentence, language=job.route.language, voice=job.route.voice,
+                speed=job.speed, reference=job.reference,
+            )
+            for position, chunk in enumerate(job.engine.synthesize(request)):
+                if index > 0 and position == 0 and len(pause):
+                    chunk = np.concatenate([pause, chunk])
+                yield chunk
+
+    def render(self, job: Job, fmt: str, rate: int | None = None) -> bytes:
+        """The whole file at once (WAV gets exact sizes in its header)."""
+        chunks = list(self.audio_chunks(job))
+        samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+        if rate is not None and rate != job.sample_rate:
+            samples = audio.resample(samples, job.sample_rate, rate)
+        return audio.encode(samples, rate or job.sample_rate, fmt)
+
+    def stream(self, job: Job, fmt: str, rate: int | None = None) -> Iterator[bytes]:
+        """File pieces as each sentence is synthesized."""
+        chunks = self.audio_chunks(job)
+        if rate is not None and rate != job.sample_rate:
+            chunks = resample_stream(chunks, job.sample_rate, rate)
+        return audio.encode_chunks(chunks, rate or job.sample_rate, fmt)
+
+
+def _piper_voice_names(routes: dict[str, tuple[Target, ...]], openai_voices: dict[str, Target],
+                       extra: str) -> list[str]:
+    """Every Piper voice the settings name, in order: the first is Piper's default."""
+    named = [t.voice for targets in routes.values() for t in targets
+             if t.engine == "piper" and t.voice]
+    named += [t.voice for t in openai_voices.values() if t.engine == "piper" and t.voice]
+    named += [v.strip() for v in extra.split(",") if v.strip()]
+    return list(dict.fromkeys(named))
+
+
+def _by_voice_id(target: Target) -> Target:
+    if target.engine == "piper" and target.voice:
+        return Target("piper", voice_id(target.voice))
+    return target
+
+
+def output_rate(fmt: str, job: Job, rate: int | None = None) -> int:
+    """The sample rate the client receives."""
+    return audio.codec_sample_rate(fmt, rate or job.sample_rate)
+
+
+def resample_stream(chunks: Iterator[np.ndarray], from_rate: int, to_rate: int
+                    ) -> Iterator[np.ndarray]:
+    """Resample a stream of chunks with one resampler, so chunk edges leave no clicks."""
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=to_rate)
+
+    def convert(frame: av.AudioFrame | None) -> np.ndarray:
+        out = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+        return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+
+    for chunk in chunks:
+        if len(chunk) == 0:
+            continue
+        frame = av.AudioFrame.from_ndarray(
+            np.asarray(chunk, dtype=np.float32).reshape(1, -1), format="flt", layout="mono")
+        frame.sample_rate = from_rate
+        frame.pts = None
+        yield convert(frame)
+    yield convert(None)
