@@ -31,7 +31,8 @@ Speed = Annotated[float, Field(ge=MIN_SPEED, le=MAX_SPEED)]
 
 
 class SynthesizeBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Fields other clients of this API send (and we do not use) are ignored, not refused.
+    model_config = ConfigDict(extra="ignore")
 
     text: str
     language: str | None = None
