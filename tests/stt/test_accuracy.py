@@ -43,7 +43,7 @@ WER_CEILING: dict[str, float] = {
 }
 # Whisper base mishears this short, noisy clip (it detects Greek or Hindi, and even with
 # language="es" gives "Uno menachia cabrera..."). It still takes part in the
-# service-equals-direct check; large-v3 is the answer for it, not a looser ceiling.
+# request path; large-v3 is the answer for it, not a looser ceiling.
 BEYOND_BASE = {"es_cheetah_homenaje.wav"}
 
 _DIGIT_WORDS = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4",
@@ -89,13 +89,14 @@ def test_service_matches_direct_faster_whisper(clip: Path, stt_url: str,
 
     segments, info = direct_model.transcribe(str(clip), beam_size=5, vad_filter=True)
     direct_text = "".join(s.text for s in segments).strip()
+    assert body["duration"] == pytest.approx(info.duration, abs=0.01)
+    if clip.name in BEYOND_BASE:
+        # Every greedy decode of this clip fails Whisper's quality checks, so it falls back
+        # to sampling at higher temperatures: two runs legitimately differ.
+        return
 
     assert body["text"] == direct_text
     assert body["language"] == info.language
-    assert body["duration"] == pytest.approx(info.duration, abs=0.01)
-
-    if clip.name in BEYOND_BASE:
-        return
     expected_language = clip_language(clip)
     assert body["language"] == expected_language, f"detected {body['language']}"
     measured = clip_wer(clip, body["text"])
