@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import jiwer
+import pytest
 import uvicorn
 from whisper_normalizer.basic import BasicTextNormalizer
 from whisper_normalizer.english import EnglishTextNormalizer
@@ -34,6 +36,16 @@ def reference_text(clip: Path) -> str:
 
 def clip_language(clip: Path) -> str:
     return clip.name.split("_", 1)[0]
+
+
+def needs(available: bool, resource: str) -> pytest.MarkDecorator:
+    """Skip where ``resource`` is missing on a developer's machine. CI installs every such
+    resource (``scripts/test.sh``), so under CI the test always runs, and a missing resource
+    fails it instead of hiding behind a skip."""
+    return pytest.mark.skipif(
+        not available and not os.environ.get("CI"),
+        reason=f"needs {resource} (CI installs it, and there the test runs)",
+    )
 
 
 def normalize(text: str, language: str) -> str:

@@ -6,9 +6,8 @@ without the inference-only GPT copy, ``vocab.json``, ``speakers_xtts.pth``) with
 layers and channels, and the engine loads it through the same model-store and
 ``load_checkpoint`` path as the real one. Its audio is noise, so the tests check what the
 engine controls: lengths against the token cap, streaming, speed, cloning latents and
-their cache, errors. ``SECRETARY_XTTS_CHECKPOINT_DIR`` pointing at downloaded
-``coqui/XTTS-v2`` files runs the real model too (read at collection time, before the
-test session clears ``SECRETARY_*`` variables).
+their cache, errors. ``scripts/check_xtts_checkpoint.py`` runs the published model,
+where its files have been downloaded.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import hashlib
 import importlib.util
 import io
 import json
-import os
 import shutil
 import sys
 import wave
@@ -34,19 +32,14 @@ from secretary import audio
 from secretary.config import TtsSettings
 from secretary.errors import InvalidRequestError, ModelUnavailableError
 from secretary.models import ModelStore
-from secretary.stt.engine import TranscriptionOptions, collect
-from secretary.stt.whisper import WhisperEngine
 from secretary.tts.app import create_app
 from secretary.tts.engine import SpeakerReference, SynthesisRequest
 from secretary.tts.xtts import LANGUAGES, XttsEngine
 from tests.conftest import make_settings
-from tests.helpers import SPEECH, reference_text, running_server, wer
+from tests.helpers import SPEECH, needs, running_server
 
 XTTS_INSTALLED = importlib.util.find_spec("TTS") is not None
-needs_xtts = pytest.mark.skipif(
-    not XTTS_INSTALLED, reason="the xtts extra is not installed: pip install '.[xtts]'"
-)
-REAL_CHECKPOINT = os.environ.get("SECRETARY_XTTS_CHECKPOINT_DIR")
+needs_xtts = needs(XTTS_INSTALLED, "the xtts extra: pip install '.[xtts]'")
 
 # Small enough to synthesize in a few seconds on two cores, large enough for several chunks.
 CAP = 16
@@ -137,8 +130,6 @@ def synthesize(engine: XttsEngine, request: SynthesisRequest, seed: int = 0
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not XTTS_INSTALLED:
-        pytest.skip("the xtts extra is not installed: pip install '.[xtts]'")
     return build_tiny_checkpoint(tmp_path_factory.mktemp("xtts-tiny"))
 
 
@@ -409,24 +400,3 @@ def test_the_service_clones_with_xtts_over_http(engine: XttsEngine, cache_dir: P
                          json={"text": "Hallo.", "language": "xx"}, timeout=60)
         assert bad.status_code == 400 and "language" in bad.json()["error"]["message"]
         assert httpx.get(f"{url}/health", timeout=60).status_code == 200
-
-
-# ---------------------------------------------------------------------- the real model
-@pytest.mark.skipif(
-    not (REAL_CHECKPOINT and XTTS_INSTALLED),
-    reason="set SECRETARY_XTTS_CHECKPOINT_DIR to a downloaded coqui/XTTS-v2 folder "
-           "(and install the xtts extra) to run the published model",
-)
-def test_the_published_checkpoint_speaks_intelligibly(whisper: WhisperEngine,
-                                                      tmp_path: Path) -> None:
-    engine = XttsEngine(xtts_settings(REAL_CHECKPOINT or "", xtts_device="auto",
-                                      xtts_max_mel_tokens=240, xtts_stream_chunk_size=20),
-                        ModelStore(tmp_path))
-    engine.load()
-    clip = SPEECH / "en_cmu_arctic_aew_a0001.wav"
-    for request in (SynthesisRequest(SENTENCE, "en"),
-                    SynthesisRequest(reference_text(clip), "en", reference=reference(clip))):
-        samples = np.concatenate(list(engine.synthesize(request)))
-        heard = collect(whisper.transcribe(audio.resample(samples, 24000, 16000),
-                                           TranscriptionOptions(language="en")))
-        assert wer(request.text, heard.text, "en") <= 0.3, heard.text

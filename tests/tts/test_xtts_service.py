@@ -18,11 +18,10 @@ from secretary.tts.app import create_app
 from secretary.tts.espeak import EspeakEngine
 from secretary.tts.piper import PiperEngine
 from tests.conftest import make_settings
-from tests.helpers import SPEECH, running_server
+from tests.helpers import SPEECH, needs, running_server
 from tests.tts.test_xtts import CAP, XTTS_INSTALLED, build_tiny_checkpoint
 
-pytestmark = pytest.mark.skipif(
-    not XTTS_INSTALLED, reason="the xtts extra is not installed: pip install '.[xtts]'")
+pytestmark = needs(XTTS_INSTALLED, "the xtts extra: pip install '.[xtts]'")
 
 CLIP = SPEECH / "en_cmu_arctic_aew_a0001.wav"
 # The most audio one sentence can give: CAP GPT tokens of 1024 samples at 22.05 kHz.

@@ -3,7 +3,8 @@
 The whole stack runs as ``secretary serve`` in a subprocess (STT, TTS, avatar and the UI
 over HTTPS with its self-signed certificate); a real speech clip is the browser's
 microphone. Chromium is Debian's ``chromium`` package driven by Playwright (no browser
-download); the browser tests are skipped, with that reason, only where it is not installed.
+download); on a developer's machine without it the browser tests are skipped with that
+reason, while CI installs it and runs them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pytest
 from secretary import audio
 from secretary.tts.app import create_app as create_tts_app
 from secretary.ui.app import create_app as create_ui_app
-from tests.helpers import FACES, SPEECH, free_port, reference_text, running_server, wer
+from tests.helpers import FACES, SPEECH, free_port, needs, reference_text, running_server, wer
 from tests.ui.support import ui_settings
 
 # Read at import: the session fixture in conftest.py clears SECRETARY_* variables later.
@@ -37,10 +38,10 @@ MIC_RATE = 48000  # Chromium's fake capture reads 16-bit PCM WAV; 48 kHz is its 
 STACK_SERVICES = ("stt", "tts", "avatar", "ui")
 STARTUP_TIMEOUT = 300.0
 
-needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason=f"no Chromium at {CHROMIUM}: install Debian's chromium package "
-    "(apt-get install -y chromium) or set SECRETARY_TEST_CHROMIUM",
+needs_chromium = needs(
+    CHROMIUM.exists(),
+    f"Chromium at {CHROMIUM}: Debian's chromium package (apt-get install -y chromium), "
+    "or SECRETARY_TEST_CHROMIUM",
 )
 
 
@@ -128,8 +129,6 @@ QUIET_CHROMIUM = ["--no-sandbox", "--disable-gpu", "--disable-background-network
 
 @pytest.fixture(scope="module")
 def playwright():
-    if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's chromium package")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as instance:
