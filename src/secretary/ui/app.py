@@ -110,7 +110,8 @@ def create_app(settings: Settings | None = None, replies: ReplyEngine | None = N
     settings = settings or Settings()
     forwarder = Forwarder(settings.ui)
     app = create_service_app(
-        "ui", title="Secretary browser UI", max_upload_bytes=settings.max_upload_bytes
+        "ui", title="Secretary browser UI", max_upload_bytes=settings.max_upload_bytes,
+        on_shutdown=forwarder.aclose,
     )
     app.include_router(build_router(settings, forwarder, replies or reply_engine(settings.ui)))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -13,12 +13,7 @@ from typing import Protocol
 import httpx
 
 from secretary.config import UiSettings
-from secretary.ui.upstream import (
-    UpstreamFailedError,
-    UpstreamTimeoutError,
-    UpstreamUnavailableError,
-    new_client,
-)
+from secretary.ui.upstream import UpstreamFailedError, http_failure, new_client
 
 
 @dataclass(frozen=True)
@@ -83,15 +78,9 @@ class ChatReply:
         try:
             async with new_client(self.timeout) as client:
                 answer = await client.post(self.url, json=payload, headers=self.headers)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise UpstreamUnavailableError(
-                f"{where} is not reachable ({exc}); start it or unset SECRETARY_UI_CHAT_URL",
-                param="chat",
-            ) from None
-        except httpx.TimeoutException:
-            raise UpstreamTimeoutError(f"{where} did not answer in time", param="chat") from None
         except httpx.HTTPError as exc:
-            raise UpstreamFailedError(f"{where} failed: {exc}", param="chat") from None
+            raise http_failure(where, exc, remedy="start it or unset SECRETARY_UI_CHAT_URL",
+                               param="chat") from None
         content = _content(answer)
         if answer.status_code != 200 or content is None:
             raise UpstreamFailedError(

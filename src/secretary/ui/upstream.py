@@ -93,9 +93,15 @@ def upstreams(settings: UiSettings) -> dict[str, Upstream]:
 
 
 class Forwarder:
+    """Forwards to the services over one pooled client: connections are kept alive between
+    the page's calls instead of opened (and TLS set up) for each one."""
+
     def __init__(self, settings: UiSettings) -> None:
         self.services = upstreams(settings)
-        self.timeout = httpx.Timeout(settings.upstream_timeout, connect=5.0)
+        self.client = new_client(httpx.Timeout(settings.upstream_timeout, connect=5.0))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
 
     def get(self, name: str) -> Upstream:
         try:
@@ -110,8 +116,7 @@ class Forwarder:
         upstream = self.get(name)
         headers = {k: v for k in _FORWARDED_REQUEST_HEADERS if (v := request.headers.get(k))}
         body = await request.body()
-        client = new_client(self.timeout)
-        outgoing = client.build_request(
+        outgoing = self.client.build_request(
             request.method,
             upstream.url(path),
             params=request.url.query,
@@ -119,28 +124,26 @@ class Forwarder:
             content=body,
         )
         try:
-            answer = await client.send(outgoing, stream=True)
+            answer = await self.client.send(outgoing, stream=True)
         except httpx.HTTPError as exc:
-            await client.aclose()
             raise _describe(upstream, exc) from None
         return StreamingResponse(
-            _relay(upstream, client, answer),
+            _relay(upstream, answer),
             status_code=answer.status_code,
             headers=_response_headers(answer.headers),
         )
 
     async def health(self) -> dict[str, Any]:
         names = list(self.services)
-        async with new_client(HEALTH_TIMEOUT) as client:
-            results = await asyncio.gather(*(self._health_of(client, n) for n in names))
+        results = await asyncio.gather(*(self._health_of(n) for n in names))
         return dict(zip(names, results, strict=True))
 
-    async def _health_of(self, client: httpx.AsyncClient, name: str) -> dict[str, Any]:
+    async def _health_of(self, name: str) -> dict[str, Any]:
         upstream = self.services[name]
         started = time.perf_counter()
         report: dict[str, Any] = {"label": upstream.label, "url": upstream.base_url}
         try:
-            answer = await client.get(upstream.url("/health"))
+            answer = await self.client.get(upstream.url("/health"), timeout=HEALTH_TIMEOUT)
             body = answer.json() if answer.headers.get("content-type", "").startswith(
                 "application/json") else {}
         except (httpx.HTTPError, ValueError) as exc:
@@ -155,8 +158,8 @@ class Forwarder:
         }
 
 
-async def _relay(upstream: Upstream, client: httpx.AsyncClient, answer: httpx.Response):
-    """Pass the body on as it arrives (audio and video stream through), then close the
+async def _relay(upstream: Upstream, answer: httpx.Response):
+    """Pass the body on as it arrives (audio and video stream through), then release the
     upstream connection, also when the browser goes away first."""
     try:
         async for chunk in answer.aiter_raw():
@@ -167,7 +170,6 @@ async def _relay(upstream: Upstream, client: httpx.AsyncClient, answer: httpx.Re
         raise _describe(upstream, exc) from None
     finally:
         await answer.aclose()
-        await client.aclose()
 
 
 def _response_headers(headers: httpx.Headers) -> dict[str, str]:
@@ -176,18 +178,24 @@ def _response_headers(headers: httpx.Headers) -> dict[str, str]:
     return kept | {k: v for k, v in headers.items() if k.lower().startswith("x-")}
 
 
-def _describe(upstream: Upstream, exc: Exception) -> SecretaryError:
-    where = f"the {upstream.label} service at {upstream.base_url}"
+def http_failure(where: str, exc: Exception, *, remedy: str, param: str) -> SecretaryError:
+    """What went wrong calling ``where``, as the error the page sees: not reachable 503
+    (with ``remedy``), too slow 504, anything else 502."""
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
         return UpstreamUnavailableError(
-            f"{where} is not reachable ({_reason(exc)}); start it with `{upstream.command}` "
-            f"or set SECRETARY_UI_{upstream.name.upper()}_URL",
-            param=upstream.name,
+            f"{where} is not reachable ({_reason(exc)}); {remedy}", param=param
         )
     if isinstance(exc, httpx.TimeoutException):
-        return UpstreamTimeoutError(f"{where} did not answer in time", param=upstream.name)
-    return UpstreamFailedError(
-        f"{where} gave a broken answer ({_reason(exc)})", param=upstream.name
+        return UpstreamTimeoutError(f"{where} did not answer in time", param=param)
+    return UpstreamFailedError(f"{where} gave a broken answer ({_reason(exc)})", param=param)
+
+
+def _describe(upstream: Upstream, exc: Exception) -> SecretaryError:
+    return http_failure(
+        f"the {upstream.label} service at {upstream.base_url}", exc,
+        remedy=f"start it with `{upstream.command}` or set "
+        f"SECRETARY_UI_{upstream.name.upper()}_URL",
+        param=upstream.name,
     )
 
 
