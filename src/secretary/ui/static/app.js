@@ -328,20 +328,8 @@ async function fullFlow() {
     state.recorder.stop(); // a second click on Talk ends the recording
     return;
   }
-  if (state.busy) return;
-  setBusy(true);
-  clearNotice();
-  clearConversation();
-  resetSteps();
-  try {
-    setStep("listen", "active");
-    const recording = await recordOnce({ autoStop: true });
-    setStep("listen", "done");
-
-    setStep("transcribe", "active");
-    const heard = await transcribe(recording);
-    showTranscript(heard);
-    setStep("transcribe", "done");
+  await runFlow(async () => {
+    const heard = await listenAndTranscribe({ autoStop: true });
     const text = (heard.text || "").trim();
     if (!text) {
       STEPS.slice(2).forEach((s) => setStep(s, "skipped"));
@@ -377,6 +365,25 @@ async function fullFlow() {
       showStageStatus("");
     }
     await playReply(video);
+  });
+}
+
+async function transcribeOnly() {
+  await runFlow(async () => {
+    await listenAndTranscribe({ autoStop: false });
+    if (!$("transcript").textContent) notify("No words were recognised in that recording.", "info");
+  });
+}
+
+// One recording flow at a time: a clean page before, the failing step marked after.
+async function runFlow(steps) {
+  if (state.busy) return;
+  setBusy(true);
+  clearNotice();
+  clearConversation();
+  resetSteps();
+  try {
+    await steps();
   } catch (err) {
     const step = activeStep();
     if (step) setStep(step, "failed");
@@ -386,27 +393,15 @@ async function fullFlow() {
   }
 }
 
-async function transcribeOnly() {
-  if (state.busy) return;
-  setBusy(true);
-  clearNotice();
-  clearConversation();
-  resetSteps();
-  try {
-    setStep("listen", "active");
-    const recording = await recordOnce({ autoStop: false });
-    setStep("listen", "done");
-    setStep("transcribe", "active");
-    showTranscript(await transcribe(recording));
-    setStep("transcribe", "done");
-    if (!$("transcript").textContent) notify("No words were recognised in that recording.", "info");
-  } catch (err) {
-    const step = activeStep();
-    if (step) setStep(step, "failed");
-    notify(err.message);
-  } finally {
-    setBusy(false);
-  }
+async function listenAndTranscribe({ autoStop }) {
+  setStep("listen", "active");
+  const recording = await recordOnce({ autoStop });
+  setStep("listen", "done");
+  setStep("transcribe", "active");
+  const heard = await transcribe(recording);
+  showTranscript(heard);
+  setStep("transcribe", "done");
+  return heard;
 }
 
 // ---------------------------------------------------------------- playing the reply in sync
