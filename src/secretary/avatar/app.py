@@ -134,7 +134,4 @@ def build_router(service: AvatarService) -> APIRouter:
 def create_app(settings: Settings | None = None, engine: AvatarEngine | None = None) -> FastAPI:
     settings = settings or Settings()
     engine = engine or MeshWarpEngine(settings.avatar, FaceLandmarkerModel(settings.models_dir))
-    service = AvatarService(settings, engine)
-    return create_service_app(service, title="Secretary avatar",
-                              max_upload_bytes=settings.max_upload_bytes,
-                              preload=settings.avatar.preload, routers=[build_router(service)])
+    return create_service_app(AvatarService(settings, engine), build_router)

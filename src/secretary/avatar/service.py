@@ -8,9 +8,7 @@ iterator of MP4 pieces); the HTTP layer (``app.py``) only parses forms.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import cv2
 import numpy as np
@@ -21,8 +19,7 @@ from secretary.avatar.poses import talking_poses
 from secretary.avatar.video import Mp4Writer
 from secretary.config import Settings
 from secretary.errors import InvalidRequestError, NotFoundError
-from secretary.web.app import queue_health
-from secretary.web.queue import WorkQueue
+from secretary.web.service_base import EngineService
 
 IMAGE_FORMATS = {"jpeg": ("image/jpeg", ".jpg"), "png": ("image/png", ".png")}
 JPEG_QUALITY = 92
@@ -32,32 +29,20 @@ MIN_SIZE = 64
 DEFAULT_ANIMATE_SIZE = 512
 
 
-class AvatarService:
+class AvatarService(EngineService):
     """The engine with its queue (the engine keeps the analysed photos)."""
 
-    name = "avatar"
+    title = "Secretary avatar"
+    engine: AvatarEngine
 
     def __init__(self, settings: Settings, engine: AvatarEngine) -> None:
-        self.settings = settings
-        self.engine = engine
-        self.queue = WorkQueue(
-            "avatar", settings.avatar.max_concurrency, settings.avatar.max_queue, retry_after=2
-        )
-        self.created = int(time.time())
-
-    # ------------------------------------------------------------------ lifecycle
-    def load(self) -> None:
-        self.engine.load()
+        super().__init__("avatar", settings, engine, settings.avatar)
 
     def close(self) -> None:
         self.engine.close()
 
-    def health(self) -> dict[str, Any]:
-        return {"status": "ok" if self.engine.loaded else "loading", "service": "avatar",
-                **self.engine.describe(), "queue": queue_health(self.queue)}
-
-    def model_ids(self) -> tuple[str, ...]:
-        return ()  # no OpenAI API here
+    def status(self) -> str:
+        return "ok" if self.engine.loaded else "loading"
 
     # ------------------------------------------------------------------ validation
     def check_expression(self, expression: str, intensity: float) -> None:

@@ -204,7 +204,4 @@ def build_router(service: SttService) -> APIRouter:
 def create_app(settings: Settings | None = None, engine: SttEngine | None = None) -> FastAPI:
     settings = settings or Settings()
     engine = engine or WhisperEngine(settings.stt, WhisperModels(settings.models_dir))
-    service = SttService(settings, engine)
-    return create_service_app(service, title="Secretary speech-to-text",
-                              max_upload_bytes=settings.max_upload_bytes,
-                              preload=settings.stt.preload, routers=[build_router(service)])
+    return create_service_app(SttService(settings, engine), build_router)

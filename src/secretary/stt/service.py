@@ -7,45 +7,27 @@ text); the HTTP layer (``app.py``) only parses forms and formats answers.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 from secretary import audio
 from secretary.config import Settings
 from secretary.errors import InvalidRequestError, ServiceBusyError
 from secretary.stt.engine import SttEngine, Transcription, TranscriptionOptions, collect
 from secretary.stt.models import WHISPER_HUB_IDS
-from secretary.web.app import queue_health
-from secretary.web.queue import WorkQueue
+from secretary.web.service_base import EngineService
 
 # OpenAI model names that clients send by habit; they all mean "the model served here".
 OPENAI_MODEL_ALIASES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
 
 
-class SttService:
+class SttService(EngineService):
     """The engine with its queue and the validation rules that depend on it."""
 
-    name = "stt"
+    title = "Secretary speech-to-text"
+    engine: SttEngine
 
     def __init__(self, settings: Settings, engine: SttEngine) -> None:
-        self.settings = settings
-        self.engine = engine
-        self.queue = WorkQueue(
-            "stt", settings.stt.max_concurrency, settings.stt.max_queue, retry_after=2
-        )
-        self.created = int(time.time())
-
-    # ------------------------------------------------------------------ lifecycle
-    def load(self) -> None:
-        self.engine.load()
-
-    def close(self) -> None:
-        pass
-
-    def health(self) -> dict[str, Any]:
-        return {"status": "ok", "service": "stt", **self.engine.describe(),
-                "queue": queue_health(self.queue)}
+        super().__init__("stt", settings, engine, settings.stt)
 
     @property
     def model_name(self) -> str:

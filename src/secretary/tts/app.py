@@ -161,7 +161,4 @@ def build_router(service: TtsService) -> APIRouter:
 def create_app(settings: Settings | None = None,
                engines: dict[str, TtsEngine] | None = None) -> FastAPI:
     settings = settings or Settings()
-    service = TtsService(settings, engines)
-    return create_service_app(service, title="Secretary text-to-speech",
-                              max_upload_bytes=settings.max_upload_bytes,
-                              preload=settings.tts.preload, routers=[build_router(service)])
+    return create_service_app(TtsService(settings, engines), build_router)

@@ -28,8 +28,8 @@ from secretary.tts.engine import SpeakerReference, SynthesisRequest, TtsEngine, 
 from secretary.tts.models import PIPER_PACKAGED_VOICE, TtsModels
 from secretary.tts.routing import OPENAI_VOICES, Route, Router, Target, language_tag
 from secretary.tts.text import has_speech, split_sentences
-from secretary.web.app import queue_health
 from secretary.web.queue import WorkQueue
+from secretary.web.service_base import queue_health
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +82,12 @@ class TtsService:
     """Engines (created and loaded on first need), the router, and the work queue."""
 
     name = "tts"
+    title = "Secretary text-to-speech"
 
     def __init__(self, settings: Settings, engines: dict[str, TtsEngine] | None = None) -> None:
         self.settings = settings
         tts = settings.tts
+        self.preload = tts.preload
         self.piper_voices = _piper_voice_names(tts.routes, tts.openai_voices, tts.piper_voices)
         self.router = Router(tts.routes, tts.openai_voices)
         self.store = TtsModels(settings.models_dir)

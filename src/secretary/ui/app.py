@@ -96,10 +96,7 @@ def build_router(service: UiService) -> APIRouter:
 
 def create_app(settings: Settings | None = None, replies: ReplyEngine | None = None) -> FastAPI:
     settings = settings or Settings()
-    service = UiService(settings, replies)
-    app = create_service_app(service, title="Secretary browser UI",
-                             max_upload_bytes=settings.max_upload_bytes, preload=False,
-                             routers=[build_router(service)])
+    app = create_service_app(UiService(settings, replies), build_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 

@@ -21,6 +21,8 @@ MAX_HISTORY_TURNS = 20
 
 class UiService:
     name = "ui"
+    title = "Secretary browser UI"
+    preload = False  # nothing to load
     queue = None  # nothing runs here: the work is upstream
 
     def __init__(self, settings: Settings, replies: ReplyEngine | None = None) -> None:

@@ -12,9 +12,9 @@ import inspect
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
 from contextlib import asynccontextmanager, suppress
-from typing import Any, Protocol
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -22,7 +22,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from secretary.errors import NotFoundError, error_body, install_error_handlers
-from secretary.web.queue import WorkQueue
+from secretary.web.service_base import Service
 
 log = logging.getLogger(__name__)
 
@@ -132,36 +132,13 @@ class Metrics:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-class Service(Protocol):
-    """What the app factory needs from a capability's service (plain Python, no HTTP)."""
-
-    name: str
-    queue: WorkQueue | None
-    created: int  # when the models went up, for /v1/models
-
-    def health(self) -> dict[str, Any]: ...
-
-    def load(self) -> None:
-        """Blocking start-up work (a model load), run in a thread when preloading."""
-
-    def close(self) -> Any:
-        """Release what the service holds; may return an awaitable."""
-
-    def model_ids(self) -> Sequence[str]:
-        """The ids ``/v1/models`` lists (and answers for); empty: no such route."""
+S = TypeVar("S", bound=Service)
 
 
-def create_service_app(
-    service: Service,
-    *,
-    title: str,
-    max_upload_bytes: int,
-    preload: bool,
-    routers: Sequence[APIRouter] = (),
-) -> FastAPI:
+def create_service_app(service: S, build_router: Callable[[S], APIRouter]) -> FastAPI:
     """The one skeleton of every service: error handlers, size limit, metrics, lifespan
     (preload, shutdown), ``GET /health``, the OpenAI ``/v1/models`` routes, then the
-    capability's own routers.
+    capability's own router.
 
     Preloading runs ``service.load`` in a thread, so the event loop and other services in
     the same process keep going while a model loads.
@@ -171,7 +148,7 @@ def create_service_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
-        if preload:
+        if service.preload:
             await asyncio.to_thread(service.load)
         try:
             yield
@@ -182,7 +159,7 @@ def create_service_app(
             if queue is not None:
                 queue.shutdown()
 
-    app = FastAPI(title=title, lifespan=lifespan)
+    app = FastAPI(title=service.title, lifespan=lifespan)
     install_error_handlers(app)
     metrics = Metrics(name)
     app.state.metrics = metrics
@@ -208,9 +185,8 @@ def create_service_app(
         return metrics.render()
 
     app.include_router(_common_router(service))
-    for router in routers:
-        app.include_router(router)
-    app.add_middleware(BodySizeLimit, max_bytes=max_upload_bytes)
+    app.include_router(build_router(service))
+    app.add_middleware(BodySizeLimit, max_bytes=service.settings.max_upload_bytes)
     return app
 
 
@@ -239,8 +215,3 @@ def _common_router(service: Service) -> APIRouter:
         return card(model_id)
 
     return router
-
-
-def queue_health(queue: WorkQueue) -> dict[str, int]:
-    """The ``queue`` block of a ``/health`` answer."""
-    return {"in_progress": queue.admitted, "capacity": queue.capacity}
