@@ -337,7 +337,10 @@ def describe_invalid(error: ValidationError) -> str:
         message = message.removeprefix(f"{variable}: ")
         field = group.model_fields.get(names[0])
         example = _example(field) if field is not None else None
-        problems.append(f"{variable}: {message}"
+        # The variable as the environment spells it, the field as code and .env files do.
+        group_name = prefix.removeprefix("SECRETARY_").rstrip("_").lower()
+        dotted = ".".join([group_name, *names] if group_name else names)
+        problems.append(f"{variable} ({dotted}): {message}"
                         + (f" (for example {variable}={example})" if example else ""))
     return "; ".join(problems)
 
