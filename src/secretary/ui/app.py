@@ -52,9 +52,9 @@ class ReplyRequest(BaseModel):
     history: list[TurnIn] = Field(default_factory=list, description="Earlier turns, oldest first.")
 
 
-def build_router(service: UiService) -> APIRouter:
+def build_router(ui: UiService) -> APIRouter:
     router = APIRouter()
-    settings, forwarder, replies = service.settings, service.forwarder, service.replies
+    settings, forwarder, replies = ui.settings, ui.forwarder, ui.replies
 
     @router.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -74,12 +74,12 @@ def build_router(service: UiService) -> APIRouter:
 
     @router.get("/api/status")
     async def status() -> dict[str, Any]:
-        return await service.status()
+        return await ui.status()
 
     @router.post("/api/reply")
     async def reply(request: Annotated[ReplyRequest, Body()]) -> dict[str, Any]:
         history = [Turn(t.role, t.content) for t in request.history]
-        answer = await service.reply(request.text, request.language, history)
+        answer = await ui.reply(request.text, request.language, history)
         return {"text": answer.text, "source": answer.source, "model": answer.model}
 
     @router.api_route("/api/{service}/{path:path}", methods=["GET", "POST"])
