@@ -44,17 +44,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--min-window", type=int, default=10)
     parser.add_argument("--beam-size", type=int, default=5)
+    parser.add_argument("--margin", type=float, default=1.0)
+    parser.add_argument("--lang", default=None, help="only this language's clips")
     args = parser.parse_args()
 
     settings = Settings()
     engine = WhisperEngine(settings.stt, ModelStore(settings.models_dir))
     engine.load()
-    policy = replace(FastFinalPolicy(), min_window=args.min_window)
+    policy = replace(FastFinalPolicy(), min_window=args.min_window, margin=args.margin)
     options = TranscriptionOptions(temperature=0.0, beam_size=args.beam_size)
 
     rows: dict[str, dict[str, list[float]]] = {}
     fallbacks = 0
-    for clip in speech_clips():
+    for clip in speech_clips(args.lang):
         lang = clip_language(clip)
         samples = audio.decode(clip).samples
         reference = reference_text(clip)

@@ -16,18 +16,22 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, FastAPI, Request
-from fastapi.responses import FileResponse, Response
+from fastapi import APIRouter, Body, FastAPI, File, Form, Request, UploadFile
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from secretary.config import Settings
+from secretary.conversation.metrics import TurnMetrics
+from secretary.conversation.service import DEFAULT_PORTRAIT as DEFAULT_PORTRAIT_KEY
+from secretary.conversation.service import ConversationService
 from secretary.errors import InvalidRequestError, NotFoundError
 from secretary.service import create_service_app
 from secretary.services import Listener
 from secretary.ui import tls
 from secretary.ui.reply import ReplyEngine, Turn, reply_engine
 from secretary.ui.upstream import Forwarder
+from secretary.uploads import read_upload
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +58,13 @@ class ReplyRequest(BaseModel):
     history: list[TurnIn] = Field(default_factory=list, description="Earlier turns, oldest first.")
 
 
-def build_router(settings: Settings, forwarder: Forwarder, replies: ReplyEngine) -> APIRouter:
+class InterruptRequest(BaseModel):
+    played: float | None = Field(
+        default=None, ge=0, description="Seconds of the reply audio the listener heard.")
+
+
+def build_router(settings: Settings, forwarder: Forwarder, replies: ReplyEngine,
+                 conversation: ConversationService) -> APIRouter:
     router = APIRouter()
 
     @router.get("/", include_in_schema=False)
@@ -75,6 +85,8 @@ def build_router(settings: Settings, forwarder: Forwarder, replies: ReplyEngine)
             "reply": replies.describe(),
             "portrait": f"/static/{DEFAULT_PORTRAIT}",
             "services": {n: u.label for n, u in forwarder.services.items()},
+            "turn": {"avatar": conversation.pipeline.animator is not None,
+                     "fps": settings.conversation.avatar_fps},
         }
 
     @router.get("/api/status")
@@ -94,6 +106,37 @@ def build_router(settings: Settings, forwarder: Forwarder, replies: ReplyEngine)
         answer = await replies.reply(text, request.language, history)
         return {"text": answer.text, "source": answer.source, "model": answer.model}
 
+    @router.post("/api/portrait")
+    async def portrait(image: Annotated[UploadFile | None, File()] = None) -> dict[str, Any]:
+        """Upload the avatar's portrait once per page session; turns name its key."""
+        return await conversation.add_portrait(await read_upload(image, "image"))
+
+    @router.post("/api/turn")
+    async def turn(
+        audio: Annotated[UploadFile | None, File()] = None,
+        session: Annotated[str, Form()] = "default",
+        portrait: Annotated[str | None, Form()] = DEFAULT_PORTRAIT_KEY,
+        expression: Annotated[str, Form()] = "neutral",
+        intensity: Annotated[float, Form()] = 1.0,
+        language: Annotated[str | None, Form()] = None,
+        voice: Annotated[str | None, Form()] = None,
+    ) -> StreamingResponse:
+        """One spoken turn, streamed: newline-delimited JSON events as they happen."""
+        recording = await read_upload(audio, "audio")
+        started = await conversation.start_turn(
+            recording, session=session, portrait=portrait or None, expression=expression,
+            intensity=intensity, language=language, voice=voice)
+        return StreamingResponse(
+            conversation.ndjson(started), media_type="application/x-ndjson",
+            headers={"Cache-Control": "no-cache", "X-Turn-Id": started.id})
+
+    @router.post("/api/turn/{turn_id}/interrupt")
+    async def interrupt(turn_id: str,
+                        request: Annotated[InterruptRequest | None, Body()] = None
+                        ) -> dict[str, Any]:
+        played = request.played if request is not None else None
+        return conversation.interrupt(turn_id, played)
+
     @router.api_route("/api/{service}/{path:path}", methods=["GET", "POST"])
     async def forward(service: str, path: str, request: Request) -> Response:
         return await forwarder.forward(service, path, request)
@@ -106,14 +149,29 @@ def build_router(settings: Settings, forwarder: Forwarder, replies: ReplyEngine)
     return router
 
 
-def create_app(settings: Settings | None = None, replies: ReplyEngine | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, replies: ReplyEngine | None = None,
+               conversation: ConversationService | None = None) -> FastAPI:
     settings = settings or Settings()
     forwarder = Forwarder(settings.ui)
+    metrics = TurnMetrics()
+    if conversation is None:
+        conversation = ConversationService(settings, metrics,
+                                           (STATIC / DEFAULT_PORTRAIT).read_bytes())
+    service = conversation
+
+    async def shutdown() -> None:
+        await forwarder.aclose()
+        await service.aclose()
+
     app = create_service_app(
         "ui", title="Secretary browser UI", max_upload_bytes=settings.max_upload_bytes,
-        on_shutdown=forwarder.aclose,
+        on_startup=service.startup, on_shutdown=shutdown,
     )
-    app.include_router(build_router(settings, forwarder, replies or reply_engine(settings.ui)))
+    # The turn metrics are served with the app's own on /metrics.
+    app.state.metrics.registry.register(_Collected(service.metrics))
+    app.state.conversation = service
+    app.include_router(build_router(settings, forwarder, replies or reply_engine(settings.ui),
+                                    service))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
@@ -140,3 +198,13 @@ def listeners(settings: Settings) -> list[Listener]:
              "in the browser)%s", found[0].url, cert,
              f", or {found[1].url} on this machine" if len(found) > 1 else "")
     return found
+
+
+class _Collected:
+    """Exposes another registry's metrics through the app's registry."""
+
+    def __init__(self, metrics: TurnMetrics) -> None:
+        self.metrics = metrics
+
+    def collect(self):
+        return self.metrics.registry.collect()
