@@ -82,11 +82,14 @@ class ConversationService:
         self.portraits = PortraitStore(default_portrait, self.options.max_portraits)
         self.turns: dict[str, Turn] = {}
         self.loaded = False
+        self._load_lock = threading.Lock()
 
     def load(self) -> None:
-        """Blocking: load in-process engines (at start-up, when preloading)."""
-        self.pipeline.load()
-        self.loaded = True
+        """Blocking: load in-process engines (at start-up, or before the first turn)."""
+        with self._load_lock:
+            if not self.loaded:
+                self.pipeline.load()
+                self.loaded = True
 
     def startup(self) -> None:
         if self.options.preload:
@@ -102,6 +105,8 @@ class ConversationService:
 
     # ------------------------------------------------------------------ portraits
     async def add_portrait(self, data: bytes) -> dict[str, Any]:
+        if not self.loaded:
+            await asyncio.to_thread(self.load)
         animator = self.pipeline.animator
         if animator is not None:
             try:
@@ -153,6 +158,8 @@ class ConversationService:
             raise PayloadTooLargeError(
                 f"audio: the recording lasts {decoded.duration:.0f} s, more than the limit of "
                 f"{self.options.max_audio_seconds:.0f} s for one turn", param="audio")
+        if not self.loaded:
+            await asyncio.to_thread(self.load)
         language = (language or "").strip().lower() or None
         request = TurnInput(decoded.samples, session=session, language=language,
                             voice=voice or None, look=look,
