@@ -1,6 +1,6 @@
 """The fast final transcript against the full 30 s window, on every clip in tests/data.
 
-    python bench/fast_final.py [--min-window 10] [--beam-size 5]
+    python bench/fast_final.py [--min-window 15] [--beam-size 5]
 
 For each language: WER of the full window and of the fitted window (with its loop guard),
 and the median time per clip of each, decoded deterministically (temperature 0) by the
@@ -42,7 +42,7 @@ from secretary.stt.whisper import WhisperEngine  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--min-window", type=int, default=10)
+    parser.add_argument("--min-window", type=int, default=15)
     parser.add_argument("--beam-size", type=int, default=5)
     parser.add_argument("--margin", type=float, default=1.0)
     parser.add_argument("--lang", default=None, help="only this language's clips")

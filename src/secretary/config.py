@@ -281,7 +281,7 @@ class ConversationSettings(BaseSettings):
         description="Encode a short utterance in a window fitted to it instead of Whisper's "
         "30 s (several times faster), guarded against loops by a fallback to the full window.",
     )
-    fast_final_min_window: int = Field(default=10, ge=1, le=30,
+    fast_final_min_window: int = Field(default=15, ge=1, le=30,
                                        description="Shortest fitted window, in seconds.")
     beam_size: int = Field(default=5, ge=1, description="Beam size of the final transcript.")
     history_turns: int = Field(
