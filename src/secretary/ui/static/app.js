@@ -216,7 +216,10 @@ class MicRecorder {
   }
 
   stop() {
-    if (!this.stoppedAt) this.stoppedAt = state.stoppedAt = performance.now();
+    if (!this.stoppedAt) {
+      this.stoppedAt = state.stoppedAt = performance.now();
+      state.speechEndedAt = this.lastLoud || this.stoppedAt;
+    }
     clearInterval(this.timer);
     if (this.media && this.media.state !== "inactive") this.media.stop();
     if (this.stream) this.stream.getTracks().forEach((t) => t.stop());
@@ -502,8 +505,11 @@ class ReplyPlayer {
     this.raf = requestAnimationFrame(this.tick);
     // How long the listener waited: from the end of the recording to the first sound.
     delete this.audio.dataset.latency;
+    delete this.audio.dataset.afterSpeech;
     this.audio.addEventListener("playing", () => {
-      if (state.stoppedAt) this.audio.dataset.latency = ((performance.now() - state.stoppedAt) / 1000).toFixed(3);
+      const now = performance.now();
+      if (state.stoppedAt) this.audio.dataset.latency = ((now - state.stoppedAt) / 1000).toFixed(3);
+      if (state.speechEndedAt) this.audio.dataset.afterSpeech = ((now - state.speechEndedAt) / 1000).toFixed(3);
     }, { once: true });
   }
 
