@@ -276,6 +276,10 @@ class ConversationSettings(BaseSettings):
     avatar_stage: Literal["local", "remote"] | None = Field(
         default=None, description="Overrides 'stages' for the avatar.")
     preload: bool = Field(default=True, description="Load in-process engines at start-up.")
+    end_of_speech_ms: int = Field(
+        default=500, ge=100, le=5000,
+        description="Talk mode stops listening after this much non-speech, as Silero VAD on "
+        "the server hears it (a loudness rule with 1.3 s is the fallback).")
     fast_final: bool = Field(
         default=True,
         description="Encode a short utterance in a window fitted to it instead of Whisper's "

@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
+from secretary import audio
 from secretary.conversation.metrics import TurnMetrics
 from secretary.conversation.service import ConversationService
 from secretary.stt.engine import TranscriptionOptions, collect
@@ -30,7 +31,7 @@ from tests.conversation.support import (
     silence,
     turn_events,
 )
-from tests.helpers import FACES, free_port, running_server, wer
+from tests.helpers import FACES, SPEECH, free_port, running_server, wer
 
 # Measured WER of the two-clip recording's transcript: 0.0 (3 runs); the ceiling leaves room
 # for a word of numeric noise across CPUs, not for broken audio.
@@ -116,6 +117,24 @@ def test_a_turn_streams_transcript_reply_audio_and_frames_in_order(
         assert name in timings, timings
     assert timings["transcribe"] <= timings["first_audio"] <= timings["total"]
     assert metric(url, "secretary_turn_stage_seconds_count", stage="first_audio") >= 1
+
+
+def test_the_voice_detector_hears_the_speaker_finish(url: str) -> None:
+    """Talk mode's automatic stop: the last 1.2 s of the microphone, as the page sends it."""
+    rate = 16000
+    speech = audio.decode(SPEECH / "en_cheetah_platforms.wav").samples
+    speech = speech[: int(3.4 * rate)]  # mid-sentence: still talking at the end
+    ask = lambda tail: httpx.post(f"{url}/api/vad", content=audio.to_pcm16(tail),  # noqa: E731
+                                  timeout=30).json()
+    talking = ask(speech[-int(1.2 * rate):])
+    assert talking["speech"] and talking["trailing_silence"] < 0.2, talking
+    finished = ask(np.concatenate([speech, np.zeros(int(0.7 * rate), np.float32)])[
+        -int(1.2 * rate):])
+    assert finished["speech"] and 0.5 <= finished["trailing_silence"] <= 0.9, finished
+    # Noise is not speech, however loud.
+    noise = np.random.default_rng(1).standard_normal(int(1.2 * rate)).astype(np.float32) * 0.1
+    assert not ask(noise)["speech"]
+    assert httpx.post(f"{url}/api/vad", content=b"\x01", timeout=30).status_code == 400
 
 
 def test_silence_is_heard_as_nothing_not_an_error_or_a_reply(url: str) -> None:

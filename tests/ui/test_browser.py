@@ -221,6 +221,8 @@ def test_full_flow_speaks_back_with_a_talking_avatar(stack: Stack, browser,
         "Number(document.querySelector('[data-testid=mic-level]').dataset.level) > 0.4",
         timeout=20_000)
     expect(page.get_by_test_id("transcript")).not_to_be_empty(timeout=120_000)
+    # The server's voice detector heard the speaker finish (not the 1.3 s loudness rule).
+    expect(page.get_by_test_id("recorder")).to_have_attribute("data-stopped-by", "vad")
     transcript = page.get_by_test_id("transcript").inner_text()
     assert wer(reference_text(MIC_CLIP), transcript, "en") <= 0.15, transcript
     expect(page.get_by_test_id("detected-language")).to_have_text("en")

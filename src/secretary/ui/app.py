@@ -12,6 +12,7 @@ one kept in the cache dir, plus plain HTTP on 127.0.0.1 (browsers treat
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from secretary.config import Settings
+from secretary.conversation import endpointing
 from secretary.conversation.metrics import TurnMetrics
 from secretary.conversation.service import DEFAULT_PORTRAIT as DEFAULT_PORTRAIT_KEY
 from secretary.conversation.service import ConversationService
@@ -86,7 +88,8 @@ def build_router(settings: Settings, forwarder: Forwarder, replies: ReplyEngine,
             "portrait": f"/static/{DEFAULT_PORTRAIT}",
             "services": {n: u.label for n, u in forwarder.services.items()},
             "turn": {"avatar": conversation.pipeline.animator is not None,
-                     "fps": settings.conversation.avatar_fps},
+                     "fps": settings.conversation.avatar_fps,
+                     "end_of_speech_seconds": settings.conversation.end_of_speech_ms / 1000},
         }
 
     @router.get("/api/status")
@@ -129,6 +132,13 @@ def build_router(settings: Settings, forwarder: Forwarder, replies: ReplyEngine,
         return StreamingResponse(
             conversation.ndjson(started), media_type="application/x-ndjson",
             headers={"Cache-Control": "no-cache", "X-Turn-Id": started.id})
+
+    @router.post("/api/vad")
+    async def vad(request: Request) -> dict[str, Any]:
+        """Silero VAD over the last second of the microphone (16 kHz 16-bit PCM): how much
+        is speech, and how long the silence at its end; Talk mode stops on it."""
+        samples = endpointing.pcm16(await request.body())
+        return (await asyncio.to_thread(endpointing.endpoint, samples)).as_json()
 
     @router.post("/api/turn/{turn_id}/interrupt")
     async def interrupt(turn_id: str,

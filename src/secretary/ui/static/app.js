@@ -12,6 +12,7 @@ const state = {
   recorder: null,
   voices: [],
   voicesLoaded: false,
+  endOfSpeech: 0.5, // seconds of non-speech that end a Talk recording
   session: newSessionId(), // this page visit: the server keeps the conversation under it
   portraitKey: null, // the server's key for the current portrait, once uploaded
   turn: null, // the reply being streamed: {id, abort, player}
@@ -124,6 +125,9 @@ function onServiceUp(name) {
 
 // ---------------------------------------------------------------- microphone
 
+const VAD_WINDOW_SECONDS = 1.2; // how much of the microphone the voice detector hears
+const VAD_EVERY_MS = 250;
+
 const MIME_TYPES = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/mp4", "audio/webm"];
 
 function microphoneMessage(err) {
@@ -148,6 +152,70 @@ class MicRecorder {
     this.noise = 0.005;
     this.heard = 0; // seconds of speech so far
     this.lastLoud = 0;
+    // Talk mode asks the server's voice detector (Silero) whether the speaker has finished;
+    // the loudness rule below stays as the fallback.
+    this.vad = autoStop;
+    this.vadBusy = false;
+    this.vadAt = 0;
+    this.vadSpeech = false; // the detector has heard speech in this recording
+    this.tail = []; // the last samples, in blocks, at the context's rate
+    this.tailSamples = 0;
+  }
+
+  async startCapture(source) {
+    try {
+      await this.context.audioWorklet.addModule("/static/capture.js");
+      const node = new AudioWorkletNode(this.context, "secretary-capture");
+      node.port.onmessage = (e) => this.keep(e.data);
+      source.connect(node);
+    } catch (_) {
+      this.vad = false; // no worklets here: the loudness rule alone
+    }
+  }
+
+  keep(block) {
+    this.tail.push(block);
+    this.tailSamples += block.length;
+    const wanted = this.context.sampleRate * VAD_WINDOW_SECONDS;
+    while (this.tail.length > 1 && this.tailSamples - this.tail[0].length >= wanted) {
+      this.tailSamples -= this.tail.shift().length;
+    }
+  }
+
+  // The last second or so as 16 kHz 16-bit PCM (linear interpolation is plenty for a VAD).
+  tailPcm() {
+    const all = new Float32Array(this.tailSamples);
+    let at = 0;
+    for (const block of this.tail) { all.set(block, at); at += block.length; }
+    const step = this.context.sampleRate / 16000;
+    const out = new Int16Array(Math.floor(all.length / step));
+    for (let i = 0; i < out.length; i++) {
+      const x = i * step;
+      const j = Math.floor(x);
+      const v = j + 1 < all.length ? all[j] + (all[j + 1] - all[j]) * (x - j) : all[j];
+      out[i] = Math.max(-32768, Math.min(32767, Math.round(v * 32767)));
+    }
+    return out;
+  }
+
+  async checkEndOfSpeech() {
+    this.vadBusy = true;
+    this.vadAt = performance.now();
+    try {
+      const res = await fetch("/api/vad", {
+        method: "POST", headers: { "Content-Type": "application/octet-stream" }, body: this.tailPcm(),
+      });
+      if (!res.ok) throw new Error(String(res.status));
+      const heard = await res.json();
+      if (heard.speech) this.vadSpeech = true;
+      if (this.vadSpeech && heard.trailing_silence >= state.endOfSpeech && this.media && this.media.state === "recording") {
+        this.stop("vad");
+      }
+    } catch (_) {
+      this.vad = false; // the server has no detector: the loudness rule alone
+    } finally {
+      this.vadBusy = false;
+    }
   }
 
   async start() {
@@ -165,6 +233,7 @@ class MicRecorder {
     this.analyser.fftSize = 2048;
     source.connect(this.analyser);
     this.samples = new Float32Array(this.analyser.fftSize);
+    if (this.vad) await this.startCapture(source);
 
     const mimeType = MIME_TYPES.find((t) => window.MediaRecorder && MediaRecorder.isTypeSupported(t));
     this.media = new MediaRecorder(this.stream, mimeType ? { mimeType } : undefined);
@@ -173,6 +242,7 @@ class MicRecorder {
     this.done = new Promise((resolve) => {
       this.media.onstop = () => resolve(new Blob(chunks, { type: this.media.mimeType }));
     });
+    delete $("recorder").dataset.stoppedBy;
     this.media.start(250);
     this.started = performance.now();
     this.lastTick = this.started;
@@ -210,12 +280,17 @@ class MicRecorder {
       this.noise = this.noise * 0.95 + rms * 0.05;
     }
     const pause = (now - this.lastLoud) / 1000;
-    if (this.autoStop && this.heard > 0.4 && pause > 1.3) this.stop();
-    else if (this.autoStop && this.heard === 0 && elapsed > 12) this.stop();
-    else if (elapsed > this.maxSeconds) this.stop();
+    if (this.autoStop && this.heard > 0.4 && pause > 1.3) this.stop("silence");
+    else if (this.autoStop && this.heard === 0 && !this.vadSpeech && elapsed > 12) this.stop("silence");
+    else if (elapsed > this.maxSeconds) this.stop("limit");
+    else if (this.vad && !this.vadBusy && elapsed > 0.3 && now - this.vadAt > VAD_EVERY_MS) this.checkEndOfSpeech();
   }
 
-  stop() {
+  stop(reason = "manual") {
+    if (!this.stoppedBy) {
+      this.stoppedBy = reason;
+      $("recorder").dataset.stoppedBy = reason;
+    }
     if (!this.stoppedAt) {
       this.stoppedAt = state.stoppedAt = performance.now();
       state.speechEndedAt = this.lastLoud || this.stoppedAt;
@@ -329,7 +404,7 @@ function clearConversation() {
 
 async function fullFlow() {
   if (state.recorder) {
-    state.recorder.stop(); // a second click on Talk ends the recording
+    state.recorder.stop("manual"); // a second click on Talk ends the recording
     return;
   }
   await runFlow(async () => {
@@ -822,6 +897,7 @@ async function init() {
   try {
     const config = await (await api("/api/config")).json();
     state.pollMs = Math.max(500, config.poll_seconds * 1000);
+    if (config.turn) state.endOfSpeech = config.turn.end_of_speech_seconds;
     showReplySource(config.reply);
   } catch (err) {
     notify(err.message);
@@ -829,7 +905,7 @@ async function init() {
   $("full-flow").addEventListener("click", fullFlow);
   $("record").addEventListener("click", transcribeOnly);
   $("stop").addEventListener("click", () => {
-    if (state.recorder) state.recorder.stop();
+    if (state.recorder) state.recorder.stop("manual");
     else stopTurn();
   });
   $("tts-speak").addEventListener("click", speakText);
