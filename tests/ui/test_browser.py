@@ -406,6 +406,27 @@ def test_stopped_service_shows_down_and_a_clear_message(browser, cache_dir: Path
 
 
 @needs_chromium
+def test_an_unreachable_chat_model_is_named_on_the_page(browser, cache_dir: Path) -> None:
+    from playwright.sync_api import expect
+
+    port = free_port()  # nothing listens there
+    settings = ui_settings(cache_dir, chat_url=f"http://127.0.0.1:{port}/v1",
+                           chat_model="smollm2")
+    with running_server(create_ui_app(settings)) as ui_url:
+        page = _page(browser, ui_url)
+        page.get_by_test_id("full-flow").click()
+        notice = page.get_by_test_id("notice-text")
+        expect(notice).to_contain_text("chat model", timeout=120_000)
+        expect(notice).to_contain_text(f"127.0.0.1:{port}")
+        expect(notice).to_contain_text("not reachable")
+        expect(page.get_by_test_id("transcript")).not_to_be_empty()  # heard, then failed
+        expect(page.locator('#steps li[data-step="think"]')).to_have_attribute(
+            "data-status", "failed")
+        expect(page.get_by_test_id("full-flow")).to_be_enabled()
+        page.context.close()
+
+
+@needs_chromium
 def test_denied_microphone_gets_a_clear_message(playwright, cache_dir: Path) -> None:
     from playwright.sync_api import expect
 
