@@ -113,18 +113,26 @@ class RemoteSpeaker:
                                      f"answered {answer.status_code}: "
                                      f"{_error_message(answer)}", "bad_gateway")
                 rate = int(answer.headers.get("x-sample-rate", "22050"))
-                rest = b""
+                # Network reads split the audio anywhere; pass it on in pieces of at least
+                # a quarter second (whole samples), which the avatar can animate.
+                piece = int(rate * 0.25) * 2
+                buffered = b""
                 async for data in answer.aiter_bytes():
                     if cancel:
                         return
-                    data = rest + data
-                    usable = len(data) - len(data) % 2
-                    rest = data[usable:]
-                    if usable:
-                        pcm = np.frombuffer(data[:usable], "<i2").astype(np.float32) / 32768
-                        yield pcm, rate
+                    buffered += data
+                    if len(buffered) >= piece:
+                        usable = len(buffered) - len(buffered) % 2
+                        yield _pcm(buffered[:usable]), rate
+                        buffered = buffered[usable:]
+                if len(buffered) >= 2:
+                    yield _pcm(buffered[: len(buffered) - len(buffered) % 2]), rate
         except httpx.HTTPError as exc:
             raise _failure("speech", "text-to-speech", self.url, exc) from None
+
+
+def _pcm(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, "<i2").astype(np.float32) / 32768
 
 
 class RemoteAnimator:
@@ -159,6 +167,8 @@ class RemoteAnimator:
         return "remote"
 
     async def frames(self, look: Look, speech: Speech, cancel: Cancel) -> AsyncIterator[Frame]:
+        if speech.duration < 1 / self.fps:
+            return  # shorter than a frame: nothing to show
         samples = audio.resample(speech.samples, speech.sample_rate, _ANIMATE_RATE)
         wav = audio.encode(samples, _ANIMATE_RATE, "wav")
         form = {"fps": str(self.fps), "size": str(self.size), "expression": look.expression,

@@ -13,6 +13,12 @@ that every stage checks between pieces of work and cancels the tasks, so the ser
 synthesizing and rendering within one sentence or frame. With the seconds of reply audio
 the listener actually heard, the history keeps only what was said before the interruption.
 
+Driven live (the realtime service): feed microphone frames to ``endpointing`` (Silero) and
+start a turn with the utterance when it ends; on barge-in call ``interrupt`` with the
+seconds of reply audio actually played, and start the next turn. ``audio`` pieces and
+``frame`` events carry their place on the reply's audio clock, so a sender can pace them
+in real time and render the face as the audio goes out.
+
 Events (``type``): ``turn``, ``transcript``, ``heard_nothing``, ``reply`` (the text as it
 grows), ``sentence`` (one goes to speech), ``audio`` (MP3 stream pieces, base64, with their
 place on the audio clock), ``frame`` (a JPEG, base64, shown at ``time`` on that clock),

@@ -33,6 +33,7 @@ from secretary.errors import (
 
 _SESSION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_PORTRAIT = "default"
+STALE_SECONDS = 600.0
 
 
 class PortraitStore:
@@ -130,6 +131,10 @@ class ConversationService:
         client's 4xx; what fails later is an error event in the stream."""
         started = time.perf_counter()
         self.check_session(session)
+        # A turn whose response never started streaming (its client left first) holds no place.
+        for stale in [t for t in self.turns.values() if started - t.started > STALE_SECONDS]:
+            stale.interrupt(reason="never streamed")
+            self.turns.pop(stale.id, None)
         if len(self.turns) >= self.options.max_turns:
             raise ServiceBusyError(
                 f"the secretary is answering {len(self.turns)} turns already; try again "

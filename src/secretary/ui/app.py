@@ -78,7 +78,8 @@ def build_router(settings: Settings, forwarder: Forwarder, replies: ReplyEngine,
 
     @router.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "service": "ui", "reply": replies.describe()}
+        return {"status": "ok", "service": "ui", "reply": replies.describe(),
+                "conversation": conversation.describe()}
 
     @router.get("/api/config")
     async def config() -> dict[str, Any]:
