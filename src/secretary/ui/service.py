@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from secretary.config import Settings
+from secretary.conversation.service import ConversationService
 from secretary.errors import InvalidRequestError
 from secretary.ui.engine import Reply, ReplyEngine, Turn
 from secretary.ui.reply import reply_engine
@@ -25,23 +26,29 @@ class UiService:
     preload = False  # nothing to load
     queue = None  # nothing runs here: the work is upstream
 
-    def __init__(self, settings: Settings, replies: ReplyEngine | None = None) -> None:
+    def __init__(self, settings: Settings, replies: ReplyEngine | None,
+                 conversation: ConversationService) -> None:
         self.settings = settings
         self.forwarder = Forwarder(settings.ui)
         self.replies = replies or reply_engine(settings.ui)
+        self.conversation = conversation
         self.created = int(time.time())
+        # The conversation's engines load at start-up when it asks (its own setting).
+        self.preload = settings.conversation.preload
 
     def load(self) -> None:
-        pass
+        self.conversation.load()
 
     async def close(self) -> None:
         await self.forwarder.aclose()
+        await self.conversation.aclose()
 
     def model_ids(self) -> tuple[str, ...]:
         return ()
 
     def health(self) -> dict[str, Any]:
-        return {"status": "ok", "service": "ui", "reply": self.replies.describe()}
+        return {"status": "ok", "service": "ui", "reply": self.replies.describe(),
+                "conversation": self.conversation.describe()}
 
     async def status(self) -> dict[str, Any]:
         return {"services": await self.forwarder.health(), "reply": self.replies.describe()}
