@@ -347,9 +347,41 @@ class ConversationSettings(BaseSettings):
 
 
 class RealtimeSettings(ServiceSettings):
+    """The live conversation service (OpenAI Realtime API over WebSocket and WebRTC). Its
+    stages (where speech-to-text, the reply and speech run) follow SECRETARY_CONVERSATION_*."""
+
     model_config = _group("SECRETARY_REALTIME_")
 
     port: int = 8086
+    max_sessions: int = Field(
+        default=4, ge=1, description="Sessions at once; past this a new one is refused "
+        "(503 over HTTP, an error event and close over WebSocket).")
+    idle_timeout_s: float = Field(
+        default=300.0, gt=0, description="A session that sends nothing this long is closed.")
+    max_session_s: float = Field(default=1800.0, gt=0,
+                                 description="The longest a session may last.")
+    max_event_kb: int = Field(default=1024, ge=16,
+                              description="Largest client event (an audio append), in KiB.")
+    max_buffer_s: float = Field(
+        default=60.0, gt=0, description="Input audio held before a commit (manual turns).")
+    partials: bool = Field(default=True,
+                           description="Live partial transcripts while the user speaks.")
+    partial_interval_ms: int = Field(default=350, ge=100,
+                                     description="How often a partial is attempted.")
+    barge_in_min_ms: int = Field(
+        default=500, ge=0, description="Speech over the reply this long stops it; shorter "
+        "speech stops it only when its transcript is not a backchannel ('yeah', 'mhm').")
+    barge_in_grace_ms: int = Field(
+        default=600, ge=0, description="Speech starting this soon after the reply begins "
+        "is not a barge-in (the echo canceller settling).")
+    audio_lead_ms: int = Field(
+        default=300, ge=0, description="How far ahead of real time reply audio is sent over "
+        "WebSocket (the client's jitter buffer).")
+    face: bool = Field(default=True, description="Send the avatar as a WebRTC video track.")
+    video_fps: int = Field(default=25, ge=5, le=30, description="Frames per second of the face.")
+    video_size: int = Field(default=320, ge=64, le=768,
+                            description="Longest side of the face video, in pixels.")
+    preload: bool = Field(default=True, description="Load the engines at start-up.")
 
 
 class Settings(BaseSettings):

@@ -53,6 +53,8 @@ SERVICES: dict[str, ServiceSpec] = {
         ServiceSpec("avatar", "secretary.avatar.app", "talking avatar", lambda s: s.avatar.port),
         ServiceSpec("ui", "secretary.ui.app", "browser UI", lambda s: s.ui.port,
                     listeners="listeners"),
+        ServiceSpec("realtime", "secretary.realtime.app", "live conversation (OpenAI Realtime "
+                    "API over WebSocket and WebRTC)", lambda s: s.realtime.port),
     )
 }
 

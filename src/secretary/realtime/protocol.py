@@ -1,0 +1,248 @@
+"""The OpenAI Realtime protocol's vocabulary: event names (GA, and the beta names older
+clients use), the session configuration in both shapes, and ids.
+
+Plain data: the session logic (``session.py``) reads and writes dicts through these helpers,
+so the transport (WebSocket or a WebRTC data channel) only moves JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+# Server events whose names changed between the beta and GA protocols.
+BETA_NAMES = {
+    "response.output_audio.delta": "response.audio.delta",
+    "response.output_audio.done": "response.audio.done",
+    "response.output_audio_transcript.delta": "response.audio_transcript.delta",
+    "response.output_audio_transcript.done": "response.audio_transcript.done",
+    "response.output_text.delta": "response.text.delta",
+    "response.output_text.done": "response.text.done",
+    "conversation.item.added": "conversation.item.created",
+}
+# Client events accepted under an older name.
+CLIENT_ALIASES = {"transcription_session.update": "session.update"}
+
+INPUT_RATE = 24000  # the only PCM rate the protocol names
+OUTPUT_RATE = 24000
+BACKCHANNELS = frozenset({
+    "yeah", "yes", "yep", "yup", "ok", "okay", "mhm", "mm", "mmhmm", "hmm", "uh huh",
+    "uhhuh", "right", "sure", "aha", "ah", "oh", "i see", "got it", "alright", "cool",
+})
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+class ProtocolError(Exception):
+    """A client event that cannot be applied: answered with an ``error`` event, and the
+    session goes on."""
+
+    def __init__(self, message: str, *, code: str = "invalid_value", param: str | None = None,
+                 type: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.message, self.code, self.param, self.type = message, code, param, type
+
+
+def error_event(exc: ProtocolError, event_id: str | None = None) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": exc.type, "code": exc.code,
+                                       "message": exc.message, "param": exc.param,
+                                       "event_id": event_id}}
+
+
+def decode_pcm16(data: Any, max_bytes: int) -> bytes:
+    if not isinstance(data, str):
+        raise ProtocolError("audio must be a base64 string of 16-bit PCM", param="audio")
+    if len(data) > max_bytes * 4 // 3 + 4:
+        raise ProtocolError(f"one append may carry at most {max_bytes} bytes of audio",
+                            code="audio_too_large", param="audio")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError("audio is not valid base64", param="audio") from None
+    if len(raw) % 2:
+        raise ProtocolError("16-bit PCM has an even number of bytes", param="audio")
+    return raw
+
+
+@dataclass
+class TurnDetection:
+    threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 500
+    create_response: bool = True
+    interrupt_response: bool = True
+
+    def as_json(self) -> dict[str, Any]:
+        return {"type": "server_vad", "threshold": self.threshold,
+                "prefix_padding_ms": self.prefix_padding_ms,
+                "silence_duration_ms": self.silence_duration_ms,
+                "create_response": self.create_response,
+                "interrupt_response": self.interrupt_response, "idle_timeout_ms": None}
+
+
+@dataclass
+class SessionConfig:
+    """The session's state in protocol terms; ``as_json`` writes the GA shape (or the beta
+    one for beta clients)."""
+
+    id: str
+    model: str
+    kind: str = "realtime"  # or "transcription"
+    instructions: str = ""
+    voice: str | None = None
+    output_modalities: list[str] = field(default_factory=lambda: ["audio"])
+    transcription: dict[str, Any] | None = field(
+        default_factory=lambda: {"model": "whisper-1", "language": None, "prompt": None})
+    turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
+    max_output_tokens: int | str = "inf"
+
+    @property
+    def language(self) -> str | None:
+        return (self.transcription or {}).get("language") or None
+
+    def as_json(self, beta: bool = False) -> dict[str, Any]:
+        pcm = {"type": "audio/pcm", "rate": INPUT_RATE}
+        turn = self.turn_detection.as_json() if self.turn_detection else None
+        if beta:
+            return {"id": self.id, "object": "realtime.session", "model": self.model,
+                    "modalities": ["text", "audio"] if "audio" in self.output_modalities
+                    else ["text"], "instructions": self.instructions, "voice": self.voice,
+                    "input_audio_format": "pcm16", "output_audio_format": "pcm16",
+                    "input_audio_transcription": self.transcription,
+                    "turn_detection": turn, "max_response_output_tokens": self.max_output_tokens}
+        session: dict[str, Any] = {
+            "type": self.kind, "id": self.id, "object": "realtime.session",
+            "audio": {"input": {"format": pcm, "transcription": self.transcription,
+                                "turn_detection": turn, "noise_reduction": None}},
+        }
+        if self.kind == "realtime":
+            session.update({
+                "model": self.model, "instructions": self.instructions,
+                "output_modalities": self.output_modalities,
+                "max_output_tokens": self.max_output_tokens,
+            })
+            session["audio"]["output"] = {"format": pcm, "voice": self.voice, "speed": 1.0}
+        return session
+
+    def update(self, body: Any) -> None:
+        """Apply a ``session.update``'s ``session`` (GA or beta shape); raises
+        ``ProtocolError`` and changes nothing where a value is invalid."""
+        if not isinstance(body, dict):
+            raise ProtocolError("session must be an object", param="session")
+        changes: dict[str, Any] = {}
+        kind = body.get("type")
+        if kind is not None and kind not in ("realtime", "transcription"):
+            raise ProtocolError(f"unknown session type {kind!r}", param="session.type")
+        if kind is not None and kind != self.kind:
+            raise ProtocolError(f"this is a {self.kind} session; its type cannot change",
+                                param="session.type")
+        if "instructions" in body:
+            if not isinstance(body["instructions"], str) or len(body["instructions"]) > 16384:
+                raise ProtocolError("instructions must be a string of at most 16384 "
+                                    "characters", param="session.instructions")
+            changes["instructions"] = body["instructions"]
+        audio = body.get("audio") or {}
+        if not isinstance(audio, dict):
+            raise ProtocolError("audio must be an object", param="session.audio")
+        audio_in = audio.get("input") or {}
+        audio_out = audio.get("output") or {}
+        for name, fmt in (("session.audio.input.format", audio_in.get("format")),
+                          ("session.audio.output.format", audio_out.get("format")),
+                          ("session.input_audio_format", body.get("input_audio_format")),
+                          ("session.output_audio_format", body.get("output_audio_format"))):
+            _check_format(fmt, name)
+        voice = audio_out.get("voice", body.get("voice"))
+        if voice is not None:
+            if isinstance(voice, dict):
+                voice = voice.get("id")
+            if not isinstance(voice, str) or not voice or len(voice) > 128:
+                raise ProtocolError("voice must be a voice name",
+                                    param="session.audio.output.voice")
+            changes["voice"] = voice
+        modalities = body.get("output_modalities", body.get("modalities"))
+        if modalities is not None:
+            if (not isinstance(modalities, list)
+                    or not set(modalities) <= {"text", "audio"} or not modalities):
+                raise ProtocolError("output_modalities: ['audio'] or ['text']",
+                                    param="session.output_modalities")
+            changes["output_modalities"] = ["audio"] if "audio" in modalities else ["text"]
+        for source in (audio_in, body):
+            key = "transcription" if source is audio_in else "input_audio_transcription"
+            if key in source:
+                value = source[key]
+                if value is not None and not isinstance(value, dict):
+                    raise ProtocolError(f"{key} must be an object or null", param=key)
+                if value is not None:
+                    language = value.get("language")
+                    if language is not None and (not isinstance(language, str)
+                                                 or len(language) > 16):
+                        raise ProtocolError("transcription language must be an ISO code",
+                                            param=f"session.{key}.language")
+                    value = {"model": value.get("model") or "whisper-1",
+                             "language": language or None, "prompt": value.get("prompt")}
+                changes["transcription"] = value
+        for source in (audio_in, body):
+            if "turn_detection" in source:
+                changes["turn_detection"] = _turn_detection(source["turn_detection"],
+                                                            self.turn_detection)
+        tokens = body.get("max_output_tokens", body.get("max_response_output_tokens"))
+        if tokens is not None:
+            if tokens != "inf" and (not isinstance(tokens, int) or not 1 <= tokens <= 4096):
+                raise ProtocolError("max_output_tokens: 1 to 4096 or 'inf'",
+                                    param="session.max_output_tokens")
+            changes["max_output_tokens"] = tokens
+        for key, value in changes.items():
+            setattr(self, key, value)
+
+
+def _check_format(fmt: Any, param: str) -> None:
+    if fmt is None:
+        return
+    if fmt == "pcm16":
+        return
+    if isinstance(fmt, dict) and fmt.get("type") in ("audio/pcm", None):
+        rate = fmt.get("rate", INPUT_RATE)
+        if rate != INPUT_RATE:
+            raise ProtocolError(f"audio/pcm is taken at {INPUT_RATE} Hz, not {rate}",
+                                code="unsupported_audio_format", param=param)
+        return
+    name = fmt.get("type") if isinstance(fmt, dict) else fmt
+    raise ProtocolError(f"audio format {name!r} is not supported here; use audio/pcm at "
+                        f"{INPUT_RATE} Hz (pcm16)", code="unsupported_audio_format", param=param)
+
+
+def _turn_detection(value: Any, current: TurnDetection | None) -> TurnDetection | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ProtocolError("turn_detection must be an object or null",
+                            param="session.audio.input.turn_detection")
+    kind = value.get("type", "server_vad")
+    if kind == "semantic_vad":
+        kind = "server_vad"  # no semantic model here: the same VAD with its defaults
+    if kind != "server_vad":
+        raise ProtocolError(f"unknown turn_detection type {kind!r}",
+                            param="session.audio.input.turn_detection.type")
+    base = current or TurnDetection()
+    out = TurnDetection(base.threshold, base.prefix_padding_ms, base.silence_duration_ms,
+                        base.create_response, base.interrupt_response)
+    checks = {"threshold": (float, 0.0, 1.0), "prefix_padding_ms": (int, 0, 2000),
+              "silence_duration_ms": (int, 100, 10000)}
+    for key, (kind_, low, high) in checks.items():
+        if value.get(key) is None:
+            continue
+        number = value[key]
+        if isinstance(number, bool) or not isinstance(number, int | float) or not (
+                low <= number <= high):
+            raise ProtocolError(f"turn_detection.{key} must be between {low} and {high}",
+                                param=f"session.audio.input.turn_detection.{key}")
+        setattr(out, key, kind_(number))
+    for key in ("create_response", "interrupt_response"):
+        if value.get(key) is not None:
+            out.__setattr__(key, bool(value[key]))
+    return out

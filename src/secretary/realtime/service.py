@@ -1,0 +1,149 @@
+"""The realtime service in plain Python: the conversation stages (built as the UI's turns
+build them: in-process or over HTTP), the sessions in progress and their limits.
+
+Transports (``app.py``: WebSocket; ``webrtc.py``: WebRTC) open a session here, hand it the
+client's events, and close it; the limits (sessions at once, idle time, session length)
+are kept here for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from secretary.config import Settings
+from secretary.conversation.build import build_pipeline
+from secretary.conversation.metrics import TurnMetrics
+from secretary.conversation.runner import Pipeline
+from secretary.errors import ServiceBusyError
+from secretary.realtime import vad
+from secretary.realtime.partials import PartialTranscriber
+from secretary.realtime.session import Limits, Output, RealtimeSession, Send
+
+log = logging.getLogger(__name__)
+
+MODELS = ("secretary-realtime", "gpt-realtime", "gpt-4o-realtime-preview",
+          "gpt-4o-mini-realtime-preview", "gpt-realtime-mini")
+
+
+@dataclass
+class Lease:
+    """A session's place: released once, when its transport ends."""
+
+    session: RealtimeSession
+    started: float = field(default_factory=time.monotonic)
+    last_activity: float = field(default_factory=time.monotonic)
+
+    def touch(self) -> None:
+        self.last_activity = time.monotonic()
+
+
+class RealtimeService:
+    name = "realtime"
+    title = "Secretary realtime (OpenAI Realtime API)"
+    queue = None  # sessions are bounded by max_sessions, not a work queue
+
+    def __init__(self, settings: Settings, pipeline: Pipeline | None = None) -> None:
+        self.settings = settings
+        self.options = settings.realtime
+        self.preload = self.options.preload
+        self.metrics = TurnMetrics()
+        self._pipeline = pipeline
+        self.partials: PartialTranscriber | None = None
+        self.leases: dict[str, Lease] = {}
+        self.created = int(time.time())
+        self.loaded = False
+        self.face_engine: Any = None
+        self.portrait: bytes | None = None
+
+    @property
+    def pipeline(self) -> Pipeline:
+        if self._pipeline is None:
+            self._pipeline = build_pipeline(self.settings, self.metrics)
+        return self._pipeline
+
+    def limits(self) -> Limits:
+        o, c = self.options, self.settings.conversation
+        return Limits(max_event_bytes=o.max_event_kb * 1024, max_buffer_seconds=o.max_buffer_s,
+                      partials=o.partials, partial_interval=o.partial_interval_ms / 1000,
+                      barge_in_min=o.barge_in_min_ms / 1000,
+                      barge_in_grace=o.barge_in_grace_ms / 1000,
+                      sentence_pause=c.sentence_pause_ms / 1000,
+                      max_sentence_chars=self.settings.tts.max_sentence_chars,
+                      first_clause_chars=c.first_clause_chars)
+
+    def load(self) -> None:
+        """Blocking: the stages' engines and the VAD."""
+        if self.loaded:
+            return
+        self.pipeline.load()
+        vad.load()
+        self.partials = PartialTranscriber(self.pipeline.transcriber)
+        self.loaded = True
+
+    def close(self) -> Any:
+        async def shutdown() -> None:
+            for lease in list(self.leases.values()):
+                await lease.session.close()
+            if self.partials is not None:
+                self.partials.shutdown()
+            await self.pipeline.aclose()
+        return shutdown()
+
+    def model_ids(self) -> tuple[str, ...]:
+        return MODELS
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", "service": self.name, "sessions": len(self.leases),
+                "max_sessions": self.options.max_sessions,
+                "stages": self.pipeline.describe() if self._pipeline else None}
+
+    # ------------------------------------------------------------------ sessions
+    def check_capacity(self) -> None:
+        if len(self.leases) >= self.options.max_sessions:
+            raise ServiceBusyError(
+                f"all {self.options.max_sessions} realtime sessions are in use; try again "
+                "shortly", retry_after=5)
+
+    async def open(self, send: Send, *, model: str | None, intent: str | None,
+                   output: Output | None = None, beta: bool = False) -> Lease:
+        """A new session (``ServiceBusyError`` past the limit)."""
+        self.check_capacity()
+        if not self.loaded:
+            await asyncio.to_thread(self.load)
+        kind = "transcription" if intent == "transcription" else "realtime"
+        holder: list[Lease] = []
+        session = RealtimeSession(self.pipeline, send, model=model or MODELS[0], kind=kind,
+                                  limits=self.limits(), partials=self.partials,
+                                  output=output, beta=beta,
+                                  on_activity=lambda: holder[0].touch() if holder else None)
+        lease = Lease(session)
+        holder.append(lease)
+        self.check_capacity()  # the load above may have let another in
+        self.leases[session.id] = lease
+        await session.start()
+        return lease
+
+    async def release(self, lease: Lease) -> None:
+        if self.leases.pop(lease.session.id, None) is not None:
+            await lease.session.close()
+
+    def expired(self, lease: Lease) -> str | None:
+        """Why the session must end now, or None."""
+        now = time.monotonic()
+        if now - lease.started > self.options.max_session_s:
+            return f"the session reached its maximum length of {self.options.max_session_s:g} s"
+        if now - lease.last_activity > self.options.idle_timeout_s:
+            return f"the session was idle for {self.options.idle_timeout_s:g} s"
+        return None
+
+    async def watch(self, lease: Lease) -> str:
+        """Return when the session must end for a limit (its reason)."""
+        while True:
+            reason = self.expired(lease)
+            if reason is not None:
+                return reason
+            await asyncio.sleep(min(1.0, self.options.idle_timeout_s / 4))

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from secretary.catalog import ModelStore
+from secretary.config import Settings
+from secretary.realtime.app import create_app
+from secretary.realtime.service import RealtimeService
+from secretary.stt.whisper import WhisperEngine
+from tests.conftest import make_settings
+from tests.helpers import running_server
+
+
+def realtime_settings(cache_dir: Path, **realtime: object) -> Settings:
+    settings = make_settings(cache_dir)
+    settings.tts.piper_noise_w = 0.0  # the same text always gives the same speech
+    settings.conversation.avatar = False  # the WebSocket carries no face
+    for key, value in realtime.items():
+        setattr(settings.realtime, key, value)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def service(cache_dir: Path) -> RealtimeService:
+    service = RealtimeService(realtime_settings(cache_dir, max_sessions=2))
+    service.load()
+    return service
+
+
+@pytest.fixture(scope="module")
+def url(service: RealtimeService) -> Iterator[str]:
+    with running_server(create_app(service=service)) as base:
+        yield base
+
+
+@pytest.fixture(scope="session")
+def judge(cache_dir: Path) -> WhisperEngine:
+    """Whisper base in float32 to hear the reply back (deterministic across CPUs)."""
+    settings = make_settings(cache_dir)
+    settings.stt.compute_type = "float32"
+    engine = WhisperEngine(settings.stt, ModelStore(settings.models_dir))
+    engine.load()
+    return engine

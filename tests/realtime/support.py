@@ -1,0 +1,82 @@
+"""Helpers for the realtime tests: a real server, the ``openai`` package's realtime client,
+real clips fed as 24 kHz pcm16, and a judge that transcribes the reply back."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+from openai import AsyncOpenAI
+
+from secretary import audio
+from tests.helpers import SPEECH
+
+RATE = 24000
+
+
+def clip(name: str) -> np.ndarray:
+    """A clip from tests/data/speech at 24 kHz, float32."""
+    return audio.decode(SPEECH / name, RATE).samples
+
+
+def pcm16(samples: np.ndarray) -> str:
+    return base64.b64encode((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()).decode()
+
+
+def client(url: str) -> AsyncOpenAI:
+    return AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+
+
+@asynccontextmanager
+async def connect(url: str, **query: str) -> AsyncIterator[Any]:
+    # No reconnecting: a test wants to see the server close.
+    async with client(url).realtime.connect(model="secretary-realtime", extra_query=query,
+                                            max_retries=0) as connection:
+        yield connection
+
+
+async def feed(connection: Any, samples: np.ndarray, *, speed: float = 1.0,
+               chunk: float = 0.1) -> float:
+    """Append ``samples`` in ``chunk``-second pieces at ``speed`` times real time; returns
+    the wall clock when the last piece was sent."""
+    step = int(chunk * RATE)
+    began = time.perf_counter()
+    for index, start in enumerate(range(0, len(samples), step)):
+        due = began + index * chunk / speed
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await connection.input_audio_buffer.append(audio=pcm16(samples[start:start + step]))
+    return time.perf_counter()
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * RATE), np.float32)
+
+
+async def collect(connection: Any, until: str, *, wait: float = 90.0,
+                  events: list[Any] | None = None) -> list[Any]:
+    """Events (with the wall clock each arrived at as ``_at``) up to the first ``until``."""
+    events = [] if events is None else events
+    async with asyncio.timeout(wait):
+        async for event in connection:
+            object.__setattr__(event, "_at", time.perf_counter())
+            events.append(event)
+            if event.type == until:
+                return events
+    raise AssertionError(f"the connection closed before {until}: {[e.type for e in events]}")
+
+
+def of_type(events: list[Any], kind: str) -> list[Any]:
+    return [e for e in events if e.type == kind]
+
+
+def reply_audio(events: list[Any]) -> np.ndarray:
+    data = b"".join(base64.b64decode(e.delta) for e in of_type(events,
+                                                                 "response.output_audio.delta"))
+    return np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
