@@ -500,8 +500,8 @@ class RealtimeSession:
         if (utterance is None or response is None or not utterance.over_reply
                 or utterance.ignored or turn is None or not turn.interrupt_response):
             return
-        spoken = (self.clock * 1000 // RATE - utterance.start_ms) / 1000
-        if spoken >= self.limits.barge_in_min:
+        voiced = (self.detector.voiced_ms if self.detector else 0) / 1000
+        if voiced >= self.limits.barge_in_min:
             self._cancel_response("turn_detected")
 
     async def _speech_stopped(self, at_ms: int) -> None:

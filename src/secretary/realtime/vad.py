@@ -89,6 +89,14 @@ class TurnDetector:
         self._above = 0  # consecutive frames over the threshold
         self._below = 0  # consecutive frames under it (while speaking)
         self._last_speech_frame = 0
+        self._start_frame = 0
+
+    @property
+    def voiced_ms(self) -> int:
+        """Length of the current utterance up to its last voiced frame (0 outside one)."""
+        if not self.speaking:
+            return 0
+        return (self._last_speech_frame - self._start_frame) * FRAME * 1000 // RATE
 
     @property
     def now_ms(self) -> int:
@@ -107,6 +115,8 @@ class TurnDetector:
                 if self._above * frame_ms >= config.min_speech_ms:
                     self.speaking = True
                     self._below = 0
+                    self._start_frame = self.frames - self._above
+                    self._last_speech_frame = self.frames
                     began = (self.frames - self._above) * frame_ms
                     events.append(VadEvent("started", max(0, int(began))))
             else:

@@ -1,0 +1,102 @@
+"""Hostile and careless clients: each gets its error, and the service keeps serving."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import httpx
+import pytest
+import websockets
+
+from tests.realtime.support import collect as events_until
+from tests.realtime.support import connect, of_type
+
+
+def _ws(url: str) -> str:
+    return url.replace("http://", "ws://") + "/v1/realtime?model=secretary-realtime"
+
+
+async def _next(ws: websockets.ClientConnection, kind: str) -> dict:
+    while True:
+        event = json.loads(await ws.recv())
+        if event["type"] == kind:
+            return event
+
+
+async def test_bad_events_get_error_events_and_the_session_goes_on(url: str) -> None:
+    async with websockets.connect(_ws(url), max_size=None) as ws:
+        await _next(ws, "session.created")
+        cases = [
+            ("{not json", "invalid_json"),
+            (json.dumps([1, 2]), "invalid_event"),
+            (json.dumps({"type": "no.such.event"}), "invalid_event"),
+            (json.dumps({"type": "input_audio_buffer.append", "audio": "%%%"}),
+             "invalid_value"),
+            (json.dumps({"type": "input_audio_buffer.append",
+                         "audio": base64.b64encode(b"\x00\x01\x02").decode()}),
+             "invalid_value"),  # odd byte count: not 16-bit PCM
+            (json.dumps({"type": "input_audio_buffer.append",
+                         "audio": "A" * (2 * 1024 * 1024)}), "event_too_large"),
+            (json.dumps({"type": "session.update", "session": {
+                "type": "realtime",
+                "audio": {"input": {"format": {"type": "audio/pcmu"}}}}}),
+             "unsupported_audio_format"),
+            (json.dumps({"type": "session.update", "session": {
+                "type": "realtime",
+                "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}}}),
+             "unsupported_audio_format"),
+            (json.dumps({"type": "session.update", "session": {
+                "audio": {"input": {"turn_detection": {"type": "server_vad",
+                                                       "threshold": 7}}}}}),
+             "invalid_value"),
+            (json.dumps({"type": "input_audio_buffer.commit"}),
+             "input_audio_buffer_commit_empty"),
+            (json.dumps({"type": "conversation.item.create", "item": {"type": "message"}}),
+             "unsupported_item"),
+        ]
+        for message, code in cases:
+            await ws.send(message)
+            event = await _next(ws, "error")
+            assert event["error"]["code"] == code, (message[:80], event)
+        # Still serving: a valid update is applied.
+        await ws.send(json.dumps({"type": "session.update", "session": {
+            "type": "realtime", "instructions": "still here"}}))
+        assert (await _next(ws, "session.updated"))["session"]["instructions"] == "still here"
+
+
+async def test_too_many_sessions_get_an_error_and_a_503(url: str) -> None:
+    # The test server allows two sessions.
+    async with connect(url) as first, connect(url) as second:
+        await events_until(first, "session.created")
+        await events_until(second, "session.created")
+        async with websockets.connect(_ws(url)) as third:
+            event = json.loads(await third.recv())
+            assert event["type"] == "error"
+            assert event["error"]["code"] == "session_limit_reached"
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await third.recv()
+            assert closed.value.rcvd.code == 1013
+        answer = httpx.post(f"{url}/v1/realtime", content=b"v=0\r\n",
+                            headers={"Content-Type": "application/sdp"}, timeout=30)
+        assert answer.status_code == 503 and answer.headers["retry-after"]
+        assert answer.json()["error"]["type"]
+    # The places are free again.
+    async with connect(url) as again:
+        assert of_type(await events_until(again, "session.created"), "session.created")
+
+
+async def test_transcription_session_gives_transcripts_and_no_responses(url: str) -> None:
+    from tests.realtime.support import clip, feed, silence
+
+    async with connect(url, intent="transcription") as connection:
+        created = await events_until(connection, "session.created")
+        assert created[-1].session.type == "transcription"
+        await feed(connection, clip("en_cmu_arctic_aew_a0003.wav"), speed=4.0)
+        await feed(connection, silence(1.0), speed=4.0)
+        events = await events_until(
+            connection, "conversation.item.input_audio_transcription.completed")
+        assert "shook hands" in events[-1].transcript
+        await connection.response.create()
+        events = await events_until(connection, "error")
+        assert not of_type(events, "response.created")
