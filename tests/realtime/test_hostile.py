@@ -77,8 +77,9 @@ async def test_too_many_sessions_get_an_error_and_a_503(url: str) -> None:
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await third.recv()
             assert closed.value.rcvd.code == 1013
-        answer = httpx.post(f"{url}/v1/realtime", content=b"v=0\r\n",
-                            headers={"Content-Type": "application/sdp"}, timeout=30)
+        async with httpx.AsyncClient(timeout=30) as client:
+            answer = await client.post(f"{url}/v1/realtime", content=b"v=0\r\nm=audio\r\n",
+                                       headers={"Content-Type": "application/sdp"})
         assert answer.status_code == 503 and answer.headers["retry-after"]
         assert answer.json()["error"]["type"]
     # The places are free again.

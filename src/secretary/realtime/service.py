@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from secretary.config import Settings
@@ -20,11 +22,14 @@ from secretary.conversation.metrics import TurnMetrics
 from secretary.conversation.runner import Pipeline
 from secretary.errors import ServiceBusyError
 from secretary.realtime import vad
+from secretary.realtime.face import FaceRenderer
 from secretary.realtime.partials import PartialTranscriber
 from secretary.realtime.session import Limits, Output, RealtimeSession, Send
 
 log = logging.getLogger(__name__)
 
+# The packaged portrait (the page's default face).
+PORTRAIT = Path(__file__).parents[1] / "ui" / "static" / "portrait.png"
 MODELS = ("secretary-realtime", "gpt-realtime", "gpt-4o-realtime-preview",
           "gpt-4o-mini-realtime-preview", "gpt-realtime-mini")
 
@@ -56,8 +61,9 @@ class RealtimeService:
         self.leases: dict[str, Lease] = {}
         self.created = int(time.time())
         self.loaded = False
-        self.face_engine: Any = None
-        self.portrait: bytes | None = None
+        self.renderer: FaceRenderer | None = None
+        # Face frames render here, one at a time, off the event loop.
+        self.face_executor = ThreadPoolExecutor(1, thread_name_prefix="realtime-face")
 
     @property
     def pipeline(self) -> Pipeline:
@@ -82,7 +88,24 @@ class RealtimeService:
         self.pipeline.load()
         vad.load()
         self.partials = PartialTranscriber(self.pipeline.transcriber)
+        if self.options.face:
+            self.renderer = self._face()
         self.loaded = True
+
+    def _face(self) -> FaceRenderer:
+        """The avatar engine in this process (the pipeline's, if it runs one here)."""
+        engine = getattr(self.pipeline.animator, "engine", None)
+        if engine is None:
+            from secretary.avatar.meshwarp import MeshWarpEngine
+            from secretary.avatar.models import FaceLandmarkerModel
+
+            engine = MeshWarpEngine(self.settings.avatar,
+                                    FaceLandmarkerModel(self.settings.models_dir))
+            engine.load()
+        return FaceRenderer(engine, PORTRAIT.read_bytes(), self.options.video_size)
+
+    def face_renderer(self) -> FaceRenderer | None:
+        return self.renderer
 
     def close(self) -> Any:
         async def shutdown() -> None:
@@ -90,6 +113,7 @@ class RealtimeService:
                 await lease.session.close()
             if self.partials is not None:
                 self.partials.shutdown()
+            self.face_executor.shutdown(wait=False, cancel_futures=True)
             await self.pipeline.aclose()
         return shutdown()
 

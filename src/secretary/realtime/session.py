@@ -189,6 +189,7 @@ class RealtimeSession:
         self.partials = partials if self.limits.partials else None
         self.on_activity = on_activity
         self.resampler = Resampler(INPUT_RATE, RATE)
+        self.track_resampler: Resampler | None = None
         self.detector: TurnDetector | None = None
         self._reset_detector()
         self.buffer: list[np.ndarray] = []  # 16 kHz input since the last commit
@@ -293,7 +294,20 @@ class RealtimeSession:
     async def _append(self, event: dict[str, Any]) -> None:
         raw = decode_pcm16(event.get("audio"), self.limits.max_event_bytes)
         samples = np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
-        samples = self.resampler.push(samples)
+        await self._input(self.resampler.push(samples))
+
+    async def push_audio(self, samples: np.ndarray, rate: int) -> None:
+        """Microphone audio from a media track (WebRTC), mono float32 at ``rate``."""
+        if self.track_resampler is None or self.track_resampler.from_rate != rate:
+            self.track_resampler = Resampler(rate, RATE)
+        if self.on_activity is not None:
+            self.on_activity()
+        try:
+            await self._input(self.track_resampler.push(samples))
+        except ProtocolError as exc:
+            await self.emit(error_event(exc))
+
+    async def _input(self, samples: np.ndarray) -> None:
         if not len(samples):
             return
         buffered = sum(len(b) for b in self.buffer) + len(samples)

@@ -1,0 +1,194 @@
+"""The Realtime API over WebRTC with a real aiortc peer: the microphone track carries a
+real clip; the reply comes back as an audio track and the face as a video track; events
+flow on the data channel ``oai-events``."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame
+
+from secretary.avatar.landmarks import Landmarker
+from secretary.catalog import ModelStore
+from secretary.realtime.app import create_app
+from secretary.realtime.service import RealtimeService
+from tests.helpers import running_server
+from tests.realtime.conftest import realtime_settings
+from tests.realtime.support import clip, silence
+
+RATE = 24000
+
+
+class ClipTrack(MediaStreamTrack):
+    """A microphone that says a clip after ``delay`` seconds, then stays silent."""
+
+    kind = "audio"
+
+    def __init__(self, samples: np.ndarray, delay: float = 1.0) -> None:
+        super().__init__()
+        self.samples = np.concatenate([silence(delay), samples, silence(30)])
+        self.index = 0
+        self.start = 0.0
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        step = RATE // 50
+        if self.index == 0:
+            self.start = time.perf_counter()
+        due = self.start + self.index * 0.02
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        piece = self.samples[self.index * step:(self.index + 1) * step]
+        if len(piece) < step:
+            piece = np.zeros(step, np.float32)
+        frame = AudioFrame.from_ndarray((piece * 32767).astype(np.int16).reshape(1, -1),
+                                        format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.pts = self.index * step
+        frame.time_base = fractions.Fraction(1, RATE)
+        self.index += 1
+        return frame
+
+
+@pytest.fixture(scope="module")
+def rtc_url(cache_dir: Path) -> Iterator[str]:
+    service = RealtimeService(realtime_settings(cache_dir, max_sessions=2))
+    service.load()
+    with running_server(create_app(service=service)) as base:
+        yield base
+
+
+async def _call(url: str, path: str = "/v1/realtime", *, seconds: float = 60.0
+                ) -> dict[str, Any]:
+    pc = RTCPeerConnection()
+    events: list[dict[str, Any]] = []
+    audio: list[tuple[float, np.ndarray]] = []
+    video: list[tuple[float, np.ndarray]] = []
+    done = asyncio.Event()
+    channel = pc.createDataChannel("oai-events")
+
+    @channel.on("message")
+    def on_message(message: str) -> None:
+        event = json.loads(message)
+        event["_at"] = time.perf_counter()
+        events.append(event)
+        if event["type"] == "response.done":
+            done.set()
+
+    async def read(track: Any) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            now = time.perf_counter()
+            if track.kind == "audio":
+                data = frame.to_ndarray().astype(np.float32) / 32768.0
+                channels = len(frame.layout.channels)
+                audio.append((now, data.reshape(-1, channels).mean(axis=1)))
+            else:
+                video.append((now, frame.to_ndarray(format="bgr24")))
+
+    readers: list[asyncio.Task[None]] = []
+
+    @pc.on("track")
+    def on_track(track: Any) -> None:
+        readers.append(asyncio.create_task(read(track)))
+
+    pc.addTrack(ClipTrack(clip("en_cheetah_platforms.wav")))
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    async with httpx.AsyncClient(timeout=60) as client:
+        answer = await client.post(f"{url}{path}?model=secretary-realtime",
+                                   content=pc.localDescription.sdp,
+                                   headers={"Content-Type": "application/sdp"})
+    assert answer.status_code == 201, answer.text
+    assert answer.headers["content-type"].startswith("application/sdp")
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.text, type="answer"))
+    try:
+        try:
+            await asyncio.wait_for(done.wait(), seconds)
+        except TimeoutError:
+            raise AssertionError(f"no response.done: {[e['type'] for e in events]}, "
+                                 f"{len(audio)} audio and {len(video)} video frames") from None
+        await asyncio.sleep(0.5)
+    finally:
+        await pc.close()
+        for reader in readers:
+            reader.cancel()
+    return {"events": events, "audio": audio, "video": video}
+
+
+async def test_webrtc_call_speaks_and_shows_a_talking_face(rtc_url: str,
+                                                          cache_dir: Path) -> None:
+    call = await _call(rtc_url)
+    kinds = [e["type"] for e in call["events"]]
+    for kind in ("session.created", "input_audio_buffer.speech_started",
+                 "input_audio_buffer.speech_stopped",
+                 "conversation.item.input_audio_transcription.completed",
+                 "response.created", "response.output_audio_transcript.delta",
+                 "response.done"):
+        assert kind in kinds, kinds
+    heard = next(e for e in call["events"]
+                 if e["type"] == "conversation.item.input_audio_transcription.completed")
+    assert "platforms" in heard["transcript"].lower()
+    assert call["events"][-1]["response"]["status"] == "completed"
+    # No audio deltas on the data channel: the audio is the track.
+    assert "response.output_audio.delta" not in kinds
+
+    # The reply's sound on the audio track.
+    times = np.array([t for t, _ in call["audio"]])
+    level = np.array([float(np.sqrt(np.mean(np.square(s)))) for _, s in call["audio"]])
+    loud = level > 0.02
+    assert loud.sum() * 0.02 > 1.0, "less than a second of reply audio arrived"
+
+    # The face on the video track: the Face Landmarker sees the jaw open while the reply
+    # speaks and closed before it.
+    assert len(call["video"]) > 50
+    landmarker = Landmarker(ModelStore(cache_dir / "models").face_landmarker_path())
+    landmarker.load()
+    try:
+        frames = call["video"][::2]
+        jaw = []
+        for _, image in frames:
+            found = landmarker.detect(image)
+            assert found is not None, "no face in a video frame"
+            jaw.append(found.blendshapes["jawOpen"])
+    finally:
+        landmarker.close()
+    jaw_t = np.array([t for t, _ in frames])
+    jaw = np.array(jaw)
+    first_sound = times[loud][0]
+    talking = (jaw_t >= first_sound) & (jaw_t <= times[loud][-1])
+    before = jaw_t < first_sound - 0.2
+    assert talking.sum() >= 10 and before.sum() >= 5
+    assert jaw[talking].max() > jaw[before].max() + 0.1
+    assert jaw[talking].mean() > jaw[before].mean() + 0.03
+
+    # Audio and video together: the lag that best lines the jaw up with the loudness.
+    sound = np.interp(jaw_t, times, level)
+    lags = np.arange(-0.2, 0.2001, 0.01)
+    scores = [np.corrcoef(np.interp(jaw_t + lag, times, level), jaw)[0, 1] for lag in lags]
+    best = float(lags[int(np.argmax(scores))])
+    assert np.corrcoef(sound, jaw)[0, 1] > 0.3
+    assert abs(best) <= 0.04, f"audio and video {best * 1000:.0f} ms apart"
+
+
+async def test_bad_sdp_is_a_400(rtc_url: str) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        for body in (b"", b"hello", b"v=0\r\nm=nonsense\r\n"):
+            answer = await client.post(f"{rtc_url}/v1/realtime/calls", content=body,
+                                       headers={"Content-Type": "application/sdp"})
+            assert answer.status_code == 400, (body, answer.text)
+            assert answer.json()["error"]["message"]
