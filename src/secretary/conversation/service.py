@@ -18,6 +18,7 @@ from contextlib import aclosing
 from typing import Any
 
 from secretary import audio
+from secretary.avatar.engine import EXPRESSIONS, MAX_INTENSITY
 from secretary.config import Settings
 from secretary.conversation.build import build_pipeline
 from secretary.conversation.metrics import TurnMetrics
@@ -141,8 +142,6 @@ class ConversationService:
                 "shortly", retry_after=1)
         look = None
         if portrait and self.pipeline.animator is not None:
-            from secretary.avatar.engine import EXPRESSIONS, MAX_INTENSITY
-
             if expression not in EXPRESSIONS:
                 raise InvalidRequestError(
                     f"unknown expression {expression!r}; use one of {', '.join(EXPRESSIONS)}",
