@@ -8,7 +8,6 @@ from secretary.conversation.fastfinal import FastFinalPolicy
 from secretary.conversation.metrics import TurnMetrics
 from secretary.conversation.runner import Pipeline, PipelineOptions
 from secretary.conversation.stages import Animator, Brain, Speaker, Transcriber
-from secretary.models import ModelStore
 
 
 def build_brain(settings: Settings) -> Brain:
@@ -26,18 +25,18 @@ def build_brain(settings: Settings) -> Brain:
 def build_pipeline(settings: Settings, metrics: TurnMetrics) -> Pipeline:
     """Engines are imported only for the stages that run here."""
     conversation, ui = settings.conversation, settings.ui
-    store = ModelStore(settings.models_dir)
     timeout = ui.upstream_timeout
 
     transcriber: Transcriber
     if conversation.stage("stt") == "local":
         from secretary.conversation.local import LocalTranscriber
+        from secretary.stt.models import WhisperModels
         from secretary.stt.whisper import WhisperEngine
 
         policy = FastFinalPolicy(enabled=conversation.fast_final,
                                  min_window=conversation.fast_final_min_window)
-        transcriber = LocalTranscriber(WhisperEngine(settings.stt, store), policy,
-                                       conversation.beam_size)
+        whisper = WhisperEngine(settings.stt, WhisperModels(settings.models_dir))
+        transcriber = LocalTranscriber(whisper, policy, conversation.beam_size)
     else:
         from secretary.conversation.remote import RemoteTranscriber
 
@@ -59,9 +58,11 @@ def build_pipeline(settings: Settings, metrics: TurnMetrics) -> Pipeline:
                           conversation.avatar_jpeg_quality)
     if conversation.avatar and conversation.stage("avatar") == "local":
         from secretary.avatar.meshwarp import MeshWarpEngine
+        from secretary.avatar.models import FaceLandmarkerModel
         from secretary.conversation.local import LocalAnimator
 
-        animator = LocalAnimator(MeshWarpEngine(settings.avatar, store), fps, size, quality)
+        engine = MeshWarpEngine(settings.avatar, FaceLandmarkerModel(settings.models_dir))
+        animator = LocalAnimator(engine, fps, size, quality)
     elif conversation.avatar:
         from secretary.conversation.remote import RemoteAnimator
 

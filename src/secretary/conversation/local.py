@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from secretary.avatar.engine import AvatarEngine, Pose
-from secretary.avatar.talking import talking_poses
+from secretary.avatar.poses import talking_poses
 from secretary.conversation.blocking import Lane, check
 from secretary.conversation.fastfinal import FastFinalPolicy, final_transcript
 from secretary.conversation.stages import Cancel, Frame, Heard, Look, Speech, StageError

@@ -93,10 +93,6 @@ class ConversationService:
                 self.pipeline.load()
                 self.loaded = True
 
-    def startup(self) -> None:
-        if self.options.preload:
-            self.load()
-
     async def aclose(self) -> None:
         for turn in list(self.turns.values()):
             turn.interrupt(reason="the server is shutting down")

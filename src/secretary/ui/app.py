@@ -27,20 +27,18 @@ from secretary.conversation import endpointing
 from secretary.conversation.metrics import TurnMetrics
 from secretary.conversation.service import DEFAULT_PORTRAIT as DEFAULT_PORTRAIT_KEY
 from secretary.conversation.service import ConversationService
-from secretary.errors import InvalidRequestError, NotFoundError
-from secretary.service import create_service_app
-from secretary.services import Listener
+from secretary.errors import NotFoundError
 from secretary.ui import tls
-from secretary.ui.reply import ReplyEngine, Turn, reply_engine
-from secretary.ui.upstream import Forwarder
-from secretary.uploads import read_upload
+from secretary.ui.engine import ReplyEngine, Turn
+from secretary.ui.service import MAX_REPLY_INPUT_CHARS, UiService
+from secretary.web.app import create_service_app
+from secretary.web.listeners import Listener
+from secretary.web.uploads import read_upload
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_PORTRAIT = "portrait.png"
-MAX_REPLY_INPUT_CHARS = 4000
-MAX_HISTORY_TURNS = 20
 
 # The page loads nothing from elsewhere and sends nothing elsewhere.
 _CSP = (
@@ -65,9 +63,10 @@ class InterruptRequest(BaseModel):
         default=None, ge=0, description="Seconds of the reply audio the listener heard.")
 
 
-def build_router(settings: Settings, forwarder: Forwarder, replies: ReplyEngine,
-                 conversation: ConversationService) -> APIRouter:
+def build_router(ui: UiService) -> APIRouter:
     router = APIRouter()
+    settings, forwarder, replies = ui.settings, ui.forwarder, ui.replies
+    conversation = ui.conversation
 
     @router.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -75,11 +74,6 @@ def build_router(settings: Settings, forwarder: Forwarder, replies: ReplyEngine,
             STATIC / "index.html",
             headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-cache"},
         )
-
-    @router.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "service": "ui", "reply": replies.describe(),
-                "conversation": conversation.describe()}
 
     @router.get("/api/config")
     async def config() -> dict[str, Any]:
@@ -95,19 +89,12 @@ def build_router(settings: Settings, forwarder: Forwarder, replies: ReplyEngine,
 
     @router.get("/api/status")
     async def status() -> dict[str, Any]:
-        return {"services": await forwarder.health(), "reply": replies.describe()}
+        return await ui.status()
 
     @router.post("/api/reply")
     async def reply(request: Annotated[ReplyRequest, Body()]) -> dict[str, Any]:
-        text = request.text.strip()
-        if not text:
-            raise InvalidRequestError("text: there is nothing to reply to", param="text")
-        if len(text) > MAX_REPLY_INPUT_CHARS:
-            raise InvalidRequestError(
-                f"text: longer than {MAX_REPLY_INPUT_CHARS} characters", param="text"
-            )
-        history = [Turn(t.role, t.content) for t in request.history[-MAX_HISTORY_TURNS:]]
-        answer = await replies.reply(text, request.language, history)
+        history = [Turn(t.role, t.content) for t in request.history]
+        answer = await ui.reply(request.text, request.language, history)
         return {"text": answer.text, "source": answer.source, "model": answer.model}
 
     @router.post("/api/portrait")
@@ -163,26 +150,11 @@ def build_router(settings: Settings, forwarder: Forwarder, replies: ReplyEngine,
 def create_app(settings: Settings | None = None, replies: ReplyEngine | None = None,
                conversation: ConversationService | None = None) -> FastAPI:
     settings = settings or Settings()
-    forwarder = Forwarder(settings.ui)
-    metrics = TurnMetrics()
-    if conversation is None:
-        conversation = ConversationService(settings, metrics,
-                                           (STATIC / DEFAULT_PORTRAIT).read_bytes())
-    service = conversation
-
-    async def shutdown() -> None:
-        await forwarder.aclose()
-        await service.aclose()
-
-    app = create_service_app(
-        "ui", title="Secretary browser UI", max_upload_bytes=settings.max_upload_bytes,
-        on_startup=service.startup, on_shutdown=shutdown,
-    )
+    conversation = conversation or ConversationService(
+        settings, TurnMetrics(), (STATIC / DEFAULT_PORTRAIT).read_bytes())
+    app = create_service_app(UiService(settings, conversation, replies), build_router)
     # The turn metrics are served with the app's own on /metrics.
-    app.state.metrics.registry.register(_Collected(service.metrics))
-    app.state.conversation = service
-    app.include_router(build_router(settings, forwarder, replies or reply_engine(settings.ui),
-                                    service))
+    app.state.metrics.registry.register(_Collected(conversation.metrics))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
