@@ -46,7 +46,9 @@ class UiService:
         return ()
 
     def health(self) -> dict[str, Any]:
-        return {"status": "ok", "service": "ui", "reply": self.replies.describe(),
+        loading = self.preload and not self.conversation.loaded
+        return {"status": "loading" if loading else "ok", "service": "ui",
+                "reply": self.replies.describe(),
                 "conversation": self.conversation.describe()}
 
     async def status(self) -> dict[str, Any]:
