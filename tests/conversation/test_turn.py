@@ -165,7 +165,8 @@ def test_bad_form_fields_get_a_clear_4xx(url: str) -> None:
     wav, _ = recording(TWO_SENTENCE_CLIPS[0])
     for data, param in (({"session": "no spaces allowed"}, "session"),
                         ({"portrait": "f00d"}, "portrait"),
-                        ({"expression": "smug"}, "expression")):
+                        ({"expression": "smug"}, "expression"),
+                        ({"language": "klingon"}, "language")):
         answer = httpx.post(f"{url}/api/turn", files={"audio": ("speech.wav", wav)},
                             data={"session": "test", **data}, timeout=30)
         assert 400 <= answer.status_code < 500, answer.text

@@ -161,6 +161,11 @@ class ConversationService:
         if not self.loaded:
             await asyncio.to_thread(self.load)
         language = (language or "").strip().lower() or None
+        known = getattr(self.pipeline.transcriber, "languages", None)
+        if language and known is not None and language not in known():
+            raise InvalidRequestError(
+                f"unknown language code {language!r}; use an ISO 639-1 code such as 'en' or "
+                "'de', or leave it out to detect the language", param="language")
         request = TurnInput(decoded.samples, session=session, language=language,
                             voice=voice or None, look=look,
                             decode_seconds=time.perf_counter() - started)
