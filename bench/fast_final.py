@@ -35,8 +35,8 @@ from secretary.conversation.fastfinal import (  # noqa: E402
     FastFinalPolicy,
     final_transcript,
 )
-from secretary.models import ModelStore  # noqa: E402
 from secretary.stt.engine import TranscriptionOptions, collect  # noqa: E402
+from secretary.stt.models import WhisperModels  # noqa: E402
 from secretary.stt.whisper import WhisperEngine  # noqa: E402
 
 
@@ -49,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings()
-    engine = WhisperEngine(settings.stt, ModelStore(settings.models_dir))
+    engine = WhisperEngine(settings.stt, WhisperModels(settings.models_dir))
     engine.load()
     policy = replace(FastFinalPolicy(), min_window=args.min_window, margin=args.margin)
     options = TranscriptionOptions(temperature=0.0, beam_size=args.beam_size)

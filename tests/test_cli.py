@@ -121,8 +121,9 @@ def test_serve_starts_every_service(cache_dir: Path) -> None:
             port = ports["ui_http" if name == "ui" else name]
             health = wait_for_health(f"http://127.0.0.1:{port}", timeout=180)
             assert health.get("service") == name, health
-        https = httpx.get(f"https://127.0.0.1:{ports['ui']}/health", verify=False, timeout=10)
-        assert https.json()["service"] == "ui"
+        # The HTTPS listener opens once the UI has loaded its in-process turn engines.
+        https = wait_for_health(f"https://127.0.0.1:{ports['ui']}", timeout=180, verify=False)
+        assert https["service"] == "ui"
     finally:
         _stop(process)
 

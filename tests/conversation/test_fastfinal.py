@@ -12,8 +12,8 @@ from secretary import audio
 from secretary.config import Settings
 from secretary.conversation.brain import SentenceSplitter
 from secretary.conversation.fastfinal import FULL_WINDOW, FastFinalPolicy, final_transcript
-from secretary.models import ModelStore
 from secretary.stt.engine import TranscriptionOptions, collect
+from secretary.stt.models import WhisperModels
 from secretary.stt.whisper import WhisperEngine
 from tests.helpers import SPEECH, reference_text, wer
 
@@ -23,7 +23,7 @@ OPTIONS = TranscriptionOptions(temperature=0.0)
 @pytest.fixture(scope="module")
 def engine(cache_dir: Path) -> WhisperEngine:
     settings = Settings(_env_file=None, cache_dir=cache_dir)
-    engine = WhisperEngine(settings.stt, ModelStore(settings.models_dir))
+    engine = WhisperEngine(settings.stt, WhisperModels(settings.models_dir))
     engine.load()
     return engine
 

@@ -5,6 +5,7 @@ model)."""
 from __future__ import annotations
 
 import base64
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,7 +165,8 @@ def test_bad_form_fields_get_a_clear_4xx(url: str) -> None:
     wav, _ = recording(TWO_SENTENCE_CLIPS[0])
     for data, param in (({"session": "no spaces allowed"}, "session"),
                         ({"portrait": "f00d"}, "portrait"),
-                        ({"expression": "smug"}, "expression")):
+                        ({"expression": "smug"}, "expression"),
+                        ({"language": "klingon"}, "language")):
         answer = httpx.post(f"{url}/api/turn", files={"audio": ("speech.wav", wav)},
                             data={"session": "test", **data}, timeout=30)
         assert 400 <= answer.status_code < 500, answer.text
@@ -218,6 +220,34 @@ def test_closing_the_stream_mid_reply_stops_synthesis_and_rendering(url: str) ->
     # About 9 s of reply at 20 fps would be some 180 frames; at most the first sentence's
     # (under 3 s) were rendered.
     assert metric(url, "secretary_turn_frames_total") - frames_before < 60
+
+
+def test_an_interrupt_keeps_what_was_heard_in_the_history(
+        url: str, service: ConversationService) -> None:
+    """Barge-in: the listener heard half a second of the reply, then spoke. The turn ends
+    as cancelled, and the history holds only the sentence that had begun playing."""
+    wav, _ = recording("en_jfk_ask_not.flac", *TWO_SENTENCE_CLIPS)
+    events: list[dict] = []
+    with httpx.stream("POST", f"{url}/api/turn", files={"audio": ("s.wav", wav)},
+                      data={"session": "barge-in"}, timeout=120) as answer:
+        turn_id = answer.headers["x-turn-id"]
+        for line in answer.iter_lines():
+            if not line:
+                continue
+            events.append(json.loads(line))
+            if events[-1]["type"] == "audio" and len(of_type(events, "audio")) == 1:
+                stopped = httpx.post(f"{url}/api/turn/{turn_id}/interrupt",
+                                     json={"played": 0.5}, timeout=30)
+                assert stopped.status_code == 200, stopped.text
+    done = events[-1]
+    assert done["type"] == "done" and done["outcome"] == "cancelled"
+    first = of_type(events, "sentence")[0]["text"]
+    assert done["spoken"] == first
+    transcript = of_type(events, "transcript")[0]["text"]
+    history = service.pipeline.brain.history.get("barge-in")  # type: ignore[attr-defined]
+    assert history == [(transcript, first)]
+    missing = httpx.post(f"{url}/api/turn/{turn_id}/interrupt", json={}, timeout=30)
+    assert missing.status_code == 404  # over: nothing left to stop
 
 
 def test_unreachable_chat_model_is_an_error_event_that_names_it(cache_dir: Path,

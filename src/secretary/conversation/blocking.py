@@ -38,7 +38,10 @@ class Lane:
         iterator = await self.call(make)
         try:
             while not cancel:
-                item = await self.call(next, iterator, _END)
+                try:
+                    item = await self.call(next, iterator, _END)
+                except TurnCancelled:
+                    return  # the work noticed the cancellation between two pieces
                 if item is _END:
                     return
                 yield item

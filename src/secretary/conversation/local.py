@@ -38,6 +38,9 @@ class LocalTranscriber:
     def load(self) -> None:
         self.engine.load()
 
+    def languages(self) -> frozenset[str]:
+        return self.engine.languages()
+
     async def transcribe(self, samples: np.ndarray, language: str | None,
                          cancel: Cancel) -> Heard:
         # Temperature 0 without the fallback schedule: the text is deterministic, and the

@@ -52,6 +52,7 @@ from secretary.conversation.stages import (
     Speech,
     StageError,
     Transcriber,
+    TurnCancelled,
 )
 from secretary.tts.text import has_speech
 
@@ -206,6 +207,8 @@ class Turn:
         except asyncio.CancelledError:
             self.outcome = "cancelled"
             raise
+        except TurnCancelled:
+            self.outcome = "cancelled"
         except StageError as exc:
             self.outcome = "error"
             emit({"type": "error", "stage": exc.stage, "code": exc.code, "message": exc.message})

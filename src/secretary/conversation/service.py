@@ -18,6 +18,7 @@ from contextlib import aclosing
 from typing import Any
 
 from secretary import audio
+from secretary.avatar.engine import EXPRESSIONS, MAX_INTENSITY
 from secretary.config import Settings
 from secretary.conversation.build import build_pipeline
 from secretary.conversation.metrics import TurnMetrics
@@ -92,10 +93,6 @@ class ConversationService:
                 self.pipeline.load()
                 self.loaded = True
 
-    def startup(self) -> None:
-        if self.options.preload:
-            self.load()
-
     async def aclose(self) -> None:
         for turn in list(self.turns.values()):
             turn.interrupt(reason="the server is shutting down")
@@ -141,8 +138,6 @@ class ConversationService:
                 "shortly", retry_after=1)
         look = None
         if portrait and self.pipeline.animator is not None:
-            from secretary.avatar.engine import EXPRESSIONS, MAX_INTENSITY
-
             if expression not in EXPRESSIONS:
                 raise InvalidRequestError(
                     f"unknown expression {expression!r}; use one of {', '.join(EXPRESSIONS)}",
@@ -166,6 +161,11 @@ class ConversationService:
         if not self.loaded:
             await asyncio.to_thread(self.load)
         language = (language or "").strip().lower() or None
+        known = getattr(self.pipeline.transcriber, "languages", None)
+        if language and known is not None and language not in known():
+            raise InvalidRequestError(
+                f"unknown language code {language!r}; use an ISO 639-1 code such as 'en' or "
+                "'de', or leave it out to detect the language", param="language")
         request = TurnInput(decoded.samples, session=session, language=language,
                             voice=voice or None, look=look,
                             decode_seconds=time.perf_counter() - started)

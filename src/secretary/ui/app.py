@@ -150,14 +150,11 @@ def build_router(ui: UiService) -> APIRouter:
 def create_app(settings: Settings | None = None, replies: ReplyEngine | None = None,
                conversation: ConversationService | None = None) -> FastAPI:
     settings = settings or Settings()
-    if conversation is None:
-        conversation = ConversationService(settings, TurnMetrics(),
-                                           (STATIC / DEFAULT_PORTRAIT).read_bytes())
-    ui = UiService(settings, replies, conversation)
-    app = create_service_app(ui, build_router)
+    conversation = conversation or ConversationService(
+        settings, TurnMetrics(), (STATIC / DEFAULT_PORTRAIT).read_bytes())
+    app = create_service_app(UiService(settings, conversation, replies), build_router)
     # The turn metrics are served with the app's own on /metrics.
     app.state.metrics.registry.register(_Collected(conversation.metrics))
-    app.state.conversation = conversation
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 

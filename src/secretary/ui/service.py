@@ -23,18 +23,17 @@ MAX_HISTORY_TURNS = 20
 class UiService:
     name = "ui"
     title = "Secretary browser UI"
-    preload = False  # nothing to load
-    queue = None  # nothing runs here: the work is upstream
+    queue = None  # the gateway's work is upstream; a turn's has its own bound
 
-    def __init__(self, settings: Settings, replies: ReplyEngine | None,
-                 conversation: ConversationService) -> None:
+    def __init__(self, settings: Settings, conversation: ConversationService,
+                 replies: ReplyEngine | None = None) -> None:
         self.settings = settings
         self.forwarder = Forwarder(settings.ui)
         self.replies = replies or reply_engine(settings.ui)
+        # The streamed turn (POST /api/turn); its in-process engines load at start-up.
         self.conversation = conversation
-        self.created = int(time.time())
-        # The conversation's engines load at start-up when it asks (its own setting).
         self.preload = settings.conversation.preload
+        self.created = int(time.time())
 
     def load(self) -> None:
         self.conversation.load()
@@ -47,7 +46,9 @@ class UiService:
         return ()
 
     def health(self) -> dict[str, Any]:
-        return {"status": "ok", "service": "ui", "reply": self.replies.describe(),
+        loading = self.preload and not self.conversation.loaded
+        return {"status": "loading" if loading else "ok", "service": "ui",
+                "reply": self.replies.describe(),
                 "conversation": self.conversation.describe()}
 
     async def status(self) -> dict[str, Any]:

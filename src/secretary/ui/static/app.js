@@ -494,6 +494,7 @@ function onTurnEvent(event, player) {
       break;
     case "reply":
       $("reply-text").textContent = event.text;
+      $("reply-source").textContent = state.replySource;
       break;
     case "sentence":
       if (event.index === 0) setStep("speak", "active");
@@ -515,6 +516,7 @@ function onTurnEvent(event, player) {
       break;
     case "done":
       $("reply-source").textContent = state.replySource;
+      showTimings(event.timings || {});
       if (event.outcome === "completed") {
         for (const step of ["think", "speak"]) setStep(step, "done");
         const animate = document.querySelector('#steps li[data-step="animate"]');
@@ -524,6 +526,26 @@ function onTurnEvent(event, player) {
       break;
     default:
       break; // "turn", and kinds a newer server may add
+  }
+}
+
+const TIMING_NAMES = {
+  transcribe: "transcript", brain_first_token: "first word of the reply",
+  first_sentence: "first sentence", first_audio: "first audio", first_frame: "first avatar frame",
+  total: "whole turn",
+};
+
+// The turn's stage times (seconds from the end of the upload) under "Timings".
+function showTimings(timings) {
+  const list = $("segments");
+  list.replaceChildren();
+  for (const [key, label] of Object.entries(TIMING_NAMES)) {
+    if (timings[key] === undefined) continue;
+    const li = document.createElement("li");
+    const time = document.createElement("time");
+    time.textContent = `${timings[key].toFixed(2)} s`;
+    li.append(time, label);
+    list.append(li);
   }
 }
 
