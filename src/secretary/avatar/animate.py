@@ -3,6 +3,7 @@ encode a rendered image, and turn a photo plus speech into MP4 bytes."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import cv2
@@ -55,8 +56,9 @@ def animation(engine: AvatarEngine, photo: bytes, samples: np.ndarray, sample_ra
     finished = False
     key = engine.prepare(photo).key
     try:
-        for pose in talking_poses(samples, sample_rate, fps, expression, intensity):
-            key, rendered = _render(engine, photo, key, pose, size)
+        for rendered in _frames(engine, photo, key,
+                                talking_poses(samples, sample_rate, fps, expression, intensity),
+                                size):
             frame = rendered.image
             if writer is None:
                 height, width = frame.shape[:2]
@@ -73,3 +75,24 @@ def animation(engine: AvatarEngine, photo: bytes, samples: np.ndarray, sample_ra
     finally:
         if writer is not None and not finished:
             writer.abort()
+
+
+def _frames(engine: AvatarEngine, photo: bytes, key: str, poses: Iterator[Pose],
+            size: int | None) -> Iterator[Rendered]:
+    """Rendered frames in order; an engine with ``render_many`` (a GPU engine) gets them
+    ``batch_frames`` at a time, which keeps the device busy."""
+    batch = int(getattr(engine, "batch_frames", 1))
+    render_many = getattr(engine, "render_many", None)
+    if batch <= 1 or render_many is None:
+        for pose in poses:
+            key, rendered = _render(engine, photo, key, pose, size)
+            yield rendered
+        return
+    pending = list(itertools.islice(poses, batch))
+    while pending:
+        try:
+            yield from render_many(key, pending, size)
+        except NotFoundError:
+            key = engine.prepare(photo).key
+            yield from render_many(key, pending, size)
+        pending = list(itertools.islice(poses, batch))

@@ -14,6 +14,7 @@ sound stays in sync, which a stream of JPEG frames could not do.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, File, Form, UploadFile
@@ -30,10 +31,12 @@ from secretary.avatar.engine import (
 )
 from secretary.avatar.meshwarp import MeshWarpEngine
 from secretary.config import Settings
-from secretary.errors import InvalidRequestError
+from secretary.errors import InvalidRequestError, ModelUnavailableError
 from secretary.models import ModelStore
 from secretary.service import WorkQueue, create_service_app
 from secretary.uploads import read_audio, read_upload
+
+log = logging.getLogger(__name__)
 
 # AAC's rate for the output track; speech loses nothing that matters above 12 kHz.
 AUDIO_RATE = 24000
@@ -83,10 +86,12 @@ def build_router(service: AvatarService) -> APIRouter:
 
     @router.get("/health")
     async def health() -> dict[str, Any]:
+        described = engine.describe()
+        status = "ok" if engine.loaded else "unavailable" if described.get("error") else "loading"
         return {
-            "status": "ok" if engine.loaded else "loading",
+            "status": status,
             "service": "avatar",
-            **engine.describe(),
+            **described,
             "queue": {"in_progress": service.queue.admitted, "capacity": service.queue.capacity},
         }
 
@@ -190,16 +195,34 @@ def build_router(service: AvatarService) -> APIRouter:
     return router
 
 
+def create_engine(settings: Settings) -> AvatarEngine:
+    store = ModelStore(settings.models_dir)
+    if settings.avatar.engine == "liveportrait":
+        from secretary.avatar.liveportrait.engine import LivePortraitEngine
+
+        return LivePortraitEngine(settings.avatar, store)
+    return MeshWarpEngine(settings.avatar, store)
+
+
 def create_app(settings: Settings | None = None, engine: AvatarEngine | None = None) -> FastAPI:
     settings = settings or Settings()
-    engine = engine or MeshWarpEngine(settings.avatar, ModelStore(settings.models_dir))
+    engine = engine or create_engine(settings)
     service = AvatarService(settings, engine)
+
+    def preload() -> None:
+        # Missing weights must not stop the service: /health reports them and requests get
+        # a 503 that says how to fetch them.
+        try:
+            engine.load()
+        except ModelUnavailableError as exc:
+            log.warning("avatar engine %s is unavailable: %s", engine.name, exc.message)
+
     app = create_service_app(
         "avatar",
         title="Secretary avatar",
         max_upload_bytes=settings.max_upload_bytes,
         queue=service.queue,
-        on_startup=engine.load if settings.avatar.preload else None,
+        on_startup=preload if settings.avatar.preload else None,
         on_shutdown=engine.close,
     )
     app.state.service = service
