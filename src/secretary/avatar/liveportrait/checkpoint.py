@@ -54,7 +54,10 @@ def load_networks(folder: Path, device: torch.device | str = "cpu") -> Networks:
     missing = missing_files(root)
     if missing:
         raise CheckpointError(f"{root} lacks {', '.join(missing)}")
-    networks = Networks.build(architecture_of(root))
+    # Built without memory (meta tensors) and then given the file's tensors: no random
+    # initialisation of 130 million weights that the files replace anyway.
+    with torch.device("meta"):
+        networks = Networks.build(architecture_of(root))
     modules = networks.modules()
     for name, relative in FILES.items():
         _fill(modules[name], _read(root / relative), relative)
@@ -112,4 +115,8 @@ def _fill(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) ->
     if problems:
         raise CheckpointError(f"{what} does not fit the LivePortrait networks; "
                               + "; ".join(problems))
-    module.load_state_dict(state, strict=False)
+    module.load_state_dict(state, strict=False, assign=True)
+    for name, tensor in module.state_dict().items():
+        if tensor.is_meta:  # an optional counter the file does not have
+            owner, _, attribute = name.rpartition(".")
+            setattr(module.get_submodule(owner), attribute, torch.zeros((), dtype=torch.long))
