@@ -142,7 +142,7 @@ class LivePortraitEngine:
 
     def _load(self) -> None:
         try:
-            import torch  # noqa: F401
+            import torch
         except ImportError:
             raise ModelUnavailableError(
                 f"the LivePortrait engine needs PyTorch: {INSTALL_HINT}") from None
@@ -151,6 +151,10 @@ class LivePortraitEngine:
 
         folder = weights_folder(self.store, self.settings.liveportrait_model)
         device = self._device()
+        if device == "cuda":
+            # Shapes repeat (one crop size, a few batch sizes): let cuDNN pick its fastest
+            # convolution algorithms once.
+            torch.backends.cudnn.benchmark = True
         started = time.perf_counter()
         try:
             networks = load_networks(folder, device)
