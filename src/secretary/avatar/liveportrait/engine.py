@@ -101,9 +101,13 @@ class _Source:
 class LivePortraitEngine:
     name = "liveportrait"
 
-    def __init__(self, settings: AvatarSettings, store: ModelStore) -> None:
+    def __init__(self, settings: AvatarSettings, store: ModelStore, networks: Any = None
+                 ) -> None:
+        """``networks``: already built ``networks.Networks`` to use instead of loading the
+        weights (benchmarks time randomly initialised ones at the published size)."""
         self.settings = settings
         self.store = store
+        self._networks = networks
         self._renderer: Any = None  # renderer.Renderer once loaded
         self._landmarker: Landmarker | None = None
         self._weights: Path | None = None
@@ -149,24 +153,27 @@ class LivePortraitEngine:
         from secretary.avatar.liveportrait.checkpoint import CheckpointError, load_networks
         from secretary.avatar.liveportrait.renderer import Renderer
 
-        folder = weights_folder(self.store, self.settings.liveportrait_model)
         device = self._device()
         if device == "cuda":
             # Shapes repeat (one crop size, a few batch sizes): let cuDNN pick its fastest
             # convolution algorithms once.
             torch.backends.cudnn.benchmark = True
         started = time.perf_counter()
-        try:
-            networks = load_networks(folder, device)
-        except CheckpointError as exc:
-            raise ModelUnavailableError(f"the LivePortrait weights could not be loaded: {exc}"
-                                        ) from exc
+        if self._networks is not None:
+            folder, networks = None, self._networks.to(device)
+        else:
+            folder = weights_folder(self.store, self.settings.liveportrait_model)
+            try:
+                networks = load_networks(folder, device)
+            except CheckpointError as exc:
+                raise ModelUnavailableError(
+                    f"the LivePortrait weights could not be loaded: {exc}") from exc
         landmarker = Landmarker(self.store.face_landmarker_path(self.settings.landmarker_path))
         landmarker.load()
         self._landmarker = landmarker
         self._weights = folder
         self._renderer = Renderer(networks, device, half=self.settings.liveportrait_fp16)
-        log.info("LivePortrait loaded from %s on %s in %.1f s", folder, device,
+        log.info("LivePortrait loaded from %s on %s in %.1f s", folder or "memory", device,
                  time.perf_counter() - started)
 
     def _device(self) -> str:
