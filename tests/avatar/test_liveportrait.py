@@ -347,3 +347,17 @@ def test_without_weights_the_service_starts_and_answers_503(
             assert error["code"] == "model_unavailable"
             assert "secretary models pull liveportrait" in error["message"]
             assert "SECRETARY_AVATAR_LIVEPORTRAIT_MODEL" in error["message"]
+
+
+def test_pull_command_finds_the_cached_weights(model_cache: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SECRETARY_")}
+    env.update({"SECRETARY_CACHE_DIR": str(model_cache), "HF_HUB_OFFLINE": "1"})
+    result = subprocess.run([sys.executable, "-m", "secretary", "models", "pull",
+                             "liveportrait"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith(REVISION)

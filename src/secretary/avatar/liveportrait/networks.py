@@ -172,8 +172,9 @@ class GlobalResponseNorm(nn.Module):
         self.beta = nn.Parameter(torch.zeros(1, 1, 1, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        energy = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True)
-        relative = energy / (energy.mean(dim=-1, keepdim=True) + 1e-6)
+        # In float32: a sum of squares over the whole map overflows float16.
+        energy = torch.linalg.vector_norm(x.float(), dim=(1, 2), keepdim=True)
+        relative = (energy / (energy.mean(dim=-1, keepdim=True) + 1e-6)).to(x.dtype)
         return x + self.gamma * (x * relative) + self.beta
 
 
