@@ -361,3 +361,20 @@ def test_pull_command_finds_the_cached_weights(model_cache: Path) -> None:
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith(REVISION)
+
+
+def test_the_gpu_check_needs_only_torch_and_numpy() -> None:
+    """scripts/check_liveportrait.py runs on machines with nothing but torch and numpy: the
+    modules it imports must not pull in the service's dependencies."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import secretary.avatar.liveportrait.checkpoint\n"
+            "import secretary.avatar.liveportrait.renderer\n"
+            "heavy = {'fastapi', 'pydantic', 'cv2', 'mediapipe', 'av', 'huggingface_hub'}\n"
+            "print(sorted(heavy & set(sys.modules)))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
