@@ -205,6 +205,7 @@ class LivePortraitEngine:
             "error": self.error,
             "landmarker": self._landmarker.model_path.name if self._landmarker else None,
             "cached_sources": len(self._sources),
+            "cached_bytes": sum(source.state.nbytes for source in list(self._sources.values())),
             "cache_size": self.settings.cache_size,
         }
 

@@ -57,10 +57,9 @@ class SourceState:
     keypoints: torch.Tensor  # (1, K, 3) the source's own driven keypoints, x_s
     eye_ratio: torch.Tensor  # (1, 2) left, right eye-open ratio of the photo
     lip_ratio: torch.Tensor  # (1, 1) lip-open ratio of the photo
-
-    @property
-    def mean_eye_ratio(self) -> float:
-        return float(self.eye_ratio.mean())
+    # The same as numbers, so driving never waits on the device to read them.
+    mean_eye_ratio: float
+    mean_lip_ratio: float
 
     @property
     def nbytes(self) -> int:
@@ -157,6 +156,7 @@ class Renderer:
             keypoints=drive(canonical, angles, expression, scale, translation),
             eye_ratio=torch.tensor([list(eye_ratio)], dtype=torch.float32, device=self.device),
             lip_ratio=torch.tensor([[lip_ratio]], dtype=torch.float32, device=self.device),
+            mean_eye_ratio=float(np.mean(eye_ratio)), mean_lip_ratio=float(lip_ratio),
         )
 
     # ------------------------------------------------------------------ driving
@@ -192,9 +192,10 @@ class Renderer:
         if all(t is None for t in targets):
             return 0.0
         own = source.eye_ratio if part == "eye" else source.lip_ratio  # (1, 2) or (1, 1)
-        same = own.mean(dim=1, keepdim=True)
-        wanted = torch.tensor([[same.item() if t is None else t] for t in targets],
+        mean = source.mean_eye_ratio if part == "eye" else source.mean_lip_ratio
+        wanted = torch.tensor([[mean if t is None else t] for t in targets],
                               dtype=torch.float32, device=self.device)
+        same = torch.tensor([[mean]], dtype=torch.float32, device=self.device)
         b, k = len(motions), self.arch.num_kp
         x_s = source.keypoints.reshape(1, -1).expand(b, -1)
         own_b = own.expand(b, -1)
