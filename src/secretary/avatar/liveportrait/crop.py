@@ -87,10 +87,10 @@ def face_crop(points: np.ndarray, size: int, scale: float = CROP_SCALE,
 
 
 def cut(image: np.ndarray, crop: Crop) -> np.ndarray:
-    """The crop's pixels (same channel order as ``image``); outside the photo replicates
-    its border, which the networks see as background rather than a black frame."""
+    """The crop's pixels (same channel order as ``image``); black outside the photo, as
+    the published pipeline pads its crops."""
     return cv2.warpAffine(image, crop.to_crop[:2], (crop.size, crop.size),
-                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 def open_ratios(points: np.ndarray) -> tuple[tuple[float, float], float]:

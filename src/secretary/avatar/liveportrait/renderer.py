@@ -126,8 +126,8 @@ class Renderer:
         x = x.permute(0, 3, 1, 2).float() / 255.0
         size = self.arch.input_size
         if x.shape[-1] != size or x.shape[-2] != size:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
-                              align_corners=False)
+            # Area averaging, as the published pipeline shrinks its 512-pixel crop.
+            x = F.interpolate(x, size=(size, size), mode="area")
         return x
 
     @torch.inference_mode()
