@@ -89,12 +89,14 @@ def motion_for(pose: Pose, eye_ratio: float) -> Motion:
         if weight > 0 and pose.mouth_open > 0:
             offsets += offsets_array(VISEME_SHAPES[name], pose.mouth_open * weight)
 
+    # The "closed" shape keeps the lips together however far the mouth is asked to open.
+    opening = pose.mouth_open * sum(w for name, w in weights.items() if name != "closed")
     lip_open = None
     extra = shape.lip_open * amount
     if talking:
-        lip_open = TALK_LIP_OPEN * pose.mouth_open + extra
-    elif pose.mouth_open > 0 or extra > 0:
-        lip_open = RENDER_LIP_OPEN * pose.mouth_open + extra
+        lip_open = TALK_LIP_OPEN * opening + extra
+    elif opening > 0 or extra > 0:
+        lip_open = RENDER_LIP_OPEN * opening + extra
 
     eye_factor = 1.0 + (shape.eye_factor - 1.0) * amount
     shut = closure(pose)
