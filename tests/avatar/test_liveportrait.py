@@ -209,6 +209,36 @@ def test_render_sizes_and_only_the_face_region_changes(engine) -> None:
         assert np.abs(inside).mean() > 1.0
 
 
+def test_the_crop_pasted_back_unchanged_is_the_photo(engine) -> None:
+    """Crop and paste-back are each other's inverse: pasting the crop itself back gives
+    the photo again (up to resampling), so an animated crop lands where the face is."""
+    from secretary.avatar.liveportrait import crop as cropping
+    from secretary.avatar.meshwarp import decode_image
+
+    image = decode_image(WOMAN.read_bytes(), 1024)
+    points = engine._landmarker.detect(image).points
+    crop = cropping.face_crop(points, 512)
+    pixels = cropping.cut(image, crop)
+    # The crop is the face: the landmarks land inside it, eyes above the mouth.
+    inside = points[:, :2] @ crop.to_crop[:2, :2].T + crop.to_crop[:2, 2]
+    assert inside.min() > 0 and inside.max() < 512
+    assert inside[159, 1] < inside[13, 1]
+    for size in (1024, 256):
+        factor = size / max(image.shape[:2])
+        dims = (round(image.shape[1] * factor), round(image.shape[0] * factor))
+        photo = cv2.resize(image, dims, interpolation=cv2.INTER_AREA)
+        (height, width), (new_height, new_width) = image.shape[:2], photo.shape[:2]
+        scale = cropping.resize_matrix(width, height, new_width, new_height)
+        paste = cropping.PasteBack.build(photo, scale @ crop.to_photo, 512)
+        out = paste.paste(pixels)
+        x0, y0, x1, y1 = paste.box
+        solid = paste.weights[:, :, 0] > 0.99
+        region = out[y0:y1, x0:x1][solid].astype(int) - photo[y0:y1, x0:x1][solid]
+        # Measured: 1.2 (1024) and 1.6 (256) levels on average; bilinear resampling twice.
+        print("MEASURE", size, np.abs(region).mean(), solid.mean())
+        assert solid.mean() > 0.5 and np.abs(region).mean() < 3.0, np.abs(region).mean()
+
+
 def test_appearance_is_computed_once_per_photo(engine) -> None:
     calls: list[int] = []
     handle = engine._renderer.networks.appearance.register_forward_hook(

@@ -114,14 +114,22 @@ def crop_mask(size: int) -> np.ndarray:
     return np.minimum(ramp[:, None], ramp[None, :])
 
 
+def resize_matrix(width: int, height: int, new_width: int, new_height: int) -> np.ndarray:
+    """(3, 3) from pixels of an image to pixels of it resized by ``cv2.resize``, which maps
+    pixel centres, not corners (half a pixel shows when pasting back)."""
+    sx, sy = new_width / width, new_height / height
+    return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+
+
 @dataclass
 class PasteBack:
     """Pastes animated crops into one photo at one output size."""
 
     photo: np.ndarray  # BGR uint8 at the output size
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in output pixels
-    to_box: np.ndarray  # (2, 3) crop pixels -> box pixels
+    to_box: np.ndarray  # (2, 3) crop pixels (after ``shrink``) -> box pixels
     weights: np.ndarray  # (h, w, 1) float32 mask in the box
+    shrink: int = 0  # crop side to area-average down to first (0: none), against aliasing
 
     @classmethod
     def build(cls, photo: np.ndarray, crop_to_photo: np.ndarray, crop_size: int
@@ -140,18 +148,27 @@ class PasteBack:
         if x1 <= x0 or y1 <= y0:  # the face is outside the photo: nothing to paste
             x0, y0, x1, y1 = 0, 0, 0, 0
         shift = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], dtype=np.float64)
-        to_box = (shift @ crop_to_photo)[:2]
-        weights = cv2.warpAffine(crop_mask(crop_size), to_box, (max(1, x1 - x0),
-                                                                max(1, y1 - y0)),
-                                 flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                                 borderValue=0)
-        return cls(photo, (x0, y0, x1, y1), to_box, weights[:, :, None])
+        to_box = shift @ crop_to_photo
+        # Bilinear warping skips pixels when it shrinks by more than about 1.5: average
+        # the crop down to (about) its size in the photo first.
+        scale = float(np.sqrt(abs(np.linalg.det(to_box[:2, :2]))))
+        shrink = 0
+        if scale < 0.66:
+            shrink = max(8, round(crop_size * scale))
+            to_box = to_box @ np.linalg.inv(resize_matrix(crop_size, crop_size, shrink, shrink))
+        weights = cv2.warpAffine(crop_mask(shrink or crop_size), to_box[:2],
+                                 (max(1, x1 - x0), max(1, y1 - y0)), flags=cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return cls(photo, (x0, y0, x1, y1), to_box[:2], weights[:, :, None], shrink)
 
     def paste(self, crop_bgr: np.ndarray) -> np.ndarray:
         x0, y0, x1, y1 = self.box
         out = self.photo.copy()
         if x1 <= x0:
             return out
+        if self.shrink:
+            crop_bgr = cv2.resize(crop_bgr, (self.shrink, self.shrink),
+                                  interpolation=cv2.INTER_AREA)
         warped = cv2.warpAffine(crop_bgr, self.to_box, (x1 - x0, y1 - y0),
                                 flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         region = out[y0:y1, x0:x1].astype(np.float32)

@@ -271,8 +271,8 @@ class LivePortraitEngine:
             dims = (max(1, round(width * factor)), max(1, round(height * factor)))
             interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
             image = cv2.resize(source.image, dims, interpolation=interpolation)
-            scale = np.diag([dims[0] / width, dims[1] / height, 1.0])
-            variant = self._make_variant(image, scale @ source.to_photo)
+            variant = self._make_variant(image, cropping.resize_matrix(width, height, *dims)
+                                         @ source.to_photo)
             source.variants[size] = variant
             while len(source.variants) > _SIZES_PER_SOURCE:
                 source.variants.popitem(last=False)
