@@ -234,9 +234,11 @@ def test_the_crop_pasted_back_unchanged_is_the_photo(engine) -> None:
         x0, y0, x1, y1 = paste.box
         solid = paste.weights[:, :, 0] > 0.99
         region = out[y0:y1, x0:x1][solid].astype(int) - photo[y0:y1, x0:x1][solid]
-        # Measured: 1.2 (1024) and 1.6 (256) levels on average; bilinear resampling twice.
-        print("MEASURE", size, np.abs(region).mean(), solid.mean())
-        assert solid.mean() > 0.5 and np.abs(region).mean() < 3.0, np.abs(region).mean()
+        # Measured 2.47 levels at 1024 (the 512-pixel crop holds half the photo's detail)
+        # and 1.73 at 256, deterministically; pasting one pixel off gives 4.3 at 1024 and
+        # half a pixel off 2.6 at 256.
+        limit = {1024: 3.2, 256: 2.2}[size]
+        assert solid.mean() > 0.5 and np.abs(region).mean() < limit, np.abs(region).mean()
 
 
 def test_appearance_is_computed_once_per_photo(engine) -> None:
