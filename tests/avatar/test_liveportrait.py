@@ -188,6 +188,26 @@ def test_checkpoint_round_trip_and_a_mismatch_names_the_key(model_cache: Path,
 
 
 # ---------------------------------------------------------------------------- engine
+def test_tensor_shapes_through_the_networks(engine) -> None:
+    from secretary.avatar.liveportrait.renderer import Motion, to_uint8
+
+    arch = tiny_architecture()
+    renderer = engine._renderer
+    key = engine.prepare(ASTRONAUT.read_bytes()).key
+    state = engine._source(key).state
+    s4 = arch.input_size // 4
+    assert tuple(state.volume.shape) == (1, arch.volume_channels, arch.volume_depth, s4, s4)
+    assert tuple(state.canonical.shape) == tuple(state.keypoints.shape) == (1, 21, 3)
+    assert tuple(state.angles.shape) == (1, 3) and tuple(state.eye_ratio.shape) == (1, 2)
+    driving = renderer.keypoints(state, [Motion(yaw=3.0)] * 5)
+    assert tuple(driving.shape) == (5, 21, 3)
+    images = renderer.decode(state, driving)
+    assert tuple(images.shape) == (5, 3, arch.output_size, arch.output_size)
+    assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
+    assert to_uint8(images).shape == (5, arch.output_size, arch.output_size, 3)
+    assert engine.describe()["cached_bytes"] > state.volume.numel() * 4 - 1
+
+
 def test_render_sizes_and_only_the_face_region_changes(engine) -> None:
     from secretary.avatar.meshwarp import decode_image
 
