@@ -95,7 +95,8 @@ def bench_liveportrait(args: argparse.Namespace) -> None:
         engine = LivePortraitEngine(settings, ModelStore(Path(cache)), networks)
         engine.load()
         clip = audio.decode(CLIP, 24000)
-        weights = "published weights" if networks is None else "random weights, published size"
+        weights = (f"weights in {args.weights}" if networks is None
+                   else "random weights, published size")
         print(f"LivePortrait on {device} ({weights}), fp16 {engine.describe()['fp16']}, "
               f"batch {engine.batch_frames}; {args.frames} frames per figure; wall-clock ms "
               "per frame; beside: the original setup 80 ms, the authors' 12.8 ms (RTX 4090)\n")
