@@ -26,7 +26,6 @@ import pytest
 from secretary.avatar.engine import Pose
 from secretary.config import AvatarSettings
 from secretary.errors import NotFoundError
-from secretary.models import ModelStore
 
 # The mesh engine's API tests that do not judge appearance, imported so they run here
 # against this engine too (through this module's ``avatar`` fixture).
@@ -102,9 +101,10 @@ def lp_settings(cache: Path, **avatar: object):
 @pytest.fixture(scope="module")
 def engine(model_cache: Path, monkeypatch_module: pytest.MonkeyPatch):
     from secretary.avatar.liveportrait.engine import LivePortraitEngine
+    from secretary.avatar.liveportrait.models import LivePortraitModels
 
     settings = lp_settings(model_cache)
-    engine = LivePortraitEngine(settings.avatar, ModelStore(settings.models_dir))
+    engine = LivePortraitEngine(settings.avatar, LivePortraitModels(settings.models_dir))
     engine.load()
     yield engine
     engine.close()
@@ -401,7 +401,7 @@ def test_without_weights_the_service_starts_and_answers_503(
             assert "SECRETARY_AVATAR_LIVEPORTRAIT_MODEL" in error["message"]
 
 
-def test_pull_command_finds_the_cached_weights(model_cache: Path) -> None:
+def test_pull_and_list_commands_find_the_cached_weights(model_cache: Path) -> None:
     import os
     import subprocess
     import sys
@@ -413,6 +413,11 @@ def test_pull_command_finds_the_cached_weights(model_cache: Path) -> None:
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith(REVISION)
+    listing = subprocess.run([sys.executable, "-m", "secretary", "models", "list"], env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert listing.returncode == 0, listing.stderr
+    row = next(line for line in listing.stdout.splitlines() if line.startswith("liveportrait"))
+    assert "avatar" in row and "available=yes" in row
 
 
 def test_the_gpu_check_needs_only_torch_and_numpy() -> None:

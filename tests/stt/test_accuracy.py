@@ -15,8 +15,8 @@ import httpx
 import pytest
 from faster_whisper import WhisperModel
 
+from secretary.catalog import ModelStore
 from secretary.config import Settings
-from secretary.models import ModelStore
 from tests.helpers import (
     clip_language,
     expected_device_and_compute_type,

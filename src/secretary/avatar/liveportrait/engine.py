@@ -29,7 +29,7 @@ import numpy as np
 from secretary.avatar.engine import EXPRESSIONS, VISEMES, FaceBox, Pose, Rendered, SourceInfo
 from secretary.avatar.landmarks import Landmarker
 from secretary.avatar.liveportrait import crop as cropping
-from secretary.avatar.liveportrait.files import ALL_FILES, HUB_ID, find_root, missing_files
+from secretary.avatar.liveportrait.models import LivePortraitModels
 from secretary.avatar.meshwarp import decode_image
 from secretary.config import AvatarSettings
 from secretary.errors import (
@@ -38,46 +38,13 @@ from secretary.errors import (
     NotFoundError,
     UnprocessableError,
 )
-from secretary.models import ModelStore
 
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'secretary[liveportrait]'"
-PULL_COMMAND = "secretary models pull liveportrait"
 # A failed load is not retried on every request (each retry may wait on the network).
 _RETRY_SECONDS = 30.0
 _SIZES_PER_SOURCE = 3
-
-
-def offline_message(name: str) -> str:
-    return (
-        f"the LivePortrait weights ({name}) are not on this machine. Run "
-        f"`{PULL_COMMAND}` on a machine with internet access (it downloads the human model "
-        f"of {HUB_ID} into the model cache, SECRETARY_CACHE_DIR), or copy the "
-        f"{', '.join(ALL_FILES)} files of {HUB_ID} into a folder and set "
-        "SECRETARY_AVATAR_LIVEPORTRAIT_MODEL to it; or use SECRETARY_AVATAR_ENGINE=meshwarp"
-    )
-
-
-def weights_folder(store: ModelStore, name: str = HUB_ID, *, download: bool = True) -> Path:
-    """The folder holding the published files: a local folder, or a hub id resolved
-    through the model store (its cache, then a download where allowed)."""
-    as_path = Path(name).expanduser()
-    if as_path.is_dir():
-        root = find_root(as_path)
-    elif "/" in name and not as_path.is_absolute():
-        root = store._hub_snapshot(name, download=download, hint_name=name,
-                                   patterns=list(ALL_FILES),
-                                   offline_message=offline_message(name))
-    else:
-        raise ModelUnavailableError(
-            f"LivePortrait weights {name!r} (SECRETARY_AVATAR_LIVEPORTRAIT_MODEL) are neither "
-            f"a folder nor a hub id such as {HUB_ID!r}")
-    missing = missing_files(root)
-    if missing:
-        raise ModelUnavailableError(
-            f"{offline_message(name)} (the folder {str(root)!r} lacks {', '.join(missing)})")
-    return root
 
 
 @dataclass
@@ -101,7 +68,7 @@ class _Source:
 class LivePortraitEngine:
     name = "liveportrait"
 
-    def __init__(self, settings: AvatarSettings, store: ModelStore, networks: Any = None
+    def __init__(self, settings: AvatarSettings, store: LivePortraitModels, networks: Any = None
                  ) -> None:
         """``networks``: already built ``networks.Networks`` to use instead of loading the
         weights (benchmarks time randomly initialised ones at the published size)."""
@@ -162,7 +129,7 @@ class LivePortraitEngine:
         if self._networks is not None:
             folder, networks = None, self._networks.to(device)
         else:
-            folder = weights_folder(self.store, self.settings.liveportrait_model)
+            folder = self.store.liveportrait_weights(self.settings.liveportrait_model)
             try:
                 networks = load_networks(folder, device)
             except CheckpointError as exc:
