@@ -9,7 +9,7 @@ lips through 14, 17, 19 and 20, cheeks through 3 and 7); the amounts here are th
 project's, chosen to read clearly at 1 and stay plausible at 2.
 
 Talking drives the lips through the lip retargeting module: the openness per frame (from
-the reply audio, ``secretary.avatar.talking``) becomes a target lip-open ratio, 0 closed
+the reply audio, ``secretary.avatar.poses``) becomes a target lip-open ratio, 0 closed
 to ``TALK_LIP_OPEN``. Blinks set the eyes' target ratio towards 0. Mouth shapes other than
 the opening (spread, rounded) are keypoint offsets like expressions.
 """
