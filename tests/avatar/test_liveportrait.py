@@ -187,6 +187,25 @@ def test_checkpoint_round_trip_and_a_mismatch_names_the_key(model_cache: Path,
         load_networks(broken)
 
 
+def test_weights_by_folder_or_hub_id(model_cache: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from secretary.avatar.liveportrait.models import LivePortraitModels
+    from secretary.errors import ModelUnavailableError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    snapshot = model_cache / "models/hub/models--KwaiVGI--LivePortrait/snapshots" / REVISION
+    store = LivePortraitModels(tmp_path)  # an empty cache: only folders resolve
+    assert store.liveportrait_weights(str(snapshot)) == snapshot
+    assert store.liveportrait_weights(str(snapshot / "liveportrait")) == snapshot
+    cached = LivePortraitModels(model_cache / "models")
+    assert cached.liveportrait_weights(HUB_ID, download=False) == snapshot
+    for name, says in ((HUB_ID, "secretary models pull liveportrait"),
+                       (str(tmp_path), "lacks liveportrait/base_models/"),
+                       ("no-such-thing", "neither a folder nor a hub id")):
+        with pytest.raises(ModelUnavailableError, match=says):
+            store.liveportrait_weights(name, download=False)
+
+
 # ---------------------------------------------------------------------------- engine
 def test_tensor_shapes_through_the_networks(engine) -> None:
     from secretary.avatar.liveportrait.renderer import Motion, to_uint8
