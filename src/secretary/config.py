@@ -265,6 +265,8 @@ class UiSettings(ServiceSettings):
     stt_url: str = Field(default="http://127.0.0.1:8083", description="Speech-to-text service.")
     tts_url: str = Field(default="http://127.0.0.1:8082", description="Text-to-speech service.")
     avatar_url: str = Field(default="http://127.0.0.1:8081", description="Avatar service.")
+    realtime_url: str = Field(default="http://127.0.0.1:8086",
+                              description="Realtime service (Live mode's WebRTC signalling).")
     upstream_timeout: float = Field(
         default=600.0, gt=0, description="Seconds to wait for an upstream service's answer."
     )

@@ -135,6 +135,16 @@ def build_router(ui: UiService) -> APIRouter:
         played = request.played if request is not None else None
         return conversation.interrupt(turn_id, played)
 
+    @router.post("/api/realtime/calls")
+    async def live_call(request: Request) -> Response:
+        """Live mode's WebRTC signalling: the page's SDP offer goes to the realtime service
+        and its answer comes back, so the page talks only to this origin (media then flows
+        peer to peer)."""
+        status, media_type, body, headers = await ui.live_offer(
+            await request.body(), request.headers.get("content-type", "application/sdp"),
+            request.url.query)
+        return Response(body, status_code=status, media_type=media_type, headers=headers)
+
     @router.api_route("/api/{service}/{path:path}", methods=["GET", "POST"])
     async def forward(service: str, path: str, request: Request) -> Response:
         return await forwarder.forward(service, path, request)

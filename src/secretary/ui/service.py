@@ -63,3 +63,25 @@ class UiService:
                 f"text: longer than {MAX_REPLY_INPUT_CHARS} characters", param="text"
             )
         return await self.replies.reply(text, language, history[-MAX_HISTORY_TURNS:])
+
+    async def live_offer(self, sdp: bytes, content_type: str, query: str
+                         ) -> tuple[int, str, bytes, dict[str, str]]:
+        """Forward Live mode's SDP offer to the realtime service: (status, content type,
+        body, headers) of its answer."""
+        import httpx
+
+        from secretary.ui.upstream import http_failure
+
+        base = self.settings.ui.realtime_url.rstrip("/")
+        try:
+            answer = await self.forwarder.client.post(
+                f"{base}/v1/realtime/calls", content=sdp, params=query or None,
+                headers={"Content-Type": content_type})
+        except httpx.HTTPError as exc:
+            raise http_failure(
+                f"the realtime service at {base}", exc, param="realtime",
+                remedy="start it with `secretary serve --only realtime` or set "
+                "SECRETARY_UI_REALTIME_URL") from None
+        headers = {k: v for k in ("retry-after",) if (v := answer.headers.get(k))}
+        return (answer.status_code, answer.headers.get("content-type", "application/sdp"),
+                answer.content, headers)
