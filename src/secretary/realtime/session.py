@@ -153,6 +153,7 @@ class _Spoken:
 class Response:
     id: str
     item_id: str
+    marks: dict[str, float] = field(default_factory=dict)
     cancel: Cancel = field(default_factory=Cancel)
     task: asyncio.Task[None] | None = None
     audio_started: float | None = None  # wall clock of the first audio
@@ -202,6 +203,7 @@ class RealtimeSession:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.closed = False
         self.stats: dict[str, list[float]] = {"partial_lag": [], "barge_in_stop": []}
+        self.marks: dict[str, float] = {}  # the coming turn's stage times (perf_counter)
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -426,6 +428,8 @@ class RealtimeSession:
                               "message": exc.message}})
             return ""
         text = heard.text.strip()
+        if "speech_stopped" in self.marks:
+            self.marks.setdefault("transcribed", time.perf_counter())
         item["content"][0]["transcript"] = text
         item["language"] = heard.language
         if self.config.transcription is not None:
@@ -525,6 +529,7 @@ class RealtimeSession:
         self.utterance = None
         if utterance.partial_task is not None:
             utterance.partial_task.cancel()
+        self.marks = {"speech_stopped": time.perf_counter()}
         await self.emit({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": at_ms,
                          "item_id": utterance.item_id})
         turn = self.config.turn_detection
@@ -565,10 +570,10 @@ class RealtimeSession:
             turn = self.config.turn_detection
             padding = turn.prefix_padding_ms if turn else 0
             audio = self._take(utterance.start_ms - padding)
+            covered_ms = self.clock * 1000 // RATE
             if len(audio) < RATE // 3:
                 continue
-            covered = time.perf_counter()
-            began = covered
+            began = time.perf_counter()
             hypothesis = await self.partials.transcribe(audio, self.config.language)
             if self.utterance is not utterance:
                 return  # the final is on its way
@@ -577,11 +582,16 @@ class RealtimeSession:
             if delta:
                 await self.emit({"type": "conversation.item.input_audio_transcription.delta",
                                  "item_id": utterance.item_id, "content_index": 0,
-                                 "delta": delta})
+                                 "delta": delta,
+                                 # Not in OpenAI's schema: the input audio this partial
+                                 # heard, so a client can measure how far behind it is.
+                                 "audio_end_ms": covered_ms})
 
     # ------------------------------------------------------------------ responses
     def _start_response(self, audio: bool) -> None:
-        response = Response(new_id("resp"), new_id("item"))
+        response = Response(new_id("resp"), new_id("item"),
+                            {**self.marks, "response_created": time.perf_counter()})
+        self.marks = {}
         self.response = response
         response.task = self._spawn(self._respond(response, audio))
 
@@ -681,6 +691,7 @@ class RealtimeSession:
             nonlocal reply
             try:
                 async for delta in stages.brain.reply(self.id, heard, response.cancel):
+                    response.marks.setdefault("brain_first_delta", time.perf_counter())
                     reply += delta
                     for sentence in splitter.feed(delta):
                         sentences.put_nowait(sentence)
@@ -717,6 +728,7 @@ class RealtimeSession:
                         continue
                     if response.audio_started is None:
                         response.audio_started = time.perf_counter()
+                        response.marks["first_audio"] = response.audio_started
                         self.output.state("speaking")
                     if not began:
                         spoken.append(_Spoken(sentence, clock, clock))
@@ -774,6 +786,11 @@ class RealtimeSession:
                     usage={"total_tokens": 0, "input_tokens": 0, "output_tokens": 0})
         if played is not None:
             done["audio_played_seconds"] = round(played, 3)
+        # Not in OpenAI's schema (clients ignore it): stage times in seconds from the end
+        # of the user's speech (or from response.create), for benchmarks and dashboards.
+        marks = response.marks
+        base = marks.get("speech_stopped", marks["response_created"])
+        done["timings"] = {k: round(v - base, 4) for k, v in marks.items()}
         await self.emit({"type": "response.done", "response": done})
 
 

@@ -1,0 +1,254 @@
+"""The realtime service: voice-to-voice latency over WebSocket and WebRTC, partial
+transcript lag, barge-in stop time, and the face track's CPU.
+
+    python bench/realtime.py [--rounds 2]
+
+A real server on this machine (the reply read back, English Piper, Whisper base with the
+fitted window, Silero VAD with 500 ms of silence ending a turn). Each clip is fed at real
+time pace:
+  - voice-to-voice: the wall clock when the last voiced audio of the clip was sent -> the
+    first reply audio received (WebSocket: the first ``response.output_audio.delta``;
+    WebRTC: the first audible frame of the reply track), p50 and p95, with the server's
+    split from the end of speech (VAD decision, final transcript, first reply text, first
+    audio), which includes the 500 ms of silence the VAD waits for;
+  - partial lag: arrival of each partial -> when the last audio it heard was sent;
+  - barge-in: a clip spoken over a long reply; from when its voiced audio reached the
+    barge-in minimum -> the cancelled ``response.done`` (WebSocket) with the audio sent
+    after that point;
+  - face track: render CPU seconds per second of call (25 fps, 320 px), from the track.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.helpers import running_server  # noqa: E402
+from tests.realtime.support import clip, connect, pcm16, silence  # noqa: E402
+
+from secretary.config import Settings  # noqa: E402
+from secretary.realtime import webrtc  # noqa: E402
+from secretary.realtime.app import create_app  # noqa: E402
+from secretary.realtime.service import RealtimeService  # noqa: E402
+
+CLIPS = ("en_cheetah_platforms.wav", "en_cmu_arctic_aew_a0003.wav",
+         "en_cmu_arctic_axb_a0004.wav", "en_cmu_arctic_axb_a0006.wav",
+         "en_librispeech_1272-128104-0000_quilter.wav")
+RATE = 24000
+CHUNK = 0.02
+STAGES = ("transcribed", "brain_first_delta", "first_audio")
+
+
+def voiced(samples: np.ndarray) -> tuple[float, float]:
+    """Seconds into the clip where its speech begins and ends (Silero over the clip)."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    from secretary import audio
+
+    at16 = audio.resample(samples, RATE, 16000)
+    stamps = get_speech_timestamps(at16, VadOptions(min_silence_duration_ms=100,
+                                                    speech_pad_ms=0))
+    if not stamps:
+        return 0.0, len(samples) / RATE
+    return stamps[0]["start"] / 16000, stamps[-1]["end"] / 16000
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def ws_turn(url: str, name: str) -> dict[str, Any]:
+    speech = clip(name)
+    _, end = voiced(speech)
+    samples = np.concatenate([silence(0.3), speech, silence(2.0)])
+    voiced_end = 0.3 + end
+    sent: list[tuple[float, float]] = []  # (input seconds, wall clock when sent)
+    out: dict[str, Any] = {"partials": []}
+    async with connect(url) as connection:
+        async for event in connection:
+            if event.type == "session.created":
+                break
+
+        async def read() -> None:
+            async for event in connection:
+                now = time.perf_counter()
+                if event.type == "conversation.item.input_audio_transcription.delta":
+                    covered = (getattr(event, "audio_end_ms", None) or 0) / 1000
+                    when = next((w for t, w in sent if t >= covered), None)
+                    if when is not None:
+                        out["partials"].append(now - when)
+                elif event.type == "input_audio_buffer.speech_stopped":
+                    out["stopped"] = now
+                elif event.type == "response.output_audio.delta" and "first_audio" not in out:
+                    out["first_audio"] = now
+                elif event.type == "response.done":
+                    out["timings"] = getattr(event.response, "timings", None) or {}
+                    return
+
+        reader = asyncio.create_task(read())
+        began = time.perf_counter()
+        step = int(CHUNK * RATE)
+        for index, start in enumerate(range(0, len(samples), step)):
+            await asyncio.sleep(max(0.0, began + index * CHUNK - time.perf_counter()))
+            await connection.input_audio_buffer.append(audio=pcm16(samples[start:start + step]))
+            sent.append(((start + step) / RATE, time.perf_counter()))
+            if reader.done():
+                break
+        await asyncio.wait_for(reader, 60)
+    voiced_sent = next(w for t, w in sent if t >= voiced_end)
+    out["latency"] = out["first_audio"] - voiced_sent
+    out["stopped"] -= voiced_sent
+    return out
+
+
+async def rtc_turn(url: str, name: str) -> dict[str, Any]:
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import MediaStreamError
+    from tests.realtime.test_webrtc import ClipTrack
+
+    speech = clip(name)
+    voiced_end = 1.0 + voiced(speech)[1]
+    pc = RTCPeerConnection()
+    mic = ClipTrack(speech, delay=1.0)
+    pc.addTrack(mic)
+    pc.addTransceiver("video", direction="recvonly")
+    pc.createDataChannel("oai-events")
+    first_sound: list[float] = []
+    frames = {"video": 0}
+
+    async def read(track: Any) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            if track.kind == "video":
+                frames["video"] += 1
+                continue
+            data = frame.to_ndarray().astype(np.float32) / 32768.0
+            if not first_sound and float(np.sqrt(np.mean(data ** 2))) > 0.01 and (
+                    mic.start and time.perf_counter() - mic.start > voiced_end):
+                first_sound.append(time.perf_counter())
+
+    readers: list[asyncio.Task[None]] = []
+    pc.on("track", lambda track: readers.append(asyncio.create_task(read(track))))
+    await pc.setLocalDescription(await pc.createOffer())
+    import httpx
+
+    async with httpx.AsyncClient(timeout=60) as client:
+        answer = await client.post(f"{url}/v1/realtime", content=pc.localDescription.sdp,
+                                   headers={"Content-Type": "application/sdp"})
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.text, type="answer"))
+    deadline = time.perf_counter() + 40
+    while not first_sound and time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)
+    calls = list(webrtc._pcs.values())
+    face_cpu = sum(c.face.cpu for c in calls if c.face is not None)
+    seconds = time.perf_counter() - mic.start
+    await pc.close()
+    for reader in readers:
+        reader.cancel()
+    return {"latency": first_sound[0] - (mic.start + voiced_end) if first_sound else None,
+            "face_cpu": face_cpu / seconds, "video_fps": frames["video"] / seconds}
+
+
+async def barge_in(url: str, service_min: float) -> dict[str, float]:
+    text = ("Let me tell you a long story about the railway. It starts early in the morning "
+            "at the station. The first train leaves at six. The second one leaves at seven.")
+    speech = clip("en_cheetah_platforms.wav")
+    async with connect(url) as connection:
+        async for event in connection:
+            if event.type == "session.created":
+                break
+        await connection.conversation.item.create(item={
+            "type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": text}]})
+        await connection.response.create()
+        async for event in connection:
+            if event.type == "response.output_audio.delta":
+                break
+        onset: list[float] = []
+        after: list[float] = []
+
+        async def read() -> float:
+            async for event in connection:
+                if event.type == "response.output_audio.delta" and onset:
+                    after.append(len(base64.b64decode(event.delta)) / 2 / RATE)
+                if event.type == "response.done":
+                    return time.perf_counter()
+            return time.perf_counter()
+
+        reader = asyncio.create_task(read())
+        samples = np.concatenate([silence(1.0), speech])
+        began = time.perf_counter()
+        step = int(CHUNK * RATE)
+        speech_start = 1.0 + voiced(speech)[0] + service_min
+        for index, start in enumerate(range(0, len(samples), step)):
+            await asyncio.sleep(max(0.0, began + index * CHUNK - time.perf_counter()))
+            await connection.input_audio_buffer.append(audio=pcm16(samples[start:start + step]))
+            if not onset and start / RATE >= speech_start:
+                onset.append(time.perf_counter())
+            if reader.done():
+                break
+        done = await asyncio.wait_for(reader, 30)
+    return {"stop": done - onset[0], "audio_after": sum(after)}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    settings = Settings(_env_file=None)
+    settings.conversation.avatar = False
+    service = RealtimeService(settings)
+    service.load()
+    ws: list[dict[str, Any]] = []
+    rtc: list[dict[str, Any]] = []
+    bargein: list[dict[str, float]] = []
+    with running_server(create_app(service=service)) as url:
+        for _ in range(args.rounds):
+            for name in CLIPS:
+                ws.append(await ws_turn(url, name))
+                rtc.append(await rtc_turn(url, name))
+            bargein.append(await barge_in(url, settings.realtime.barge_in_min_ms / 1000))
+    print(f"{len(ws)} turns per transport ({len(CLIPS)} clips x {args.rounds} rounds)\n")
+    print("| transport | p50 | p95 | end of speech -> VAD stop | final transcript | "
+          "first reply text | first audio (server) |")
+    print("|---|---|---|---|---|---|---|")
+    split = {k: statistics.median(t["timings"].get(k, float("nan")) for t in ws)
+             for k in STAGES}
+    lat = [t["latency"] for t in ws]
+    stopped = statistics.median(t["stopped"] for t in ws)
+    print(f"| WebSocket | {statistics.median(lat):.3f} s | {pct(lat, 0.95):.3f} s | "
+          f"{stopped:.3f} s | +{split['transcribed']:.3f} s | "
+          f"+{split['brain_first_delta']:.3f} s | +{split['first_audio']:.3f} s |")
+    lat = [t["latency"] for t in rtc if t["latency"] is not None]
+    print(f"| WebRTC | {statistics.median(lat):.3f} s | {pct(lat, 0.95):.3f} s | "
+          "same server path | | | |")
+    partials = [p for t in ws for p in t["partials"]]
+    print(f"\npartial transcript lag: median {statistics.median(partials):.3f} s, "
+          f"p95 {pct(partials, 0.95):.3f} s ({len(partials)} partials)")
+    print(f"barge-in: user speech past the minimum -> response.done cancelled: median "
+          f"{statistics.median(b['stop'] for b in bargein):.3f} s; reply audio sent after "
+          f"that point {statistics.median(b['audio_after'] for b in bargein):.3f} s")
+    face = [t["face_cpu"] for t in rtc]
+    fps = [t["video_fps"] for t in rtc]
+    print(f"face track: render CPU {100 * statistics.median(face):.1f}% of one core at "
+          f"{statistics.median(fps):.1f} fps received")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
