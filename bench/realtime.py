@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import statistics
 import sys
 import time
@@ -126,6 +127,7 @@ async def rtc_turn(url: str, name: str) -> dict[str, Any]:
     pc.addTransceiver("video", direction="recvonly")
     pc.createDataChannel("oai-events")
     first_sound: list[float] = []
+    heard = asyncio.Event()
     frames = {"video": 0}
 
     async def read(track: Any) -> None:
@@ -141,6 +143,7 @@ async def rtc_turn(url: str, name: str) -> dict[str, Any]:
             if not first_sound and float(np.sqrt(np.mean(data ** 2))) > 0.01 and (
                     mic.start and time.perf_counter() - mic.start > voiced_end):
                 first_sound.append(time.perf_counter())
+                heard.set()
 
     readers: list[asyncio.Task[None]] = []
     pc.on("track", lambda track: readers.append(asyncio.create_task(read(track))))
@@ -151,9 +154,8 @@ async def rtc_turn(url: str, name: str) -> dict[str, Any]:
         answer = await client.post(f"{url}/v1/realtime", content=pc.localDescription.sdp,
                                    headers={"Content-Type": "application/sdp"})
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.text, type="answer"))
-    deadline = time.perf_counter() + 40
-    while not first_sound and time.perf_counter() < deadline:
-        await asyncio.sleep(0.05)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(heard.wait(), 40)
     await asyncio.sleep(1.0)
     calls = list(webrtc._pcs.values())
     face_cpu = sum(c.face.cpu for c in calls if c.face is not None)

@@ -390,6 +390,9 @@ class RealtimeSettings(ServiceSettings):
     barge_in_grace_ms: int = Field(
         default=600, ge=0, description="Speech starting this soon after the reply begins "
         "is not a barge-in (the echo canceller settling).")
+    early_final_ms: int = Field(
+        default=250, ge=0, description="Silence after which the final transcript starts, "
+        "before the turn's end is certain (it is kept if the turn ends, dropped if not).")
     audio_lead_ms: int = Field(
         default=300, ge=0, description="How far ahead of real time reply audio is sent over "
         "WebSocket (the client's jitter buffer).")

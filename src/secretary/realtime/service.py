@@ -79,7 +79,8 @@ class RealtimeService:
                       barge_in_grace=o.barge_in_grace_ms / 1000,
                       sentence_pause=c.sentence_pause_ms / 1000,
                       max_sentence_chars=self.settings.tts.max_sentence_chars,
-                      first_clause_chars=c.first_clause_chars)
+                      first_clause_chars=c.first_clause_chars,
+                      early_final_ms=o.early_final_ms)
 
     def load(self) -> None:
         """Blocking: the stages' engines and the VAD."""

@@ -61,6 +61,7 @@ class Limits:
     sentence_pause: float = 0.2
     max_sentence_chars: int = 250
     first_clause_chars: int = 24
+    early_final_ms: int = 250  # silence after which the final transcript starts early
 
 
 class Output(Protocol):
@@ -172,6 +173,8 @@ class _Utterance:
     over_reply: bool = False  # began while a reply was playing
     ignored: bool = False  # began in the reply's first moments (echo settling)
     partial_task: asyncio.Task[None] | None = None
+    # The final transcript started early, in the silence that may end the turn.
+    early: asyncio.Task[Heard] | None = None
 
 
 class RealtimeSession:
@@ -329,9 +332,26 @@ class RealtimeSession:
         if self.utterance is None:
             self._trim_buffer()
         else:
+            self._speculate(self.utterance)
             await self._maybe_barge_in()
             if self.clock - self.buffer_start > self.limits.max_buffer_seconds * RATE:
                 await self._speech_stopped(self.clock * 1000 // RATE)  # a very long turn
+
+    def _speculate(self, utterance: _Utterance) -> None:
+        """Start the final transcript in the silence that may end the turn (it is the same
+        audio if the turn does end), and drop it if the user goes on."""
+        detector = self.detector
+        if detector is None or not detector.speaking:
+            return
+        if detector.silence_ms == 0 and utterance.early is not None:
+            utterance.early = None  # speech again: that transcript would be short
+        elif (detector.silence_ms >= self.limits.early_final_ms and utterance.early is None
+              and self.config.kind in ("realtime", "transcription")):
+            turn = self.config.turn_detection
+            padding = turn.prefix_padding_ms if turn else 0
+            audio = self._take(utterance.start_ms - padding)
+            utterance.early = self._spawn(self.stages.transcriber.transcribe(
+                audio, self.config.language, Cancel()))
 
     def _trim_buffer(self) -> None:
         """Outside speech keep only what the prefix padding may need."""
@@ -402,7 +422,8 @@ class RealtimeSession:
         await self.emit({"type": "conversation.item.done", "previous_item_id": previous,
                          "item": item})
 
-    async def _add_user_audio(self, item_id: str, audio: np.ndarray) -> asyncio.Task[str]:
+    async def _add_user_audio(self, item_id: str, audio: np.ndarray,
+                              early: asyncio.Task[Heard] | None = None) -> asyncio.Task[str]:
         previous = self.items[-1]["id"] if self.items else None
         self.buffer, self.buffer_start = [], self.clock
         await self.emit({"type": "input_audio_buffer.committed", "item_id": item_id,
@@ -411,14 +432,18 @@ class RealtimeSession:
                 "status": "completed",
                 "content": [{"type": "input_audio", "transcript": None}]}
         await self._add_item(item)
-        task = self._spawn(self._transcribe(item, audio))
+        task = self._spawn(self._transcribe(item, audio, early))
         self.transcripts[item_id] = task
         return task
 
-    async def _transcribe(self, item: dict[str, Any], audio: np.ndarray) -> str:
+    async def _transcribe(self, item: dict[str, Any], audio: np.ndarray,
+                          early: asyncio.Task[Heard] | None = None) -> str:
         try:
-            heard = await self.stages.transcriber.transcribe(audio, self.config.language,
-                                                             Cancel())
+            if early is not None:
+                heard = await early
+            else:
+                heard = await self.stages.transcriber.transcribe(audio, self.config.language,
+                                                                 Cancel())
         except StageError as exc:
             if self.config.transcription is not None:
                 await self.emit({
@@ -539,7 +564,7 @@ class RealtimeSession:
             # The reply's first moments: most likely its own echo settling.
             self.buffer, self.buffer_start = [], self.clock
             return
-        task = await self._add_user_audio(utterance.item_id, audio)
+        task = await self._add_user_audio(utterance.item_id, audio, utterance.early)
         if self.config.kind == "transcription" or turn is None:
             return
         self._spawn(self._after_utterance(utterance, task))
@@ -650,7 +675,15 @@ class RealtimeSession:
             await self.output.begin(response.id, item["id"])
             heard = Heard(text=user, language=language or self.config.language or "en",
                           language_probability=1.0, duration=0.0)
-            reply = await self._speak_reply(response, heard, audio, spoken)
+            # Shielded: a cancel ends the response at once, while the speech engine finishes
+            # the piece it is on in its thread (its output is dropped).
+            inner = asyncio.create_task(self._speak_reply(response, heard, audio, spoken))
+            inner.add_done_callback(lambda t: t.cancelled() or t.exception())
+            try:
+                reply = await asyncio.shield(inner)
+            except asyncio.CancelledError:
+                inner.cancel()
+                raise
             if audio:
                 await self.output.drain()
         except asyncio.CancelledError:

@@ -92,6 +92,11 @@ class TurnDetector:
         self._start_frame = 0
 
     @property
+    def silence_ms(self) -> int:
+        """How long the current utterance has been quiet (0 while voiced or outside one)."""
+        return self._below * FRAME * 1000 // RATE if self.speaking else 0
+
+    @property
     def voiced_ms(self) -> int:
         """Length of the current utterance up to its last voiced frame (0 outside one)."""
         if not self.speaking:
