@@ -48,7 +48,7 @@ CLIPS = ("en_cheetah_platforms.wav", "en_cmu_arctic_aew_a0003.wav",
          "en_librispeech_1272-128104-0000_quilter.wav")
 RATE = 24000
 CHUNK = 0.02
-STAGES = ("transcribed", "brain_first_delta", "first_audio")
+STAGES = ("final_started", "transcribed", "brain_first_delta", "first_audio")
 
 
 def voiced(samples: np.ndarray) -> tuple[float, float]:
@@ -227,19 +227,20 @@ async def main() -> None:
                 rtc.append(await rtc_turn(url, name))
             bargein.append(await barge_in(url, settings.realtime.barge_in_min_ms / 1000))
     print(f"{len(ws)} turns per transport ({len(CLIPS)} clips x {args.rounds} rounds)\n")
-    print("| transport | p50 | p95 | end of speech -> VAD stop | final transcript | "
-          "first reply text | first audio (server) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| transport | p50 | p95 | end of speech -> VAD stop | final started | "
+          "final transcript | first reply text | first audio (server) |")
+    print("|---|---|---|---|---|---|---|---|")
     split = {k: statistics.median(t["timings"].get(k, float("nan")) for t in ws)
              for k in STAGES}
     lat = [t["latency"] for t in ws]
     stopped = statistics.median(t["stopped"] for t in ws)
     print(f"| WebSocket | {statistics.median(lat):.3f} s | {pct(lat, 0.95):.3f} s | "
-          f"{stopped:.3f} s | +{split['transcribed']:.3f} s | "
+          f"{stopped:.3f} s | {split['final_started']:+.3f} s | "
+          f"+{split['transcribed']:.3f} s | "
           f"+{split['brain_first_delta']:.3f} s | +{split['first_audio']:.3f} s |")
     lat = [t["latency"] for t in rtc if t["latency"] is not None]
     print(f"| WebRTC | {statistics.median(lat):.3f} s | {pct(lat, 0.95):.3f} s | "
-          "same server path | | | |")
+          "same server path | | | | |")
     partials = [p for t in ws for p in t["partials"]]
     print(f"\npartial transcript lag: median {statistics.median(partials):.3f} s, "
           f"p95 {pct(partials, 0.95):.3f} s ({len(partials)} partials)")

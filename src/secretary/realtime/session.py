@@ -175,6 +175,7 @@ class _Utterance:
     partial_task: asyncio.Task[None] | None = None
     # The final transcript started early, in the silence that may end the turn.
     early: asyncio.Task[Heard] | None = None
+    early_at: float = 0.0
 
 
 class RealtimeSession:
@@ -352,6 +353,7 @@ class RealtimeSession:
             audio = self._take(utterance.start_ms - padding)
             utterance.early = self._spawn(self.stages.transcriber.transcribe(
                 audio, self.config.language, Cancel()))
+            utterance.early_at = time.perf_counter()
 
     def _trim_buffer(self) -> None:
         """Outside speech keep only what the prefix padding may need."""
@@ -554,7 +556,9 @@ class RealtimeSession:
         self.utterance = None
         if utterance.partial_task is not None:
             utterance.partial_task.cancel()
-        self.marks = {"speech_stopped": time.perf_counter()}
+        now = time.perf_counter()
+        self.marks = {"speech_stopped": now,
+                      "final_started": utterance.early_at if utterance.early else now}
         await self.emit({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": at_ms,
                          "item_id": utterance.item_id})
         turn = self.config.turn_detection
@@ -592,6 +596,9 @@ class RealtimeSession:
         text = PartialText()
         while True:
             await asyncio.sleep(self.limits.partial_interval)
+            if utterance.early is not None or (
+                    self.detector is not None and self.detector.silence_ms > 0):
+                continue  # nothing new was said; leave the CPU to the final transcript
             turn = self.config.turn_detection
             padding = turn.prefix_padding_ms if turn else 0
             audio = self._take(utterance.start_ms - padding)
