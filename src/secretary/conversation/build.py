@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from secretary.config import Settings
 from secretary.conversation.brain import ChatBrain, EchoBrain, History
-from secretary.conversation.fastfinal import FastFinalPolicy
 from secretary.conversation.metrics import TurnMetrics
 from secretary.conversation.runner import Pipeline, PipelineOptions
 from secretary.conversation.stages import Animator, Brain, Speaker, Transcriber
+from secretary.stt.fastfinal import FastFinalPolicy
 
 
 def build_brain(settings: Settings) -> Brain:
