@@ -296,3 +296,27 @@ def test_an_unreachable_speech_service_is_an_error_event_that_names_it(
     assert "text-to-speech" in errors[0]["message"] and str(port) in errors[0]["message"]
     assert not of_type(events, "audio")
     assert events[-1]["outcome"] == "error"
+
+
+def test_more_turns_than_allowed_get_a_503_with_retry_after(
+        cache_dir: Path, service: ConversationService) -> None:
+    import asyncio
+
+    from secretary.errors import ServiceBusyError
+
+    settings = make_settings(cache_dir)
+    settings.conversation = settings.conversation.model_copy(update={"max_turns": 1})
+    busy = ConversationService(settings, TurnMetrics(), PORTRAIT.read_bytes(),
+                               pipeline=service.pipeline)
+    busy.loaded = True
+    wav, _ = recording(TWO_SENTENCE_CLIPS[0])
+
+    async def two() -> None:
+        first = await busy.start_turn(wav, session="a", portrait=None)
+        with pytest.raises(ServiceBusyError) as refused:
+            await busy.start_turn(wav, session="b", portrait=None)
+        assert refused.value.headers()["Retry-After"] == "1"
+        first.interrupt()
+        busy.turns.clear()  # never streamed: nothing else holds it
+
+    asyncio.run(two())

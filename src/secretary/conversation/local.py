@@ -94,6 +94,9 @@ class LocalAnimator:
     def load(self) -> None:
         self.engine.load()
 
+    async def aclose(self) -> None:
+        self.engine.close()
+
     async def prepare(self, portrait: bytes) -> str:
         return (await self.lane.call(self.engine.prepare, portrait)).key
 
