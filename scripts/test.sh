@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # skip its tests and examples, and use every core.
 export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF}"
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
-setup_venv '[test,xtts]'
+setup_venv '[test,xtts,liveportrait]'
 
 # The UI tests drive the system's Chromium (Debian's package; Playwright's own browser
 # download is not used). Under CI a missing browser fails those tests instead of skipping.
