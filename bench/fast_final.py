@@ -31,11 +31,11 @@ from tests.helpers import (  # noqa: E402
 
 from secretary import audio  # noqa: E402
 from secretary.config import Settings  # noqa: E402
-from secretary.conversation.fastfinal import (  # noqa: E402
+from secretary.stt.engine import TranscriptionOptions, collect  # noqa: E402
+from secretary.stt.fastfinal import (  # noqa: E402
     FastFinalPolicy,
     final_transcript,
 )
-from secretary.stt.engine import TranscriptionOptions, collect  # noqa: E402
 from secretary.stt.models import WhisperModels  # noqa: E402
 from secretary.stt.whisper import WhisperEngine  # noqa: E402
 

@@ -11,8 +11,8 @@ import pytest
 from secretary import audio
 from secretary.config import Settings
 from secretary.conversation.brain import SentenceSplitter
-from secretary.conversation.fastfinal import FULL_WINDOW, FastFinalPolicy, final_transcript
 from secretary.stt.engine import TranscriptionOptions, collect
+from secretary.stt.fastfinal import FULL_WINDOW, FastFinalPolicy, final_transcript
 from secretary.stt.models import WhisperModels
 from secretary.stt.whisper import WhisperEngine
 from tests.helpers import SPEECH, reference_text, wer

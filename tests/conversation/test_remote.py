@@ -26,7 +26,7 @@ from tests.conversation.support import (
 from tests.helpers import FACES, running_server, wer
 
 # Same clips and ceilings as in-process (tests/conversation/test_turn.py): the service
-# decodes the same 16-bit samples, though with its own full 30 s window.
+# decodes the same 16-bit samples in the same fitted window.
 TRANSCRIPT_CEILING = 0.12
 READ_BACK_CEILING = 0.16
 
@@ -55,6 +55,7 @@ def test_a_turn_over_http_streams_in_order(urls: dict[str, str]) -> None:
     transcript = of_type(events, "transcript")[0]
     assert transcript["language"] == "en"
     assert wer(said, transcript["text"], "en") <= TRANSCRIPT_CEILING, transcript["text"]
+    assert transcript["window"] < 30  # the service's fitted window for a final
 
     sentences = of_type(events, "sentence")
     assert len(sentences) >= 2

@@ -272,3 +272,51 @@ def test_unreachable_chat_model_is_an_error_event_that_names_it(cache_dir: Path,
     assert "smollm2-test" in errors[0]["message"] and str(port) in errors[0]["message"]
     assert not of_type(events, "audio")
     assert events[-1]["outcome"] == "error"
+
+
+def test_an_unreachable_speech_service_is_an_error_event_that_names_it(
+        cache_dir: Path, service: ConversationService) -> None:
+    from secretary.conversation.brain import EchoBrain, History
+    from secretary.conversation.remote import RemoteSpeaker
+    from secretary.conversation.runner import Pipeline
+
+    port = free_port()  # nothing listens there
+    settings = make_settings(cache_dir)
+    speaker = RemoteSpeaker(f"http://127.0.0.1:{port}", timeout=10)
+    metrics = TurnMetrics()
+    pipeline = Pipeline(service.pipeline.transcriber, EchoBrain(History(2, 2)), speaker, None,
+                        metrics, service.pipeline.options)
+    other = ConversationService(settings, metrics, PORTRAIT.read_bytes(), pipeline=pipeline)
+    other.loaded = True  # the shared transcriber is loaded already
+    with running_server(create_app(settings, conversation=other)) as base:
+        wav, _ = recording(TWO_SENTENCE_CLIPS[0])
+        events = turn_events(base, wav)
+    errors = of_type(events, "error")
+    assert errors and errors[0]["stage"] == "speech", events
+    assert "text-to-speech" in errors[0]["message"] and str(port) in errors[0]["message"]
+    assert not of_type(events, "audio")
+    assert events[-1]["outcome"] == "error"
+
+
+def test_more_turns_than_allowed_get_a_503_with_retry_after(
+        cache_dir: Path, service: ConversationService) -> None:
+    import asyncio
+
+    from secretary.errors import ServiceBusyError
+
+    settings = make_settings(cache_dir)
+    settings.conversation = settings.conversation.model_copy(update={"max_turns": 1})
+    busy = ConversationService(settings, TurnMetrics(), PORTRAIT.read_bytes(),
+                               pipeline=service.pipeline)
+    busy.loaded = True
+    wav, _ = recording(TWO_SENTENCE_CLIPS[0])
+
+    async def two() -> None:
+        first = await busy.start_turn(wav, session="a", portrait=None)
+        with pytest.raises(ServiceBusyError) as refused:
+            await busy.start_turn(wav, session="b", portrait=None)
+        assert refused.value.headers()["Retry-After"] == "1"
+        first.interrupt()
+        busy.turns.clear()  # never streamed: nothing else holds it
+
+    asyncio.run(two())

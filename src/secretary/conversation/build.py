@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from secretary.config import Settings
 from secretary.conversation.brain import ChatBrain, EchoBrain, History
-from secretary.conversation.fastfinal import FastFinalPolicy
 from secretary.conversation.metrics import TurnMetrics
 from secretary.conversation.runner import Pipeline, PipelineOptions
 from secretary.conversation.stages import Animator, Brain, Speaker, Transcriber
+from secretary.stt.fastfinal import FastFinalPolicy
 
 
 def build_brain(settings: Settings) -> Brain:
@@ -57,12 +57,11 @@ def build_pipeline(settings: Settings, metrics: TurnMetrics) -> Pipeline:
     fps, size, quality = (conversation.avatar_fps, conversation.avatar_size,
                           conversation.avatar_jpeg_quality)
     if conversation.avatar and conversation.stage("avatar") == "local":
-        from secretary.avatar.meshwarp import MeshWarpEngine
-        from secretary.avatar.models import FaceLandmarkerModel
+        from secretary.avatar.app import create_engine
         from secretary.conversation.local import LocalAnimator
 
-        engine = MeshWarpEngine(settings.avatar, FaceLandmarkerModel(settings.models_dir))
-        animator = LocalAnimator(engine, fps, size, quality)
+        # SECRETARY_AVATAR_ENGINE's engine: mesh warp on a laptop, LivePortrait on a GPU.
+        animator = LocalAnimator(create_engine(settings), fps, size, quality)
     elif conversation.avatar:
         from secretary.conversation.remote import RemoteAnimator
 

@@ -16,10 +16,10 @@ import numpy as np
 from secretary.avatar.engine import AvatarEngine, Pose
 from secretary.avatar.poses import talking_poses
 from secretary.conversation.blocking import Lane, check
-from secretary.conversation.fastfinal import FastFinalPolicy, final_transcript
 from secretary.conversation.stages import Cancel, Frame, Heard, Look, Speech, StageError
 from secretary.errors import NotFoundError, SecretaryError
 from secretary.stt.engine import SttEngine, TranscriptionOptions
+from secretary.stt.fastfinal import FastFinalPolicy, final_transcript
 from secretary.tts.engine import SynthesisRequest
 from secretary.tts.service import TtsService
 
@@ -93,6 +93,9 @@ class LocalAnimator:
 
     def load(self) -> None:
         self.engine.load()
+
+    async def aclose(self) -> None:
+        self.engine.close()
 
     async def prepare(self, portrait: bytes) -> str:
         return (await self.lane.call(self.engine.prepare, portrait)).key

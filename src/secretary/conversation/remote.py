@@ -67,7 +67,8 @@ class RemoteTranscriber:
         # 16-bit PCM is what the service's decoder would make of any upload: the model sees
         # the same samples as in-process.
         wav = audio.encode(samples, audio.WHISPER_SAMPLE_RATE, "wav")
-        data = {"language": language} if language else {}
+        # ``final``: the service's fitted window for a whole short utterance.
+        data = {"final": "true", **({"language": language} if language else {})}
         try:
             answer = await self.client.post(
                 f"{self.url}/transcribe", files={"file": ("speech.wav", wav, "audio/wav")},
@@ -81,7 +82,8 @@ class RemoteTranscriber:
         body = answer.json()
         return Heard(text=str(body.get("text", "")).strip(), language=body.get("language", ""),
                      language_probability=float(body.get("language_probability", 0.0)),
-                     duration=float(body.get("duration", len(samples) / 16000)))
+                     duration=float(body.get("duration", len(samples) / 16000)),
+                     window=int(body.get("window", 30)))
 
 
 class RemoteSpeaker:

@@ -222,10 +222,9 @@ class Turn:
 
     def _finish(self, emit: Callable[[dict[str, Any]], None]) -> None:
         state, metrics = self._state, self.pipeline.metrics
-        if self.cancel and self.outcome in ("running", "completed"):
-            self.outcome = "cancelled"
         if self.outcome == "running":
-            self.outcome = "error" if state.failed else "completed"
+            self.outcome = ("error" if state.failed else
+                            "cancelled" if self.cancel else "completed")
         metrics.turns.labels(self.outcome).inc()
         metrics.sentences.labels("skipped").inc(max(0, state.sentences - state.synthesized))
         self.timings["total"] = round(self._mark("total", "turn"), 4)
@@ -350,6 +349,11 @@ class Turn:
             if encoder is not None and not self.cancel:
                 send(await asyncio.to_thread(encoder.close), index - 1, clock, 0.0)
                 emit({"type": "audio_end", "duration": round(clock, 4)})
+        except StageError as exc:
+            # No speech, no turn: say why, and stop the brain writing for nobody.
+            state.failed = True
+            emit({"type": "error", "stage": exc.stage, "code": exc.code, "message": exc.message})
+            self.cancel.set("speech failed")
         finally:
             speech.put_nowait(None)
 

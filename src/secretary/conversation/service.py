@@ -83,6 +83,7 @@ class ConversationService:
         self.pipeline = pipeline or build_pipeline(settings, metrics)
         self.portraits = PortraitStore(default_portrait, self.options.max_portraits)
         self.turns: dict[str, Turn] = {}
+        self._starting = 0
         self.loaded = False
         self._load_lock = threading.Lock()
 
@@ -132,45 +133,49 @@ class ConversationService:
         for stale in [t for t in self.turns.values() if started - t.started > STALE_SECONDS]:
             stale.interrupt(reason="never streamed")
             self.turns.pop(stale.id, None)
-        if len(self.turns) >= self.options.max_turns:
+        if len(self.turns) + self._starting >= self.options.max_turns:
             raise ServiceBusyError(
                 f"the secretary is answering {len(self.turns)} turns already; try again "
                 "shortly", retry_after=1)
-        look = None
-        if portrait and self.pipeline.animator is not None:
-            if expression not in EXPRESSIONS:
-                raise InvalidRequestError(
-                    f"unknown expression {expression!r}; use one of {', '.join(EXPRESSIONS)}",
-                    param="expression")
-            if not 0 <= intensity <= MAX_INTENSITY:
-                raise InvalidRequestError(
-                    f"intensity must be between 0 and {MAX_INTENSITY:g}", param="intensity")
-            look = Look(self.portraits.get(portrait), expression, intensity)
-        if not recording:
-            raise InvalidRequestError("audio: the uploaded file is empty", param="audio")
+        self._starting += 1  # held while the recording decodes
         try:
-            decoded = await asyncio.to_thread(audio.decode, recording)
-        except (audio.AudioDecodeError, audio.NoAudioStreamError, audio.EmptyAudioError) as exc:
-            exc.message = f"audio: {exc.message}"
-            exc.param = "audio"
-            raise
-        if decoded.duration > self.options.max_audio_seconds:
-            raise PayloadTooLargeError(
-                f"audio: the recording lasts {decoded.duration:.0f} s, more than the limit of "
-                f"{self.options.max_audio_seconds:.0f} s for one turn", param="audio")
-        if not self.loaded:
-            await asyncio.to_thread(self.load)
-        language = (language or "").strip().lower() or None
-        known = getattr(self.pipeline.transcriber, "languages", None)
-        if language and known is not None and language not in known():
-            raise InvalidRequestError(
-                f"unknown language code {language!r}; use an ISO 639-1 code such as 'en' or "
-                "'de', or leave it out to detect the language", param="language")
-        request = TurnInput(decoded.samples, session=session, language=language,
-                            voice=voice or None, look=look,
-                            decode_seconds=time.perf_counter() - started)
-        turn = self.pipeline.start(request, started=started)
-        self.turns[turn.id] = turn
+            look = None
+            if portrait and self.pipeline.animator is not None:
+                if expression not in EXPRESSIONS:
+                    raise InvalidRequestError(
+                        f"unknown expression {expression!r}; use one of {', '.join(EXPRESSIONS)}",
+                        param="expression")
+                if not 0 <= intensity <= MAX_INTENSITY:
+                    raise InvalidRequestError(
+                        f"intensity must be between 0 and {MAX_INTENSITY:g}", param="intensity")
+                look = Look(self.portraits.get(portrait), expression, intensity)
+            if not recording:
+                raise InvalidRequestError("audio: the uploaded file is empty", param="audio")
+            try:
+                decoded = await asyncio.to_thread(audio.decode, recording)
+            except (audio.AudioDecodeError, audio.NoAudioStreamError, audio.EmptyAudioError) as exc:
+                exc.message = f"audio: {exc.message}"
+                exc.param = "audio"
+                raise
+            if decoded.duration > self.options.max_audio_seconds:
+                raise PayloadTooLargeError(
+                    f"audio: the recording lasts {decoded.duration:.0f} s, more than the limit of "
+                    f"{self.options.max_audio_seconds:.0f} s for one turn", param="audio")
+            if not self.loaded:
+                await asyncio.to_thread(self.load)
+            language = (language or "").strip().lower() or None
+            known = getattr(self.pipeline.transcriber, "languages", None)
+            if language and known is not None and language not in known():
+                raise InvalidRequestError(
+                    f"unknown language code {language!r}; use an ISO 639-1 code such as 'en' or "
+                    "'de', or leave it out to detect the language", param="language")
+            request = TurnInput(decoded.samples, session=session, language=language,
+                                voice=voice or None, look=look,
+                                decode_seconds=time.perf_counter() - started)
+            turn = self.pipeline.start(request, started=started)
+            self.turns[turn.id] = turn
+        finally:
+            self._starting -= 1
         return turn
 
     def interrupt(self, turn_id: str, played_seconds: float | None) -> dict[str, Any]:

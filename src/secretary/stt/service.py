@@ -8,11 +8,13 @@ text); the HTTP layer (``app.py``) only parses forms and formats answers.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 
 from secretary import audio
 from secretary.config import Settings
 from secretary.errors import InvalidRequestError, ServiceBusyError
 from secretary.stt.engine import SttEngine, Transcription, TranscriptionOptions, collect
+from secretary.stt.fastfinal import FastFinalPolicy, Final, final_transcript
 from secretary.stt.models import WHISPER_HUB_IDS
 from secretary.web.service_base import EngineService
 
@@ -76,6 +78,14 @@ class SttService(EngineService):
         decoded = await self.decode(data)
         return await self.queue.run(
             lambda: collect(self.engine.transcribe(decoded.samples, options)))
+
+    async def transcribe_final(self, data: bytes, options: TranscriptionOptions) -> Final:
+        """A whole short utterance (a spoken turn), in a window fitted to it where that
+        holds (``fastfinal``), decoded at temperature 0."""
+        decoded = await self.decode(data)
+        options = replace(options, temperature=0.0)
+        return await self.queue.run(
+            final_transcript, self.engine, decoded.samples, options, FastFinalPolicy())
 
     async def stream_text(self, data: bytes, options: TranscriptionOptions
                           ) -> AsyncIterator[str]:

@@ -139,7 +139,7 @@ class WhisperEngine:
         one pass without timestamps. faster-whisper always pads to 30 s (its
         ``chunk_length`` only splits the audio), so this calls CTranslate2 directly with the
         model's own feature extractor, tokenizer and prompt. Temperature 0, no fallback: the
-        caller guards against loops (``secretary.conversation.fastfinal``)."""
+        caller guards against loops (``secretary.stt.fastfinal``)."""
         from faster_whisper.audio import pad_or_trim
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
