@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 
@@ -9,6 +10,7 @@ import httpx
 import pytest
 import websockets
 
+from secretary.realtime.service import RealtimeService
 from tests.realtime.support import collect as events_until
 from tests.realtime.support import connect, of_type
 
@@ -101,3 +103,44 @@ async def test_transcription_session_gives_transcripts_and_no_responses(url: str
         await connection.response.create()
         events = await events_until(connection, "error")
         assert not of_type(events, "response.created")
+
+
+async def test_an_idle_session_is_closed_with_an_error(url: str,
+                                                      service: RealtimeService) -> None:
+    saved = service.options.idle_timeout_s
+    service.options.idle_timeout_s = 1.0
+    try:
+        async with websockets.connect(_ws(url)) as ws:
+            await _next(ws, "session.created")
+            event = await asyncio.wait_for(_next(ws, "error"), 10)
+            assert event["error"]["code"] == "session_expired"
+            assert "idle" in event["error"]["message"]
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+    finally:
+        service.options.idle_timeout_s = saved
+
+
+async def test_beta_clients_get_the_beta_event_names(url: str) -> None:
+    headers = {"OpenAI-Beta": "realtime=v1"}
+    async with websockets.connect(_ws(url), additional_headers=headers) as ws:
+        created = await _next(ws, "session.created")
+        assert created["session"]["input_audio_format"] == "pcm16"
+        await ws.send(json.dumps({"type": "session.update", "session": {
+            "modalities": ["text", "audio"], "input_audio_format": "pcm16",
+            "turn_detection": None}}))
+        assert (await _next(ws, "session.updated"))["session"]["turn_detection"] is None
+        await ws.send(json.dumps({"type": "conversation.item.create", "item": {
+            "type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": "Good morning."}]}}))
+        await _next(ws, "conversation.item.created")
+        await ws.send(json.dumps({"type": "response.create"}))
+        kinds = set()
+        while True:
+            event = json.loads(await ws.recv())
+            kinds.add(event["type"])
+            if event["type"] == "response.done":
+                break
+        assert {"response.audio.delta", "response.audio_transcript.delta",
+                "response.audio_transcript.done"} <= kinds
+        assert not any(k.startswith("response.output_audio") for k in kinds)
