@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import copy
 import json
 import logging
 import re
@@ -620,6 +621,15 @@ class RealtimeSession:
                                  "audio_end_ms": covered_ms})
 
     # ------------------------------------------------------------------ responses
+    def brain(self) -> Any:
+        """The pipeline's brain, with this session's instructions as the system prompt
+        where it is a chat model (a shallow copy: the same client and history)."""
+        brain = self.stages.brain
+        if self.config.instructions and hasattr(brain, "system_prompt"):
+            brain = copy.copy(brain)
+            brain.system_prompt = self.config.instructions
+        return brain
+
     def _start_response(self, audio: bool) -> None:
         response = Response(new_id("resp"), new_id("item"),
                             {**self.marks, "response_created": time.perf_counter()})
@@ -730,7 +740,7 @@ class RealtimeSession:
         async def think() -> None:
             nonlocal reply
             try:
-                async for delta in stages.brain.reply(self.id, heard, response.cancel):
+                async for delta in self.brain().reply(self.id, heard, response.cancel):
                     response.marks.setdefault("brain_first_delta", time.perf_counter())
                     reply += delta
                     for sentence in splitter.feed(delta):
