@@ -159,12 +159,13 @@ async def test_webrtc_call_speaks_and_shows_a_talking_face(rtc_url: str,
     landmarker = Landmarker(ModelStore(cache_dir / "models").face_landmarker_path())
     landmarker.load()
     try:
-        frames = call["video"][::2]
-        jaw = []
+        frames = call["video"]
+        jaw, blink = [], []
         for _, image in frames:
             found = landmarker.detect(image)
             assert found is not None, "no face in a video frame"
             jaw.append(found.blendshapes["jawOpen"])
+            blink.append(found.blendshapes["eyeBlinkLeft"])
     finally:
         landmarker.close()
     jaw_t = np.array([t for t, _ in frames])
@@ -173,8 +174,16 @@ async def test_webrtc_call_speaks_and_shows_a_talking_face(rtc_url: str,
     talking = (jaw_t >= first_sound) & (jaw_t <= times[loud][-1])
     before = jaw_t < first_sound - 0.2
     assert talking.sum() >= 10 and before.sum() >= 5
+    # Measured (3 runs): jawOpen while talking mean 0.18, max 0.28; before 0.016, max 0.024.
     assert jaw[talking].max() > jaw[before].max() + 0.1
     assert jaw[talking].mean() > jaw[before].mean() + 0.03
+    # Listening, the face is alive: it blinks and the head drifts.
+    blink = np.array(blink)
+    # Measured: eyeBlinkLeft peaks at 0.30 against a median of 0.04.
+    assert blink[before].max() > np.median(blink[before]) + 0.15
+    idle = [image for (t, image) in frames if t < first_sound - 0.2]
+    drift = max(float(np.abs(a.astype(int) - idle[0].astype(int)).mean()) for a in idle)
+    assert drift > 0.5
 
     # Audio and video together: the lag that best lines the jaw up with the loudness.
     sound = np.interp(jaw_t, times, level)
@@ -182,6 +191,7 @@ async def test_webrtc_call_speaks_and_shows_a_talking_face(rtc_url: str,
     scores = [np.corrcoef(np.interp(jaw_t + lag, times, level), jaw)[0, 1] for lag in lags]
     best = float(lags[int(np.argmax(scores))])
     assert np.corrcoef(sound, jaw)[0, 1] > 0.3
+    # Measured 10 and 30 ms (correlation 0.83-0.85); 40 ms is the requirement itself.
     assert abs(best) <= 0.04, f"audio and video {best * 1000:.0f} ms apart"
 
 
