@@ -427,6 +427,51 @@ def test_an_unreachable_chat_model_is_named_on_the_page(browser, cache_dir: Path
 
 
 @needs_chromium
+def test_stop_during_the_reply_stops_it_here_and_on_the_server(
+        playwright, cache_dir: Path, tmp_path: Path) -> None:
+    """A long reply with large avatar frames (so the server is still rendering when the
+    listener presses Stop): the page stops playing, and the server ends the turn as
+    cancelled, its remaining frames never rendered."""
+    from playwright.sync_api import expect
+
+    clip = audio.decode(SPEECH / "en_jfk_ask_not.flac", MIC_RATE).samples
+    pad = np.zeros(MIC_RATE // 2, np.float32)
+    mic = tmp_path / "long.wav"
+    mic.write_bytes(audio.encode(np.concatenate([pad, clip, *[pad] * 6]), MIC_RATE, "wav"))
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={mic}%noloop", *QUIET_CHROMIUM])
+    settings = ui_settings(cache_dir)
+    # 60 large frames a second: about a minute of rendering for this reply.
+    settings.conversation = settings.conversation.model_copy(
+        update={"avatar_fps": 60, "avatar_size": 1024})
+    try:
+        with running_server(create_ui_app(settings)) as ui_url:
+            page = _page(browser, ui_url)
+            page.get_by_test_id("full-flow").click()
+            page.wait_for_function(
+                "document.querySelector('[data-testid=reply-audio]').currentTime > 0.3",
+                timeout=120_000)
+            page.get_by_test_id("stop").click()
+            expect(page.get_by_test_id("stop")).to_be_disabled()
+            assert _media(page, "reply-audio")["paused"]
+            deadline = time.monotonic() + 30
+            while True:
+                text = httpx.get(f"{ui_url}/metrics", timeout=10).text
+                if 'secretary_turns_total{outcome="cancelled"} 1.0' in text:
+                    break
+                assert time.monotonic() < deadline, text[-2000:]
+                time.sleep(0.2)
+            frames = next(float(line.split()[-1]) for line in text.splitlines()
+                          if line.startswith("secretary_turn_frames_total "))
+            assert frames < 11 * 60  # the whole reply's frames were not rendered
+            expect(page.get_by_test_id("notice")).to_be_hidden()
+            page.context.close()
+    finally:
+        browser.close()
+
+
+@needs_chromium
 def test_denied_microphone_gets_a_clear_message(playwright, cache_dir: Path) -> None:
     from playwright.sync_api import expect
 
