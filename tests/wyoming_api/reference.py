@@ -18,7 +18,7 @@ from pathlib import Path
 from tests.helpers import free_port
 
 
-def _wait_for_port(process: subprocess.Popen, port: int, log: Path, timeout: float) -> None:
+def wait_for_port(process: subprocess.Popen, port: int, log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -41,7 +41,7 @@ def _serve(module: str, args: list[str], timeout: float = 180.0) -> Iterator[int
                  "--download-dir", scratch],
                 stdout=out, stderr=subprocess.STDOUT, env=env)
         try:
-            _wait_for_port(process, port, log, timeout)
+            wait_for_port(process, port, log, timeout)
             yield port
         finally:
             process.terminate()
@@ -53,15 +53,16 @@ def _serve(module: str, args: list[str], timeout: float = 180.0) -> Iterator[int
 
 
 @contextlib.contextmanager
-def faster_whisper_server(model_folder: Path, compute_type: str, beam_size: int = 5
-                          ) -> Iterator[int]:
+def faster_whisper_server(model_folder: Path, compute_type: str, beam_size: int = 5,
+                          cpu_threads: int | None = None) -> Iterator[int]:
     """Settings as Secretary's defaults: beam 5, Silero VAD with faster-whisper's own
     parameters, the language detected unless the client names one."""
+    threads = ["--cpu-threads", str(cpu_threads)] if cpu_threads else []
     with _serve("wyoming_faster_whisper", [
         "--model", str(model_folder), "--stt-library", "faster-whisper",
         "--local-files-only", "--compute-type", compute_type,
         "--beam-size", str(beam_size), "--vad-filter", "--vad-min-speech-ms", "0",
-        "--language", "auto", "--data-dir", str(model_folder.parent),
+        "--language", "auto", "--data-dir", str(model_folder.parent), *threads,
     ]) as port:
         yield port
 
