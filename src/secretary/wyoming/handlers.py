@@ -89,13 +89,17 @@ class _Connection(AsyncEventHandler):
                     break
                 if not await self.handle_event(event):
                     break
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass  # the client went away
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+            pass  # the client went away, or stopped reading
         finally:
             await self.disconnect()
             self.writer.close()
             with contextlib.suppress(Exception):
                 await self.writer.wait_closed()
+
+    async def write_event(self, event: Event) -> None:
+        # A client that stops reading must not hold its place in a work queue forever.
+        await asyncio.wait_for(super().write_event(event), self.idle_timeout)
 
     async def handle_event(self, event: Event) -> bool:
         try:
@@ -115,7 +119,7 @@ class _Connection(AsyncEventHandler):
             return await self.handle(event)
         except SecretaryError as exc:
             return await self.refuse(exc)
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
             raise
         except Exception as exc:
             log.exception("wyoming %s: unexpected error on %s", self.kind, event.type)
@@ -131,7 +135,7 @@ class _Connection(AsyncEventHandler):
 
     async def send_error(self, text: str, code: str) -> None:
         self.observer.error(self.kind, code)
-        with contextlib.suppress(ConnectionError):
+        with contextlib.suppress(ConnectionError, TimeoutError):
             await self.write_event(Error(text=text, code=code).event())
 
     async def info(self) -> Any: ...
@@ -283,11 +287,13 @@ class TtsConnection(_Connection):
         pieces = self.service.pcm(job, leading_pause=stream and self.spoken)
         await self.write_event(AudioStart(rate=job.sample_rate, width=2, channels=1).event())
         first = True
-        async for piece in pieces:
-            if first:
-                self.observer.first_audio(time.perf_counter() - started)
-                first = False
-            await self.write_event(
-                AudioChunk(rate=job.sample_rate, width=2, channels=1, audio=piece).event())
+        # Closed here even when the client goes away mid-stream: it holds a queue place.
+        async with contextlib.aclosing(pieces):  # type: ignore[type-var]
+            async for piece in pieces:
+                if first:
+                    self.observer.first_audio(time.perf_counter() - started)
+                    first = False
+                await self.write_event(
+                    AudioChunk(rate=job.sample_rate, width=2, channels=1, audio=piece).event())
         await self.write_event(AudioStop().event())
         self.spoken = True
