@@ -40,6 +40,10 @@ from secretary.wyoming.service import PROGRAM, PcmFormat, WyomingService, text_f
 
 log = logging.getLogger(__name__)
 
+# After an error that closes a connection: how long, and how much, is read and dropped.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 16 << 20
+
 
 class Observer:
     """What the handlers report (the server counts it for /metrics and /health)."""
@@ -64,6 +68,7 @@ class _Connection(AsyncEventHandler):
         self.idle_timeout = settings.idle_timeout
         # A request is in progress: an error now ends it and closes the connection.
         self.busy = False
+        self.errored = False  # an error event went out (the close then lingers)
 
     def reset(self) -> None:
         self.busy = False
@@ -92,10 +97,28 @@ class _Connection(AsyncEventHandler):
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
             pass  # the client went away, or stopped reading
         finally:
+            if self.errored:
+                await self._linger()
             await self.disconnect()
             self.writer.close()
             with contextlib.suppress(Exception):
                 await self.writer.wait_closed()
+
+    async def _linger(self) -> None:
+        """After an error: end our side, and read what the client is still sending for a
+        moment. Closing on unread data resets the connection, and a reset can throw away
+        the error event before the client has read it."""
+        loop = asyncio.get_running_loop()
+        deadline, budget = loop.time() + LINGER_SECONDS, LINGER_BYTES
+        with contextlib.suppress(Exception):
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            while budget > 0 and loop.time() < deadline:
+                piece = await asyncio.wait_for(self.reader.read(1 << 16),
+                                               deadline - loop.time())
+                if not piece:
+                    break
+                budget -= len(piece)
 
     async def write_event(self, event: Event) -> None:
         # A client that stops reading must not hold its place in a work queue forever.
@@ -135,6 +158,7 @@ class _Connection(AsyncEventHandler):
 
     async def send_error(self, text: str, code: str) -> None:
         self.observer.error(self.kind, code)
+        self.errored = True
         with contextlib.suppress(ConnectionError, TimeoutError):
             await self.write_event(Error(text=text, code=code).event())
 
