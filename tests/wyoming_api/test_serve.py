@@ -40,3 +40,14 @@ def test_serve_only_wyoming(cache_dir: Path) -> None:
     finally:
         output = _stop(process)
     assert "wyoming stt on tcp://127.0.0.1" in output
+
+
+def test_bad_settings_end_serve_with_one_line(cache_dir: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "secretary", "serve", "--only", "wyoming"],
+        env=_env(cache_dir, SECRETARY_WYOMING_STT_PORT="10200",
+                 SECRETARY_WYOMING_TTS_PORT="10200"),
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "SECRETARY_WYOMING_STT_PORT and _TTS_PORT must differ" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
