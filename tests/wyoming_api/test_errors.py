@@ -298,3 +298,25 @@ async def _describe_with_client(port: int) -> None:
 
 def test_a_new_connection_after_an_error(wyoming: Wyoming) -> None:
     run(_describe_with_client(wyoming.tts_port))
+
+
+async def _two_at_once(port: int) -> list[dict]:
+    pcm = pcm16(SPEECH / "en_jfk_ask_not.flac")
+    heard = await asyncio.gather(transcribe(port, pcm, "en"), transcribe(port, pcm, "en"))
+    return [h.event.to_dict() for h in heard]
+
+
+def test_a_full_queue_answers_busy(cache_dir: Path, whisper_engine: WhisperEngine,
+                                   piper_engine: PiperEngine,
+                                   espeak_engine: EspeakEngine) -> None:
+    """The speech-to-text service's own limits (SECRETARY_STT_MAX_CONCURRENCY and
+    _MAX_QUEUE, here 1 and 0): the second of two requests at once is refused as the HTTP
+    API would refuse it (503 there), and the first is served."""
+    with wyoming_server(cache_dir, whisper_engine, piper_engine, espeak_engine,
+                        stt_limits=(1, 0)) as server:
+        answers = run(_two_at_once(server.stt_port))
+    types = sorted(a["type"] for a in answers)
+    assert types == ["error", "transcript"], answers
+    error = next(a for a in answers if a["type"] == "error")
+    assert error["data"]["code"] == "busy"
+    assert "busy" in error["data"]["text"]
