@@ -39,13 +39,16 @@ class Wyoming:
 @contextlib.contextmanager
 def wyoming_server(cache_dir: Path, stt: WhisperEngine, piper: PiperEngine,
                    espeak: EspeakEngine, stt_limits: tuple[int, int] | None = None,
-                   **wyoming: object) -> Iterator[Wyoming]:
+                   tts: dict[str, object] | None = None, **wyoming: object
+                   ) -> Iterator[Wyoming]:
     """The real service (its app, lifespan and TCP servers) on free ports, over the shared
-    engines; ``wyoming`` overrides SECRETARY_WYOMING_* settings, ``stt_limits`` the
-    speech-to-text queue's (max_concurrency, max_queue)."""
+    engines; ``wyoming`` overrides SECRETARY_WYOMING_* settings, ``tts`` SECRETARY_TTS_*
+    ones, ``stt_limits`` the speech-to-text queue's (max_concurrency, max_queue)."""
     settings = make_settings(cache_dir)
     if stt_limits is not None:
         settings.stt.max_concurrency, settings.stt.max_queue = stt_limits
+    for key, value in (tts or {}).items():
+        setattr(settings.tts, key, value)
     settings.wyoming.stt_port = free_port()
     settings.wyoming.tts_port = free_port()
     for key, value in wyoming.items():
