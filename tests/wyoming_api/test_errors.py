@@ -320,3 +320,35 @@ def test_a_full_queue_answers_busy(cache_dir: Path, whisper_engine: WhisperEngin
     error = next(a for a in answers if a["type"] == "error")
     assert error["data"]["code"] == "busy"
     assert "busy" in error["data"]["text"]
+
+
+async def _declared_but_not_sent(port: int) -> None:
+    """A header that declares 2 GiB of payload and sends a little: nothing of that size is
+    held, and the server answers others meanwhile."""
+    conn = await Raw.open(port)
+    header = {"type": "audio-chunk", "data": {"rate": 16000, "width": 2, "channels": 1},
+              "payload_length": 2 << 30}
+    await conn.send(json.dumps(header).encode() + b"\n" + b"\0" * 100_000)
+    other = await Raw.open(port)
+    await other.usable()
+    other.close()
+    conn.writer.write_eof()  # the payload never comes: the server sees the end
+    assert await conn.read() is None
+    conn.close()
+
+
+async def _ping(port: int) -> None:
+    conn = await Raw.open(port)
+    await conn.event(Event("ping", {"text": "hello"}))
+    event = await conn.read()
+    assert event is not None and event.type == "pong" and event.data["text"] == "hello"
+    conn.close()
+
+
+def test_a_payload_declared_but_never_sent(wyoming: Wyoming) -> None:
+    run(_declared_but_not_sent(wyoming.stt_port))
+
+
+def test_ping(wyoming: Wyoming) -> None:
+    run(_ping(wyoming.stt_port))
+    run(_ping(wyoming.tts_port))
