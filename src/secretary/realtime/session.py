@@ -229,8 +229,16 @@ class RealtimeSession:
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._done)
         return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()  # retrieved here, so a dropped early transcript is quiet
+        if error is not None and not isinstance(error, StageError):
+            log.error("realtime session %s: %r", self.id, error, exc_info=error)
 
     async def start(self) -> None:
         kind = "transcription_session.created" if (
