@@ -74,6 +74,35 @@ class SttSettings(ServiceSettings):
     max_audio_seconds: float = Field(default=3 * 3600, gt=0)
 
 
+class CanarySettings(ServiceSettings):
+    """NVIDIA Canary (NeMo) as a second speech-to-text service, with the same APIs as stt."""
+
+    model_config = _group("SECRETARY_CANARY_")
+
+    port: int = 8084
+    model: str = Field(
+        default="canary-1b",
+        description="Canary checkpoint: a name (canary-1b, canary-1b-flash, canary-180m-flash), "
+        "a hub id such as nvidia/canary-1b, or a local .nemo file (needs secretary[canary]).",
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    default_language: str = Field(
+        default="en",
+        description="Spoken language of a request that names none: Canary does not detect it.",
+    )
+    pnc: bool = Field(default=True, description="Ask for punctuation and capitalisation.")
+    beam_size: int = Field(default=1, ge=1, description="Beam width of Canary's decoder.")
+    chunk_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=40,
+        description="Longer audio is decoded in windows of this many seconds (Canary was "
+        "trained on clips of up to 40 s); each window is one segment.",
+    )
+    preload: bool = Field(default=True, description="Load the model at start-up, not first use.")
+    max_audio_seconds: float = Field(default=3 * 3600, gt=0)
+
+
 class TtsSettings(ServiceSettings):
     model_config = _group("SECRETARY_TTS_")
 
@@ -278,6 +307,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
 
     stt: SttSettings = Field(default_factory=SttSettings)
+    canary: CanarySettings = Field(default_factory=CanarySettings)
     tts: TtsSettings = Field(default_factory=TtsSettings)
     avatar: AvatarSettings = Field(default_factory=AvatarSettings)
     ui: UiSettings = Field(default_factory=UiSettings)

@@ -257,6 +257,18 @@ class ModelStore:
             self._hub_file(PIPER_HUB_ID, f"{folder}/{name}.onnx.json", download, name),
         )
 
+    def hub_file(self, hub_id: str, filename: str, *, download: bool,
+                 offline_message: str) -> Path:
+        """One file of ``hub_id``, from the hub cache or a download."""
+        from huggingface_hub import hf_hub_download
+
+        return self._from_hub(
+            lambda local_only: hf_hub_download(
+                hub_id, filename, cache_dir=str(self.root / "hub"), local_files_only=local_only,
+            ),
+            f"{hub_id}/{filename}", download, offline_message,
+        )
+
     def _hub_file(self, hub_id: str, filename: str, download: bool, hint_name: str) -> Path:
         from huggingface_hub import hf_hub_download
 
