@@ -320,3 +320,20 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.cache_dir / "models"
+
+
+def environment_variables() -> dict[str, tuple[str, object, str]]:
+    """Every ``SECRETARY_*`` variable the settings read: name -> (group, default,
+    description). For ``.env.example``, ``secretary doctor`` and checks of deployment files."""
+    found: dict[str, tuple[str, object, str]] = {}
+    for name, field in Settings.model_fields.items():
+        group = field.default_factory if isinstance(field.default_factory, type) else None
+        if group is not None and issubclass(group, BaseSettings):
+            prefix = group.model_config.get("env_prefix", "")
+            for sub, info in group.model_fields.items():
+                default = info.get_default(call_default_factory=True)
+                found[f"{prefix}{sub}".upper()] = (name, default, info.description or "")
+        else:
+            default = field.get_default(call_default_factory=True)
+            found[f"SECRETARY_{name}".upper()] = ("", default, field.description or "")
+    return found
