@@ -106,6 +106,42 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _service_names(only: str | None) -> list[str]:
+    from secretary.serve import select_services
+
+    return [spec.name for spec in select_services(only)]
+
+
+def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from secretary import doctor
+
+    checks = doctor.run(settings, _service_names(args.only))
+    print(doctor.render(checks))
+    return 1 if any(check.status == "fail" for check in checks) else 0
+
+
+def _health(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit 0 when every named service on this machine answers /health with status ok
+    (the Compose health check)."""
+    import httpx
+
+    status = 0
+    for name in _service_names(args.services):
+        group = getattr(settings, name)
+        tls = name == "ui" and settings.ui.tls
+        url = f"{'https' if tls else 'http'}://127.0.0.1:{group.port}/health"
+        try:
+            # The UI's certificate may be self-signed; this only asks whether it is up.
+            answer = httpx.get(url, timeout=args.timeout, verify=False)
+            state = answer.json().get("status") if answer.status_code == 200 else None
+        except (httpx.HTTPError, ValueError) as exc:
+            state = f"unreachable ({exc})"
+        if state != "ok":
+            status = 1
+        print(f"{name}: {state or answer.status_code}")
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="secretary", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -127,6 +163,18 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-vad", action="store_true", help="do not filter out non-speech")
     tr.add_argument("--output-dir", help="write one file per input here instead of printing")
     tr.set_defaults(handler=_transcribe)
+
+    doctor = sub.add_parser("doctor", help="check this machine for what the configured "
+                            "services need; exit status 1 when something cannot run")
+    doctor.add_argument("--only", help="check for these services (default: what `serve` "
+                        "starts)")
+    doctor.set_defaults(handler=_doctor)
+
+    health = sub.add_parser("health", help="ask running services on this machine for their "
+                            "/health (exit status 1 unless all are ok)")
+    health.add_argument("services", help="comma-separated service names")
+    health.add_argument("--timeout", type=float, default=5.0)
+    health.set_defaults(handler=_health)
 
     models = sub.add_parser("models", help="list or fetch models")
     models_sub = models.add_subparsers(dest="models_command", required=True)

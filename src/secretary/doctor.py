@@ -112,6 +112,13 @@ def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: a module set to None (blocked)
+        return False
+
+
 def installed_version(name: str) -> str | None:
     try:
         return importlib.metadata.version(name)
@@ -164,7 +171,7 @@ def nvidia_driver() -> str | None:
 
 def check_torch_cuda(need: Needs, driver: str | None) -> Check:
     name = "torch CUDA build vs driver"
-    if importlib.util.find_spec("torch") is None:
+    if not importable("torch"):
         if need.xtts or need.canary:
             return Check(name, "fail", "torch not installed",
                          "pip install 'secretary[xtts]' (or [canary])")
@@ -172,7 +179,8 @@ def check_torch_cuda(need: Needs, driver: str | None) -> Check:
     try:
         import torch
     except Exception as exc:  # a broken install fails in many ways; say which
-        return Check(name, "fail", f"torch does not import: {exc}",
+        return Check(name, "fail" if need.xtts or need.canary else "warn",
+                     f"torch does not import: {exc}",
                      "reinstall torch: pip install --force-reinstall 'secretary[xtts]'")
     built = torch.version.cuda
     if built is None:
@@ -222,7 +230,7 @@ def check_ctranslate2(need: Needs, driver: str | None,
 def check_nemo(need: Needs) -> Check:
     name = "NeMo (Canary)"
     version = installed_version("nemo_toolkit")
-    if version is None:
+    if version is None or not importable("nemo"):
         if need.canary:
             return Check(name, "fail", "not installed", "pip install 'secretary[canary]'")
         return Check(name, "info", "not installed (not needed here)")
