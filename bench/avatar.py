@@ -28,11 +28,11 @@ import cv2
 import numpy as np
 
 from secretary import audio
-from secretary.avatar.animate import animation, encode_image
 from secretary.avatar.engine import EXPRESSIONS, Pose
 from secretary.avatar.meshwarp import MeshWarpEngine, decode_image
+from secretary.avatar.service import animation, encode_image
+from secretary.catalog import ModelStore
 from secretary.config import AvatarSettings
-from secretary.models import ModelStore
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 PHOTOS = ("astronaut_eileen_collins.png", "pexels_woman_neutral.jpg")

@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 from faster_whisper import WhisperModel  # noqa: E402
 from tests.helpers import running_server, speech_clips  # noqa: E402
 
+from secretary.catalog import ModelStore  # noqa: E402
 from secretary.config import Settings  # noqa: E402
-from secretary.models import ModelStore  # noqa: E402
 from secretary.stt.app import create_app  # noqa: E402
 from secretary.stt.whisper import WhisperEngine  # noqa: E402
 

@@ -25,8 +25,8 @@ import numpy as np  # noqa: E402
 from tests.helpers import SPEECH, reference_text, wer  # noqa: E402
 
 from secretary import audio  # noqa: E402
+from secretary.catalog import ModelStore  # noqa: E402
 from secretary.config import Settings  # noqa: E402
-from secretary.models import ModelStore  # noqa: E402
 from secretary.stt.engine import TranscriptionOptions, collect  # noqa: E402
 from secretary.stt.whisper import WhisperEngine  # noqa: E402
 from secretary.tts.engine import SpeakerReference, SynthesisRequest  # noqa: E402

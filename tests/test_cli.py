@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from secretary.services import SERVICES
+from secretary.launcher import SERVICES
 from tests.helpers import SPEECH, free_port, wait_for_health, wer
 
 JFK = SPEECH / "en_jfk_ask_not.flac"
@@ -131,4 +131,15 @@ def test_invalid_setting_is_reported_in_one_line(cache_dir: Path) -> None:
     result = _secretary("models", "list", env=_env(cache_dir, SECRETARY_STT_DEVICE="tpu"))
     assert result.returncode == 2
     assert "invalid configuration" in result.stderr and "device" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_tts_routes_end_serve_with_one_line(cache_dir: Path) -> None:
+    result = _secretary("serve", "--only", "tts",
+                        env=_env(cache_dir, SECRETARY_TTS_ROUTES="en=festival"), timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "SECRETARY_TTS_ROUTES" in lines[0] and "festival" in lines[0]
+    assert "for example SECRETARY_TTS_ROUTES=" in lines[0]
     assert "Traceback" not in result.stderr

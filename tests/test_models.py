@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from secretary.catalog import ModelStore
 from secretary.errors import ModelUnavailableError
-from secretary.models import ModelStore
 
 
 def test_base_assembles_once_and_verifies(tmp_path: Path) -> None:

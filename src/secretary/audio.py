@@ -11,6 +11,7 @@ so a file sent to the service gives Whisper exactly the samples it would get fro
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 import struct
@@ -23,7 +24,7 @@ import av
 import av.error
 import numpy as np
 
-from secretary.errors import InvalidRequestError, UnsupportedMediaError
+from secretary.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaError
 
 WHISPER_SAMPLE_RATE = 16000
 
@@ -372,3 +373,25 @@ def rms_dbfs(samples: np.ndarray) -> float:
         return -math.inf
     rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
     return 20 * math.log10(rms) if rms > 0 else -math.inf
+
+
+async def decode_upload(data: bytes, field: str, *, sample_rate: int = WHISPER_SAMPLE_RATE,
+                        max_seconds: float | None = None) -> DecodedAudio:
+    """Decode the audio a request sent in ``field``, off the event loop.
+
+    Decoder failures carry their own status (400 undecodable, 415 not audio); the field
+    name is added to the message so the client knows which part was wrong.
+    """
+    try:
+        decoded = await asyncio.to_thread(decode, data, sample_rate)
+    except (AudioDecodeError, NoAudioStreamError, EmptyAudioError) as exc:
+        exc.message = f"{field}: {exc.message}"
+        exc.param = field
+        raise
+    if max_seconds is not None and decoded.duration > max_seconds:
+        raise PayloadTooLargeError(
+            f"{field}: the audio lasts {decoded.duration:.0f} s, more than the limit of "
+            f"{max_seconds:.0f} s",
+            param=field,
+        )
+    return decoded

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from secretary.config import Settings
+from secretary.config import Settings, describe_invalid
 from secretary.errors import SecretaryError
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from secretary.serve import select_services, serve
+    from secretary.launcher import select_services, serve
 
     if args.host:
         settings.host = args.host
@@ -33,13 +33,13 @@ def _transcribe(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from secretary import audio
-    from secretary.models import ModelStore
     from secretary.stt.engine import Transcription, TranscriptionOptions
+    from secretary.stt.models import WhisperModels
     from secretary.stt.whisper import WhisperEngine
 
     if args.model:
         settings.stt.model = args.model
-    engine = WhisperEngine(settings.stt, ModelStore(settings.models_dir))
+    engine = WhisperEngine(settings.stt, WhisperModels(settings.models_dir))
     engine.load()
     options = TranscriptionOptions(
         language=args.language,
@@ -92,7 +92,7 @@ def _render(result: Transcription, fmt: str, task: str, words: bool) -> str:
 
 
 def _models(args: argparse.Namespace, settings: Settings) -> int:
-    from secretary.models import ModelStore
+    from secretary.catalog import ModelStore
 
     store = ModelStore(settings.models_dir)
     if args.models_command == "list":
@@ -194,12 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        print(f"secretary: invalid configuration (SECRETARY_* variables or .env): {problems}",
-              file=sys.stderr)
+        print(f"secretary: invalid configuration (SECRETARY_* variables or .env): "
+              f"{describe_invalid(exc)}", file=sys.stderr)
         return 2
     try:
         return args.handler(args, settings)

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from secretary.tts.routing import Target, parse_openai_voices, parse_routes
 
 
 def _default_cache_dir() -> Path:
@@ -22,9 +26,27 @@ def _default_cache_dir() -> Path:
 
 
 def _group(prefix: str) -> SettingsConfigDict:
+    # validate_assignment: a value set in code is parsed like one from the environment.
     return SettingsConfigDict(
-        env_prefix=prefix, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix=prefix, env_file=".env", env_file_encoding="utf-8", extra="ignore",
+        validate_assignment=True,
     )
+
+
+def _parsed(parse: Any) -> Any:
+    """Read a setting written as text with ``parse``; a value already parsed stays."""
+    return lambda value: parse(value) if isinstance(value, str) else value
+
+
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+# Typed values of settings written as text (NoDecode: the text is not JSON-decoded first).
+RouteTable = Annotated[dict[str, tuple[Target, ...]], NoDecode,
+                      BeforeValidator(_parsed(parse_routes))]
+VoiceMap = Annotated[dict[str, Target], NoDecode, BeforeValidator(_parsed(parse_openai_voices))]
+NameList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_parsed(_comma_list))]
 
 
 class ServiceSettings(BaseSettings):
@@ -107,8 +129,9 @@ class TtsSettings(ServiceSettings):
     model_config = _group("SECRETARY_TTS_")
 
     port: int = 8082
-    routes: str = Field(
+    routes: RouteTable = Field(
         default="en=piper:en_US-joe-medium,*=espeak",
+        validate_default=True,
         description=(
             "Which engine and voice speak each language: 'lang=engine[:voice]' entries "
             "separated by commas, alternatives tried in order separated by '|' (the first "
@@ -116,8 +139,9 @@ class TtsSettings(ServiceSettings):
             "same as a JSON object. A GPU box: 'en=xtts,*=xtts|espeak'."
         ),
     )
-    piper_voices: str = Field(
-        default="",
+    piper_voices: NameList = Field(
+        default=(),
+        json_schema_extra={"example": "de_DE-thorsten-medium"},
         description=(
             "More Piper voices to offer, comma-separated: names (the packaged "
             "en_US-joe-medium, or a hub voice such as de_DE-thorsten-medium, downloaded "
@@ -125,8 +149,9 @@ class TtsSettings(ServiceSettings):
             "loaded anyway."
         ),
     )
-    openai_voices: str = Field(
-        default="",
+    openai_voices: VoiceMap = Field(
+        default_factory=dict,
+        json_schema_extra={"example": "nova=piper:en_US-joe-medium,echo=espeak:en-gb"},
         description=(
             "OpenAI voice names (alloy, ash, ballad, coral, echo, fable, onyx, nova, sage, "
             "shimmer, verse) mapped to voices: 'alloy=engine[:voice],...' or JSON. An "
@@ -337,3 +362,42 @@ def environment_variables() -> dict[str, tuple[str, object, str]]:
             default = field.get_default(call_default_factory=True)
             found[f"SECRETARY_{name}".upper()] = ("", default, field.description or "")
     return found
+
+
+_GROUPS: tuple[type[BaseSettings], ...] = (
+    Settings, SttSettings, CanarySettings, TtsSettings, AvatarSettings, UiSettings,
+    RealtimeSettings,
+)
+
+
+def describe_invalid(error: ValidationError) -> str:
+    """One line for a settings error: each variable, what is wrong with it, an example."""
+    group = next((g for g in _GROUPS if g.__name__ == error.title), Settings)
+    prefix = group.model_config.get("env_prefix", "")
+    problems = []
+    for item in error.errors():
+        names = [str(p) for p in item["loc"]]
+        message = " ".join(str(item["msg"]).removeprefix("Value error, ").split())
+        if not names:
+            problems.append(message)
+            continue
+        variable = (prefix + "_".join(names)).upper()
+        message = message.removeprefix(f"{variable}: ")
+        field = group.model_fields.get(names[0])
+        example = _example(field) if field is not None else None
+        # The variable as the environment spells it, the field as code and .env files do.
+        group_name = prefix.removeprefix("SECRETARY_").rstrip("_").lower()
+        dotted = ".".join([group_name, *names] if group_name else names)
+        problems.append(f"{variable} ({dotted}): {message}"
+                        + (f" (for example {variable}={example})" if example else ""))
+    return "; ".join(problems)
+
+
+def _example(field: FieldInfo) -> str | None:
+    extra = field.json_schema_extra
+    if isinstance(extra, dict) and "example" in extra:
+        return str(extra["example"])
+    default = field.default
+    if default in (PydanticUndefined, None, "") or isinstance(default, tuple | dict):
+        return None
+    return str(default).lower() if isinstance(default, bool) else str(default)

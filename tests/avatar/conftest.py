@@ -10,7 +10,7 @@ import pytest
 
 from secretary.avatar.app import create_app
 from secretary.avatar.landmarks import FaceLandmarks, Landmarker
-from secretary.models import ModelStore
+from secretary.catalog import ModelStore
 from tests.conftest import make_settings
 from tests.helpers import running_server
 

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from secretary import audio
-from secretary.avatar import mesh
+from secretary.avatar import facemesh as mesh
 from secretary.avatar.engine import EXPRESSIONS, Pose
 from secretary.avatar.meshwarp import MeshWarpEngine
-from secretary.avatar.talking import talking_poses
+from secretary.avatar.poses import talking_poses
+from secretary.catalog import ModelStore
 from secretary.config import AvatarSettings
-from secretary.models import ModelStore
 from tests.helpers import FACES, SPEECH
 
 

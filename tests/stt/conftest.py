@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from secretary.catalog import ModelStore
 from secretary.config import Settings
-from secretary.models import ModelStore
 from secretary.stt.app import create_app
 from secretary.stt.whisper import WhisperEngine
 from tests.conftest import make_settings

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from faster_whisper import WhisperModel
 
+from secretary.catalog import ModelStore
 from secretary.config import Settings
-from secretary.models import ModelStore
 from tests.helpers import clip_language, reference_text, speech_clips, wer
 
 # Ceilings per clip for Whisper base (int8, beam 5, VAD on). Measured WER in the comment;

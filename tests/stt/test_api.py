@@ -299,7 +299,7 @@ def test_wav_writer_matches_stdlib(tmp_path: Path) -> None:
 
 
 def test_model_loads_on_first_use_when_preload_is_off(cache_dir: Path) -> None:
-    from secretary.models import ModelStore
+    from secretary.catalog import ModelStore
 
     settings = make_settings(cache_dir)
     settings.stt.preload = False

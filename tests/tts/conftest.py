@@ -5,11 +5,12 @@ from pathlib import Path
 
 import pytest
 
+from secretary.catalog import ModelStore
 from secretary.config import Settings
-from secretary.models import PIPER_PACKAGED_VOICE, ModelStore
 from secretary.stt.whisper import WhisperEngine
 from secretary.tts.app import create_app
 from secretary.tts.espeak import EspeakEngine
+from secretary.tts.models import PIPER_PACKAGED_VOICE
 from secretary.tts.piper import PiperEngine
 from tests.conftest import make_settings
 from tests.helpers import running_server

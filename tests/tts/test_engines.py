@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from secretary.catalog import ModelStore
 from secretary.config import Settings
 from secretary.errors import ModelUnavailableError, NotImplementedByEngineError
-from secretary.models import PIPER_PACKAGED_VOICE, ModelStore
-from secretary.services import SERVICES
+from secretary.launcher import SERVICES
 from secretary.tts.engine import SpeakerReference, SynthesisRequest
 from secretary.tts.espeak import EspeakEngine
+from secretary.tts.models import PIPER_PACKAGED_VOICE
 from secretary.tts.piper import PiperEngine
 from secretary.tts.service import TtsService, create_engine
 from tests.conftest import make_settings

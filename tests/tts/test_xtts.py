@@ -29,9 +29,9 @@ import numpy as np
 import pytest
 
 from secretary import audio
+from secretary.catalog import ModelStore
 from secretary.config import TtsSettings
 from secretary.errors import InvalidRequestError, ModelUnavailableError
-from secretary.models import ModelStore
 from secretary.tts.app import create_app
 from secretary.tts.engine import SpeakerReference, SynthesisRequest
 from secretary.tts.xtts import LANGUAGES, XttsEngine

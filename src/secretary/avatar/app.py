@@ -1,6 +1,6 @@
 """The avatar HTTP service (port 8081).
 
-Thin on purpose: parse and validate the form, run the engine through the work queue,
+Thin on purpose: parse and validate the form, hand it to the service (``service.py``),
 return the image or the video. Photos are analysed once and cached by content hash, so a
 client that renders many poses of one photo pays for the landmarks once.
 
@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, File, Form, UploadFile
 from fastapi.responses import Response, StreamingResponse
 
-from secretary.avatar import animate, video
+from secretary.avatar import video
 from secretary.avatar.engine import (
     EXPRESSIONS,
     MAX_HEAD_DEGREES,
@@ -29,45 +29,12 @@ from secretary.avatar.engine import (
     Pose,
 )
 from secretary.avatar.meshwarp import MeshWarpEngine
+from secretary.avatar.models import FaceLandmarkerModel
+from secretary.avatar.service import IMAGE_FORMATS, MIN_SIZE, AvatarService
 from secretary.config import Settings
 from secretary.errors import InvalidRequestError
-from secretary.models import ModelStore
-from secretary.service import WorkQueue, create_service_app
-from secretary.uploads import read_audio, read_upload
-
-# AAC's rate for the output track; speech loses nothing that matters above 12 kHz.
-AUDIO_RATE = 24000
-MIN_SIZE = 64
-DEFAULT_ANIMATE_SIZE = 512
-
-
-class AvatarService:
-    def __init__(self, settings: Settings, engine: AvatarEngine) -> None:
-        self.settings = settings
-        self.engine = engine
-        self.queue = WorkQueue(
-            "avatar", settings.avatar.max_concurrency, settings.avatar.max_queue, retry_after=2
-        )
-
-    def check_expression(self, expression: str, intensity: float) -> None:
-        if expression not in EXPRESSIONS:
-            raise InvalidRequestError(
-                f"unknown expression {expression!r}; use one of {', '.join(EXPRESSIONS)}",
-                param="expression",
-            )
-        if not 0.0 <= intensity <= MAX_INTENSITY:
-            raise InvalidRequestError(
-                f"intensity must be between 0 and {MAX_INTENSITY:g}, not {intensity:g}",
-                param="intensity",
-            )
-
-    def check_size(self, size: int | None) -> None:
-        if size is not None and not MIN_SIZE <= size <= self.settings.avatar.max_size:
-            raise InvalidRequestError(
-                f"size must be between {MIN_SIZE} and {self.settings.avatar.max_size} pixels "
-                f"(the longest side of the output), not {size}",
-                param="size",
-            )
+from secretary.web.app import create_service_app
+from secretary.web.uploads import read_upload
 
 
 def _range(name: str, value: float, low: float, high: float) -> float:
@@ -79,16 +46,6 @@ def _range(name: str, value: float, low: float, high: float) -> float:
 
 def build_router(service: AvatarService) -> APIRouter:
     router = APIRouter()
-    engine = service.engine
-
-    @router.get("/health")
-    async def health() -> dict[str, Any]:
-        return {
-            "status": "ok" if engine.loaded else "loading",
-            "service": "avatar",
-            **engine.describe(),
-            "queue": {"in_progress": service.queue.admitted, "capacity": service.queue.capacity},
-        }
 
     @router.get("/expressions")
     async def expressions() -> dict[str, Any]:
@@ -106,7 +63,7 @@ def build_router(service: AvatarService) -> APIRouter:
             ],
             "head": {axis: {"min": -MAX_HEAD_DEGREES, "max": MAX_HEAD_DEGREES, "unit": "degree"}
                      for axis in ("yaw", "pitch", "roll")},
-            "formats": list(animate.IMAGE_FORMATS),
+            "formats": list(IMAGE_FORMATS),
             "size": {"min": MIN_SIZE, "max": service.settings.avatar.max_size},
         }
 
@@ -134,21 +91,16 @@ def build_router(service: AvatarService) -> APIRouter:
         for name, angle in (("yaw", yaw), ("pitch", pitch), ("roll", roll)):
             _range(name, angle, -MAX_HEAD_DEGREES, MAX_HEAD_DEGREES)
         service.check_size(size)
-        if format not in animate.IMAGE_FORMATS:
+        if format not in IMAGE_FORMATS:
             raise InvalidRequestError(
-                f"format must be one of {', '.join(animate.IMAGE_FORMATS)}, not {format!r}",
+                f"format must be one of {', '.join(IMAGE_FORMATS)}, not {format!r}",
                 param="format",
             )
         data = await read_upload(source_image, "source_image")
         pose = Pose(expression=expression, intensity=intensity, viseme=viseme or "closed",
                     mouth_open=mouth_open, yaw=yaw, pitch=pitch, roll=roll)
-
-        def job() -> tuple[bytes, str]:
-            rendered = animate.render_photo(engine, data, pose, size)
-            return animate.encode_image(rendered, format), rendered.face_box.as_header()
-
-        body, face_box = await service.queue.run(job)
-        return Response(body, media_type=animate.IMAGE_FORMATS[format][0],
+        body, face_box = await service.render(data, pose, size, format)
+        return Response(body, media_type=IMAGE_FORMATS[format][0],
                         headers={"X-Face-Box": face_box})
 
     @router.post("/api/animate")
@@ -167,24 +119,13 @@ def build_router(service: AvatarService) -> APIRouter:
             raise InvalidRequestError(f"fps must be between 1 and 60, not {fps}", param="fps")
         service.check_size(size)
         data = await read_upload(source_image, "source_image")
-        decoded = await read_audio(audio, "audio", sample_rate=AUDIO_RATE,
-                                   max_seconds=service.settings.avatar.max_audio_seconds)
-        info = await service.queue.run(engine.prepare, data)
-        longest = max(info.width, info.height)
-        out_size = size or min(longest, DEFAULT_ANIMATE_SIZE)
+        speech = await service.decode_speech(await read_upload(audio, "audio"), "audio")
         headers = {"X-Fps": str(fps)}
-
-        def pieces(fragmented: bool):
-            return animate.animation(engine, data, decoded.samples, decoded.sample_rate,
-                                     fps, out_size, expression, intensity,
-                                     fragmented=fragmented)
-
-        if not stream:
-            body = await service.queue.run(lambda: b"".join(pieces(False)))
-            return Response(body, media_type=video.MEDIA_TYPE, headers=headers)
-
-        chunks = service.queue.stream(lambda: pieces(True))  # 503 here when full
-        return StreamingResponse(chunks, media_type=video.MEDIA_TYPE,
+        result = await service.animate(data, speech, fps, size, expression, intensity,
+                                       stream=stream)
+        if isinstance(result, bytes):
+            return Response(result, media_type=video.MEDIA_TYPE, headers=headers)
+        return StreamingResponse(result, media_type=video.MEDIA_TYPE,
                                  headers={**headers, "Cache-Control": "no-cache"})
 
     return router
@@ -192,16 +133,5 @@ def build_router(service: AvatarService) -> APIRouter:
 
 def create_app(settings: Settings | None = None, engine: AvatarEngine | None = None) -> FastAPI:
     settings = settings or Settings()
-    engine = engine or MeshWarpEngine(settings.avatar, ModelStore(settings.models_dir))
-    service = AvatarService(settings, engine)
-    app = create_service_app(
-        "avatar",
-        title="Secretary avatar",
-        max_upload_bytes=settings.max_upload_bytes,
-        queue=service.queue,
-        on_startup=engine.load if settings.avatar.preload else None,
-        on_shutdown=engine.close,
-    )
-    app.state.service = service
-    app.include_router(build_router(service))
-    return app
+    engine = engine or MeshWarpEngine(settings.avatar, FaceLandmarkerModel(settings.models_dir))
+    return create_service_app(AvatarService(settings, engine), build_router)

@@ -1,7 +1,7 @@
 """Expressions and mouth shapes as landmark displacements.
 
 Each expression, mouth shape and the blink is a displacement of the 478 landmarks per unit
-of intensity, written in face units (``mesh.FaceFrame``: one unit is the distance between
+of intensity, written in face units (``facemesh.FaceFrame``: one unit is the distance between
 the eyes, v points down the face), so the same recipe fits any face size and tilt. They
 are computed once per source photo; a pose is then a weighted sum of them plus a small
 rigid head rotation, which keeps per-frame cost to a few array operations.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from secretary.avatar import mesh
+from secretary.avatar import facemesh
 
 # How far the jaw drops at full openness, in face units.
 JAW_DROP = 0.32
@@ -39,10 +39,10 @@ class Deformations:
         self.uv = uv
         n = len(uv)
         self._lower_lip = np.zeros(n, dtype=bool)
-        self._lower_lip[mesh.LOWER_INNER_LIP[1:-1] + mesh.LOWER_OUTER_LIP[1:-1]] = True
+        self._lower_lip[facemesh.LOWER_INNER_LIP[1:-1] + facemesh.LOWER_OUTER_LIP[1:-1]] = True
         self._upper_lip = np.zeros(n, dtype=bool)
-        self._upper_lip[mesh.UPPER_INNER_LIP[1:-1] + mesh.UPPER_OUTER_LIP[1:-1]] = True
-        corners = uv[list(mesh.MOUTH_CORNERS)]
+        self._upper_lip[facemesh.UPPER_INNER_LIP[1:-1] + facemesh.UPPER_OUTER_LIP[1:-1]] = True
+        corners = uv[list(facemesh.MOUTH_CORNERS)]
         self.mouth_centre = corners.mean(axis=0)
         self.mouth_half_width = max(float(abs(corners[1, 0] - corners[0, 0])) / 2, 0.2)
         self.bases: dict[str, np.ndarray] = {
@@ -76,7 +76,7 @@ class Deformations:
         lip = 1.0 - 0.5 * along**2
         weight = np.where(self._lower_lip, np.maximum(weight, lip), weight)
         weight = np.where(self._upper_lip, 0.0, weight)
-        weight[list(mesh.MOUTH_CORNERS)] = 0.35
+        weight[list(facemesh.MOUTH_CORNERS)] = 0.35
         weight[[78, 308]] = 0.4
         return weight
 
@@ -103,7 +103,7 @@ class Deformations:
     def _at_corners(self, du: float, dv: float, sigma: float) -> np.ndarray:
         """A pull at both mouth corners, mirrored: ``du`` outwards, ``dv`` down."""
         out = np.zeros_like(self.uv)
-        for corner, side in zip(mesh.MOUTH_CORNERS, (-1.0, 1.0), strict=True):
+        for corner, side in zip(facemesh.MOUTH_CORNERS, (-1.0, 1.0), strict=True):
             w = _gauss(self.uv, self.uv[corner], sigma)
             out[:, 0] += side * du * w
             out[:, 1] += dv * w
@@ -113,7 +113,8 @@ class Deformations:
         """Brows up (negative ``dv``) or down, inner ends by ``inner_dv`` more and pulled
         towards the middle by ``inner_du``; the forehead and lids follow partly."""
         out = np.zeros_like(self.uv)
-        for side, (brow, inner) in enumerate(zip(mesh.BROWS, mesh.INNER_BROWS, strict=True)):
+        pairs = zip(facemesh.BROWS, facemesh.INNER_BROWS, strict=True)
+        for side, (brow, inner) in enumerate(pairs):
             sign = -1.0 if side == 0 else 1.0
             centre = self.uv[brow].mean(axis=0)
             inner_centre = self.uv[inner].mean(axis=0)
@@ -127,7 +128,7 @@ class Deformations:
 
     def _eye_mask(self) -> np.ndarray:
         mask = np.zeros(len(self.uv), dtype=bool)
-        for contour in (*mesh.EYE_UPPER, *mesh.EYE_LOWER):
+        for contour in (*facemesh.EYE_UPPER, *facemesh.EYE_LOWER):
             mask[contour] = True
         return mask
 
@@ -135,7 +136,7 @@ class Deformations:
         """Upper lids down (positive) or up, lower lids up (negative) or down, as a fraction
         of each eye's opening."""
         out = np.zeros_like(self.uv)
-        for upper, lower in zip(mesh.EYE_UPPER, mesh.EYE_LOWER, strict=True):
+        for upper, lower in zip(facemesh.EYE_UPPER, facemesh.EYE_LOWER, strict=True):
             gap = np.maximum(self.uv[lower[1:-1], 1] - self.uv[upper[1:-1], 1], 0.02)
             out[upper[1:-1], 1] += upper_dv * gap
             out[lower[1:-1], 1] += lower_dv * gap
@@ -190,9 +191,9 @@ class Deformations:
         brow rather than on the lashes."""
         out = np.zeros_like(self.uv)
         brows = np.zeros(len(self.uv), dtype=bool)
-        for brow in mesh.BROWS:
+        for brow in facemesh.BROWS:
             brows[brow] = True
-        for upper, lower in zip(mesh.EYE_UPPER, mesh.EYE_LOWER, strict=True):
+        for upper, lower in zip(facemesh.EYE_UPPER, facemesh.EYE_LOWER, strict=True):
             gap = np.maximum(self.uv[lower[1:-1], 1] - self.uv[upper[1:-1], 1], 0.0)
             out[upper[1:-1], 1] += 0.9 * gap
             out[lower[1:-1], 1] -= 0.1 * gap

@@ -3,7 +3,7 @@
 An engine analyses a source photo once (``prepare``) and then renders that face in any
 ``Pose``: an expression with an intensity, a mouth shape with an openness, a blink and a
 small head rotation. Talking is a sequence of poses computed from audio
-(``secretary.avatar.talking``), so every engine that renders a pose can talk. The CPU
+(``secretary.avatar.poses``), so every engine that renders a pose can talk. The CPU
 mesh-warp engine is the embedded default; a GPU engine (LivePortrait) fits behind the same
 interface.
 """

@@ -12,7 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from secretary.avatar import mesh
+from secretary.avatar import facemesh
 
 
 def paint_closed_lids(region: np.ndarray, origin: tuple[int, int], moved: np.ndarray,
@@ -23,7 +23,7 @@ def paint_closed_lids(region: np.ndarray, origin: tuple[int, int], moved: np.nda
     if strength <= 0.0:
         return
     height, width = region.shape[:2]
-    for upper, lower in zip(mesh.EYE_UPPER, mesh.EYE_LOWER, strict=True):
+    for upper, lower in zip(facemesh.EYE_UPPER, facemesh.EYE_LOWER, strict=True):
         eye_height = float(((source[lower] - source[upper]) @ ey).max())
         if eye_height < 1.0:
             continue

@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from secretary.avatar import eyes, mesh, mouth
+from secretary.avatar import eyes, facemesh, mouth
 from secretary.avatar.deform import Deformations
 from secretary.avatar.engine import (
     EXPRESSIONS,
@@ -31,6 +31,7 @@ from secretary.avatar.engine import (
     SourceInfo,
 )
 from secretary.avatar.landmarks import Landmarker
+from secretary.avatar.models import FaceLandmarkerModel
 from secretary.config import AvatarSettings
 from secretary.errors import (
     InvalidRequestError,
@@ -38,7 +39,6 @@ from secretary.errors import (
     UnprocessableError,
     UnsupportedMediaError,
 )
-from secretary.models import ModelStore
 
 # Sizes a source keeps ready at once (a client usually asks for one or two).
 _SIZES_PER_SOURCE = 3
@@ -50,7 +50,7 @@ class _Variant:
 
     image: np.ndarray
     points: np.ndarray  # (478, 3) landmarks in this size's pixels
-    warper: mesh.MeshWarper
+    warper: facemesh.MeshWarper
     factor: float  # this size / the working size
     source_opening: float
     colour: tuple[float, np.ndarray]  # mouth.colourfulness of the photo
@@ -61,7 +61,7 @@ class _Source:
     info: SourceInfo
     image: np.ndarray  # BGR at the working size
     points: np.ndarray  # (478, 3)
-    frame: mesh.FaceFrame
+    frame: facemesh.FaceFrame
     bases: dict[str, np.ndarray]  # name -> (478, 2) pixel displacement per unit
     variants: OrderedDict[int, _Variant] = field(default_factory=OrderedDict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -87,7 +87,7 @@ def decode_image(data: bytes, max_side: int) -> np.ndarray:
 class MeshWarpEngine:
     name = "meshwarp"
 
-    def __init__(self, settings: AvatarSettings, store: ModelStore) -> None:
+    def __init__(self, settings: AvatarSettings, store: FaceLandmarkerModel) -> None:
         self.settings = settings
         self.store = store
         self._landmarker: Landmarker | None = None
@@ -109,7 +109,7 @@ class MeshWarpEngine:
             path = self.store.face_landmarker_path(self.settings.landmarker_path)
             landmarker = Landmarker(path)
             landmarker.load()
-            mesh.triangles()  # build the topology now, not on the first request
+            facemesh.triangles()  # build the topology now, not on the first request
             self._landmarker = landmarker
 
     def close(self) -> None:
@@ -144,7 +144,7 @@ class MeshWarpEngine:
                 param="source_image",
             )
         points = found.points
-        frame = mesh.FaceFrame.from_points(points)
+        frame = facemesh.FaceFrame.from_points(points)
         uv = frame.to_uv(points[:, :2].astype(np.float64))
         deformations = Deformations(uv)
         bases = {name: frame.to_pixels(d).astype(np.float32)
@@ -168,10 +168,10 @@ class MeshWarpEngine:
 
     @staticmethod
     def _make_variant(image: np.ndarray, points: np.ndarray, factor: float,
-                      frame: mesh.FaceFrame) -> _Variant:
-        vertices = np.concatenate([points[:, :2], mesh.ring_vertices(points)])
+                      frame: facemesh.FaceFrame) -> _Variant:
+        vertices = np.concatenate([points[:, :2], facemesh.ring_vertices(points)])
         return _Variant(
-            image, points, mesh.MeshWarper(image, vertices.astype(np.float32)), factor,
+            image, points, facemesh.MeshWarper(image, vertices.astype(np.float32)), factor,
             mouth.opening(points[:, :2], frame.ey), mouth.colourfulness(image, points),
         )
 
@@ -210,7 +210,7 @@ class MeshWarpEngine:
             raise InvalidRequestError(f"unknown expression {pose.expression!r}",
                                       param="expression")
         bases = source.bases
-        total = np.zeros((mesh.N_LANDMARKS, 2), dtype=np.float32)
+        total = np.zeros((facemesh.N_LANDMARKS, 2), dtype=np.float32)
         if pose.expression not in ("neutral", "blink"):
             total += np.float32(pose.intensity) * bases[pose.expression]
         closure = self.closure(pose)
@@ -245,7 +245,7 @@ class MeshWarpEngine:
         r_roll = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
         rotation = r_roll @ r_pitch @ r_yaw
         points = source.points.astype(np.float64)
-        pivot = np.array([*points[mesh.FACE_OVAL, :2].mean(axis=0),
+        pivot = np.array([*points[facemesh.FACE_OVAL, :2].mean(axis=0),
                           points[:, 2].mean() + 0.7 * source.frame.scale])
         moved = (points - pivot) @ rotation.T + pivot
         return (moved[:, :2] - points[:, :2]).astype(np.float32)
@@ -255,11 +255,11 @@ class MeshWarpEngine:
         variant = self._variant(source, size)
         shift = self.displacement(source, pose) * np.float32(variant.factor)
         vertices = variant.warper.vertices
-        moved = vertices + mesh.extend_to_rings(shift)
+        moved = vertices + facemesh.extend_to_rings(shift)
         warper = variant.warper
         region = warper.warp(moved)
         origin = (warper.x0, warper.y0)
-        landmarks = moved[: mesh.N_LANDMARKS]
+        landmarks = moved[: facemesh.N_LANDMARKS]
         mouth.paint_interior(region, origin, landmarks, source.frame.ey,
                              variant.source_opening, source.frame.scale * variant.factor,
                              variant.colour)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from secretary.avatar import mesh
+from secretary.avatar import facemesh
 
 _CAVITY = np.array([30, 34, 80], dtype=np.float32)  # BGR: dark red-brown
 _THROAT = np.array([12, 12, 30], dtype=np.float32)
@@ -21,8 +21,8 @@ _TONGUE = np.array([88, 86, 160], dtype=np.float32)
 
 def opening(points: np.ndarray, ey: np.ndarray) -> float:
     """Mean distance between the inner lips, in pixels, along the face's down axis."""
-    upper = points[mesh.UPPER_INNER_LIP[3:8]]
-    lower = points[mesh.LOWER_INNER_LIP[3:8]]
+    upper = points[facemesh.UPPER_INNER_LIP[3:8]]
+    lower = points[facemesh.LOWER_INNER_LIP[3:8]]
     return float(((lower - upper) @ ey).mean())
 
 
@@ -30,8 +30,8 @@ def colourfulness(image: np.ndarray, points: np.ndarray) -> tuple[float, np.ndar
     """How colourful the face is (0 for a black-and-white or toned photo, 1 for ordinary
     colour) and its tone (mean BGR over mean grey): the painted inside must not be red in
     a sepia picture."""
-    x0, y0 = np.floor(points[mesh.FACE_OVAL, :2].min(axis=0)).astype(int).clip(0)
-    x1, y1 = np.ceil(points[mesh.FACE_OVAL, :2].max(axis=0)).astype(int)
+    x0, y0 = np.floor(points[facemesh.FACE_OVAL, :2].min(axis=0)).astype(int).clip(0)
+    x1, y1 = np.ceil(points[facemesh.FACE_OVAL, :2].max(axis=0)).astype(int)
     face = image[y0:y1, x0:x1]
     if face.size == 0:
         return 1.0, np.ones(3, dtype=np.float32)
@@ -52,8 +52,8 @@ def paint_interior(region: np.ndarray, origin: tuple[int, int], points: np.ndarr
     strength = float(np.clip(extra / (0.025 * face_scale), 0.0, 1.0))
     if strength <= 0.0 or gap < 1.0:
         return
-    upper = points[mesh.UPPER_INNER_LIP] - origin
-    lower = points[mesh.LOWER_INNER_LIP] - origin
+    upper = points[facemesh.UPPER_INNER_LIP] - origin
+    lower = points[facemesh.LOWER_INNER_LIP] - origin
     outline = np.concatenate([upper, lower[-2:0:-1]])
     x0, y0 = np.floor(outline.min(axis=0)).astype(int) - 2
     x1, y1 = np.ceil(outline.max(axis=0)).astype(int) + 3

@@ -1,90 +1,28 @@
 """The speech-to-text HTTP service (port 8083).
 
-Thin on purpose: parse and validate the request, decode the upload with the shared audio
-module, run the engine through the work queue, format the answer. Two APIs over one
-engine: ``POST /transcribe`` and the OpenAI audio API under ``/v1``.
+Thin on purpose: parse and validate the form, hand the upload to the service, format the
+answer. Two APIs over one engine: ``POST /transcribe`` and the OpenAI audio API under
+``/v1``.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from secretary.config import Settings
-from secretary.errors import InvalidRequestError, NotFoundError, ServiceBusyError
-from secretary.models import WHISPER_HUB_IDS, ModelStore
-from secretary.service import WorkQueue, create_service_app
+from secretary.errors import InvalidRequestError, ServiceBusyError
 from secretary.stt import formats
-from secretary.stt.engine import (
-    SttEngine,
-    Task,
-    Transcription,
-    TranscriptionOptions,
-    collect,
-)
+from secretary.stt.engine import SttEngine, Task, Transcription, TranscriptionOptions
+from secretary.stt.models import WhisperModels
+from secretary.stt.service import SttService
 from secretary.stt.whisper import WhisperEngine
-from secretary.uploads import read_audio
-
-# OpenAI model names that clients send by habit; they all mean "the model served here".
-OPENAI_MODEL_ALIASES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
-
-
-class SttService:
-    """The engine with its queue and the validation rules that depend on it."""
-
-    def __init__(self, settings: Settings, engine: SttEngine) -> None:
-        self.settings = settings
-        self.engine = engine
-        self.queue = WorkQueue(
-            "stt", settings.stt.max_concurrency, settings.stt.max_queue, retry_after=2
-        )
-        self.created = int(time.time())
-
-    @property
-    def model_name(self) -> str:
-        return self.settings.stt.model
-
-    def check_model(self, requested: str | None) -> None:
-        if not requested:
-            return
-        served = {self.model_name, WHISPER_HUB_IDS.get(self.model_name, ""), *OPENAI_MODEL_ALIASES}
-        if requested not in served:
-            raise InvalidRequestError(
-                f"model {requested!r} is not served here; this service runs "
-                f"{self.model_name!r} (also answers to {', '.join(OPENAI_MODEL_ALIASES)})",
-                param="model",
-            )
-
-    def check_language(self, language: str | None) -> str | None:
-        if language is None or language.strip() == "":
-            return None
-        code = language.strip().lower()
-        if not self.engine.loaded:
-            raise ServiceBusyError("the speech model is still loading; try again shortly")
-        if code not in self.engine.languages():
-            raise InvalidRequestError(
-                f"unknown language code {language!r}; use an ISO 639-1 code such as "
-                "'en', 'de', 'fr' or 'es', or leave it out to detect the language",
-                param="language",
-            )
-        return code
-
-    async def ensure_loaded(self) -> None:
-        if not self.engine.loaded:
-            # First use when preloading is off: load in the engine pool, like any job.
-            await self.queue.run(self.engine.load)
-
-    async def transcribe(self, file: UploadFile | None, options: TranscriptionOptions
-                         ) -> Transcription:
-        decoded = await read_audio(file, "file", max_seconds=self.settings.stt.max_audio_seconds)
-        async with self.queue.admit() as slot:
-            return await slot.call(lambda: collect(self.engine.transcribe(decoded.samples,
-                                                                           options)))
+from secretary.web.app import create_service_app
+from secretary.web.uploads import read_upload
 
 
 def _parse_task(task: str) -> Task:
@@ -104,7 +42,7 @@ def _parse_temperature(value: float | None) -> float | None:
 
 
 def _transcribe_json(result: Transcription, task: str, words: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {
+    return {
         "text": result.text,
         "language": result.info.language,
         "language_probability": round(result.info.language_probability, 4),
@@ -119,7 +57,6 @@ def _transcribe_json(result: Transcription, task: str, words: bool) -> dict[str,
             for s in result.segments
         ],
     }
-    return body
 
 
 def _openai_response(result: Transcription, response_format: str, task: str,
@@ -143,17 +80,36 @@ def _sse(event: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
 
 
+def _check_openai_form(response_format: str, granularities: list[str]) -> None:
+    if response_format not in formats.RESPONSE_FORMATS:
+        raise InvalidRequestError(
+            f"response_format must be one of {', '.join(formats.RESPONSE_FORMATS)}, "
+            f"not {response_format!r}",
+            param="response_format",
+        )
+    for g in granularities:
+        if g not in ("word", "segment"):
+            raise InvalidRequestError(
+                f"timestamp_granularities[] takes 'word' and 'segment', not {g!r}",
+                param="timestamp_granularities[]",
+            )
+
+
+async def _event_stream(texts: AsyncIterator[str]) -> AsyncIterator[bytes]:
+    """OpenAI's transcription events: a delta per segment, then the whole text."""
+    seen: list[str] = []
+    try:
+        async for text in texts:
+            seen.append(text)
+            yield _sse({"type": "transcript.text.delta", "delta": text})
+    except ServiceBusyError as exc:  # filled up after the check: say so in-stream
+        yield _sse({"type": "error", "error": {"code": exc.code, "message": exc.message}})
+        return
+    yield _sse({"type": "transcript.text.done", "text": "".join(seen).strip()})
+
+
 def build_router(service: SttService) -> APIRouter:
     router = APIRouter()
-
-    @router.get("/health")
-    async def health() -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "service": "stt",
-            **service.engine.describe(),
-            "queue": {"in_progress": service.queue.admitted, "capacity": service.queue.capacity},
-        }
 
     @router.post("/transcribe")
     async def transcribe(
@@ -177,11 +133,10 @@ def build_router(service: SttService) -> APIRouter:
             initial_prompt=prompt,
             vad_filter=vad_filter,
         )
-        result = await service.transcribe(file, options)
+        result = await service.transcribe(await read_upload(file, "file"), options)
         return JSONResponse(_transcribe_json(result, parsed_task, timestamps == "word"))
 
     async def openai_endpoint(
-        request: Request,
         task: Task,
         file: UploadFile | None,
         model: str | None,
@@ -195,19 +150,8 @@ def build_router(service: SttService) -> APIRouter:
     ) -> Response:
         await service.ensure_loaded()
         service.check_model(model)
-        if response_format not in formats.RESPONSE_FORMATS:
-            raise InvalidRequestError(
-                f"response_format must be one of {', '.join(formats.RESPONSE_FORMATS)}, "
-                f"not {response_format!r}",
-                param="response_format",
-            )
         granularities = granularities or []
-        for g in granularities:
-            if g not in ("word", "segment"):
-                raise InvalidRequestError(
-                    f"timestamp_granularities[] takes 'word' and 'segment', not {g!r}",
-                    param="timestamp_granularities[]",
-                )
+        _check_openai_form(response_format, granularities)
         options = TranscriptionOptions(
             language=service.check_language(language) if task == "transcribe" else None,
             task=task,
@@ -216,35 +160,16 @@ def build_router(service: SttService) -> APIRouter:
             temperature=_parse_temperature(temperature),
             vad_filter=vad_filter,
         )
+        data = await read_upload(file, "file")
         if stream:
-            return await _stream(file, options)
-        result = await service.transcribe(file, options)
+            texts = await service.stream_text(data, options)  # 503 here when full
+            return StreamingResponse(_event_stream(texts), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        result = await service.transcribe(data, options)
         return _openai_response(result, response_format, task, granularities)
-
-    async def _stream(file: UploadFile | None, options: TranscriptionOptions) -> Response:
-        decoded = await read_audio(file, "file", max_seconds=service.settings.stt.max_audio_seconds)
-        service.queue.ensure_capacity()  # 503 now, before the stream starts
-
-        async def events() -> AsyncIterator[bytes]:
-            texts: list[str] = []
-            try:
-                admission = service.queue.admit()
-            except ServiceBusyError as exc:  # filled up in the meantime: say so in-stream
-                yield _sse({"type": "error", "error": {"code": exc.code, "message": exc.message}})
-                return
-            async with admission as slot:
-                _, segments = await slot.call(service.engine.transcribe, decoded.samples, options)
-                async for segment in slot.iterate(segments):
-                    texts.append(segment.text)
-                    yield _sse({"type": "transcript.text.delta", "delta": segment.text})
-            yield _sse({"type": "transcript.text.done", "text": "".join(texts).strip()})
-
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
 
     @router.post("/v1/audio/transcriptions")
     async def transcriptions(
-        request: Request,
         file: Annotated[UploadFile | None, File()] = None,
         model: Annotated[str | None, Form()] = None,
         language: Annotated[str | None, Form()] = None,
@@ -257,13 +182,12 @@ def build_router(service: SttService) -> APIRouter:
         stream: Annotated[bool, Form()] = False,
         vad_filter: Annotated[bool | None, Form()] = None,
     ) -> Response:
-        return await openai_endpoint(request, "transcribe", file, model, language, prompt,
-                                     temperature, response_format, timestamp_granularities,
-                                     stream, vad_filter)
+        return await openai_endpoint("transcribe", file, model, language, prompt, temperature,
+                                     response_format, timestamp_granularities, stream,
+                                     vad_filter)
 
     @router.post("/v1/audio/translations")
     async def translations(
-        request: Request,
         file: Annotated[UploadFile | None, File()] = None,
         model: Annotated[str | None, Form()] = None,
         prompt: Annotated[str | None, Form()] = None,
@@ -271,38 +195,13 @@ def build_router(service: SttService) -> APIRouter:
         response_format: Annotated[str, Form()] = "json",
         vad_filter: Annotated[bool | None, Form()] = None,
     ) -> Response:
-        return await openai_endpoint(request, "translate", file, model, None, prompt,
-                                     temperature, response_format, None, False, vad_filter)
-
-    def model_card(model_id: str) -> dict[str, Any]:
-        return {"id": model_id, "object": "model", "created": service.created,
-                "owned_by": "secretary"}
-
-    @router.get("/v1/models")
-    async def list_models() -> dict[str, Any]:
-        ids = [service.model_name, *OPENAI_MODEL_ALIASES]
-        return {"object": "list", "data": [model_card(i) for i in ids]}
-
-    @router.get("/v1/models/{model_id:path}")
-    async def get_model(model_id: str) -> dict[str, Any]:
-        if model_id not in (service.model_name, *OPENAI_MODEL_ALIASES):
-            raise NotFoundError(f"model {model_id!r} is not served here", param="model")
-        return model_card(model_id)
+        return await openai_endpoint("translate", file, model, None, prompt, temperature,
+                                     response_format, None, False, vad_filter)
 
     return router
 
 
 def create_app(settings: Settings | None = None, engine: SttEngine | None = None) -> FastAPI:
     settings = settings or Settings()
-    engine = engine or WhisperEngine(settings.stt, ModelStore(settings.models_dir))
-    service = SttService(settings, engine)
-    app = create_service_app(
-        "stt",
-        title="Secretary speech-to-text",
-        max_upload_bytes=settings.max_upload_bytes,
-        queue=service.queue,
-        on_startup=engine.load if settings.stt.preload else None,
-    )
-    app.state.service = service
-    app.include_router(build_router(service))
-    return app
+    engine = engine or WhisperEngine(settings.stt, WhisperModels(settings.models_dir))
+    return create_service_app(SttService(settings, engine), build_router)

@@ -16,8 +16,8 @@ import numpy as np
 
 from secretary.config import SttSettings
 from secretary.errors import InvalidRequestError, ModelUnavailableError
-from secretary.models import ModelStore
 from secretary.stt.engine import Segment, TranscriptionInfo, TranscriptionOptions, Word
+from secretary.stt.models import WhisperModels
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 _FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
-def resolve_device(device: str) -> str:
+def ctranslate2_device(device: str) -> str:
     if device != "auto":
         return device
     import ctranslate2
@@ -42,10 +42,10 @@ def resolve_compute_type(compute_type: str, device: str) -> str:
 class WhisperEngine:
     name = "faster-whisper"
 
-    def __init__(self, settings: SttSettings, store: ModelStore) -> None:
+    def __init__(self, settings: SttSettings, store: WhisperModels) -> None:
         self.settings = settings
         self.store = store
-        self.device = resolve_device(settings.device)
+        self.device = ctranslate2_device(settings.device)
         self.compute_type = resolve_compute_type(settings.compute_type, self.device)
         self._model: Any = None
         self._batched: Any = None

@@ -15,13 +15,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from secretary import audio
 from secretary.config import Settings
-from secretary.errors import InvalidRequestError, NotFoundError
-from secretary.service import create_service_app
+from secretary.errors import InvalidRequestError
 from secretary.tts.engine import TtsEngine
-from secretary.tts.routing import OPENAI_VOICES, normalize_language
-from secretary.tts.service import MAX_SPEED, MIN_SPEED, Job, TtsService, output_rate
+from secretary.tts.routing import OPENAI_VOICES
+from secretary.tts.service import (
+    MAX_SPEED,
+    MIN_SPEED,
+    OPENAI_MODELS,
+    Job,
+    TtsService,
+    output_rate,
+)
+from secretary.web.app import create_service_app
+from secretary.web.uploads import read_upload
 
-OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 OPENAI_INPUT_LIMIT = 4096
 OPENAI_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 # OpenAI documents its pcm output as 24 kHz; clients play it at that rate without asking.
@@ -81,10 +88,6 @@ def build_router(service: TtsService) -> APIRouter:
     router = APIRouter()
     tts = service.settings.tts
 
-    @router.get("/health")
-    async def health() -> dict[str, Any]:
-        return service.health()
-
     @router.get("/voices")
     async def voices() -> dict[str, Any]:
         catalog = await service.catalog()
@@ -122,7 +125,8 @@ def build_router(service: TtsService) -> APIRouter:
         sentences = service.sentences(text, "text")
         service.check_speed(speed)
         fmt = service.check_format(format, "format")
-        reference = await service.reference(speaker_audio, "speaker_audio")
+        reference = await service.reference(await read_upload(speaker_audio, "speaker_audio"),
+                                            "speaker_audio")
         route = await service.cloning_route(language or tts.default_language)
         job = service.job(route, sentences, speed, reference)
         return await _respond(service, job, fmt, stream=stream)
@@ -145,54 +149,16 @@ def build_router(service: TtsService) -> APIRouter:
             raise InvalidRequestError(
                 "stream_format 'audio' is the only one served here", param="stream_format")
         sentences = service.sentences(body.input, "input")
-        language = body.language or await _language_of_voice(service, body.voice)
+        language = body.language or await service.language_of_voice(body.voice)
         route = await service.route(language, body.voice)
         job = service.job(route, sentences, body.speed)
         rate = OPENAI_PCM_RATE if body.response_format == "pcm" else None
         return await _respond(service, job, body.response_format, stream=True, rate=rate)
 
-    def model_card(model_id: str) -> dict[str, Any]:
-        return {"id": model_id, "object": "model", "created": service.created,
-                "owned_by": "secretary"}
-
-    @router.get("/v1/models")
-    async def list_models() -> dict[str, Any]:
-        return {"object": "list", "data": [model_card(m) for m in OPENAI_MODELS]}
-
-    @router.get("/v1/models/{model_id:path}")
-    async def get_model(model_id: str) -> dict[str, Any]:
-        if model_id not in OPENAI_MODELS:
-            raise NotFoundError(f"model {model_id!r} is not served here", param="model")
-        return model_card(model_id)
-
     return router
-
-
-async def _language_of_voice(service: TtsService, voice: str) -> str:
-    """A native voice that does not speak the default language speaks its own first one."""
-    default = normalize_language(service.settings.tts.default_language)
-    if voice in OPENAI_VOICES:
-        return default
-    catalog = await service.catalog()
-    for voices in catalog.values():
-        for candidate in voices:
-            if candidate.id == voice and candidate.languages:
-                codes = [c.split("-")[0] for c in candidate.languages]
-                return default if default.split("-")[0] in codes else candidate.languages[0]
-    return default
 
 
 def create_app(settings: Settings | None = None,
                engines: dict[str, TtsEngine] | None = None) -> FastAPI:
     settings = settings or Settings()
-    service = TtsService(settings, engines)
-    app = create_service_app(
-        "tts",
-        title="Secretary text-to-speech",
-        max_upload_bytes=settings.max_upload_bytes,
-        queue=service.queue,
-        on_startup=service.load_all if settings.tts.preload else None,
-    )
-    app.state.service = service
-    app.include_router(build_router(service))
-    return app
+    return create_service_app(TtsService(settings, engines), build_router)

@@ -13,7 +13,6 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,8 +23,8 @@ from secretary.errors import (
     ModelUnavailableError,
     NotImplementedByEngineError,
 )
-from secretary.models import ModelStore
 from secretary.tts.engine import SynthesisRequest, Voice
+from secretary.tts.models import PiperVoices, piper_voice_id
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +36,13 @@ class _LoadedVoice:
     sample_rate: int
 
 
-def voice_id(name: str) -> str:
-    """The id a configured voice is known by: its name, or a file's name without ``.onnx``."""
-    path = Path(name)
-    return path.name.removesuffix(".onnx") if path.suffix == ".onnx" else path.name
-
-
 class PiperEngine:
     name = "piper"
 
     def __init__(
         self,
         voices: Sequence[str],
-        store: ModelStore,
+        store: PiperVoices,
         *,
         noise_w: float | None = None,
         use_cuda: bool = False,
@@ -95,7 +88,7 @@ class PiperEngine:
                     log.error("Piper voice %s is unavailable: %s", name, message)
                     continue
                 info = Voice(
-                    id=voice_id(name),
+                    id=piper_voice_id(name),
                     engine=self.name,
                     languages=_languages(config),
                     description=_describe(config),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from secretary.errors import InvalidRequestError, NotImplementedByEngineError
 from secretary.tts.engine import Voice
+from secretary.tts.models import piper_voice_id
 
 ENGINES = ("piper", "espeak", "xtts")
 OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage",
@@ -30,6 +31,9 @@ class RouteConfigError(ValueError):
 class Target:
     engine: str
     voice: str | None = None  # None: the engine's default voice for the language
+    # Where the voice loads from when that is not its id: a Piper voice given as the path
+    # of its .onnx file is known by the file's name.
+    source: str | None = None
 
     def __str__(self) -> str:
         return f"{self.engine}:{self.voice}" if self.voice else self.engine
@@ -51,7 +55,10 @@ def parse_target(text: str, setting: str) -> Target:
         raise RouteConfigError(
             f"{setting}: unknown engine {engine!r} in {text!r}; engines: {', '.join(ENGINES)}"
         )
-    return Target(engine, voice.strip() or None)
+    voice = voice.strip()
+    if engine == "piper" and voice and piper_voice_id(voice) != voice:
+        return Target(engine, piper_voice_id(voice), source=voice)
+    return Target(engine, voice or None)
 
 
 def _entries(text: str, setting: str) -> dict[str, list[str]]:
@@ -83,7 +90,7 @@ def _entries(text: str, setting: str) -> dict[str, list[str]]:
 
 def parse_routes(text: str) -> dict[str, tuple[Target, ...]]:
     routes = {
-        normalize_language(key) if key != ANY_LANGUAGE else key: tuple(
+        language_tag(key) if key != ANY_LANGUAGE else key: tuple(
             parse_target(t, "SECRETARY_TTS_ROUTES") for t in targets
         )
         for key, targets in _entries(text, "SECRETARY_TTS_ROUTES").items()
@@ -107,7 +114,8 @@ def parse_openai_voices(text: str) -> dict[str, Target]:
     return mapping
 
 
-def normalize_language(language: str) -> str:
+def language_tag(language: str) -> str:
+    """A language as the routing table keys it: ``en_US`` -> ``en-us``."""
     return language.strip().lower().replace("_", "-")
 
 
@@ -143,7 +151,7 @@ class Router:
 
     def resolve(self, language: str, voice: str | None,
                 catalog: dict[str, list[Voice]]) -> Route:
-        language = normalize_language(language)
+        language = language_tag(language)
         if not language:
             raise InvalidRequestError("language must not be empty", param="language")
         if voice and voice in OPENAI_VOICES:

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from fastapi import UploadFile
 
 from secretary import audio
 from secretary.config import Settings
@@ -25,24 +24,18 @@ from secretary.errors import (
     ModelUnavailableError,
     SecretaryError,
 )
-from secretary.models import PIPER_PACKAGED_VOICE, ModelStore
-from secretary.service import WorkQueue
 from secretary.tts.engine import SpeakerReference, SynthesisRequest, TtsEngine, Voice
-from secretary.tts.piper import voice_id
-from secretary.tts.routing import (
-    Route,
-    Router,
-    Target,
-    normalize_language,
-    parse_openai_voices,
-    parse_routes,
-)
+from secretary.tts.models import PIPER_PACKAGED_VOICE, TtsModels
+from secretary.tts.routing import OPENAI_VOICES, Route, Router, Target, language_tag
 from secretary.tts.text import has_speech, split_sentences
-from secretary.uploads import read_audio
+from secretary.web.queue import WorkQueue
+from secretary.web.service_base import queue_health
 
 log = logging.getLogger(__name__)
 
 MIN_SPEED, MAX_SPEED = 0.25, 4.0
+# The OpenAI speech model names; all of them mean "the engines routed here".
+OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 # XTTS conditions on 22.05 kHz audio; other cloning engines resample from here.
 REFERENCE_SAMPLE_RATE = 22050
 
@@ -60,7 +53,7 @@ class Job:
         return self.engine.sample_rate
 
 
-def create_engine(name: str, settings: Settings, store: ModelStore,
+def create_engine(name: str, settings: Settings, store: TtsModels,
                   piper_voices: list[str]) -> TtsEngine:
     """Build an engine by name; XTTS is imported only here, when it is configured."""
     tts = settings.tts
@@ -88,18 +81,16 @@ def create_engine(name: str, settings: Settings, store: ModelStore,
 class TtsService:
     """Engines (created and loaded on first need), the router, and the work queue."""
 
+    name = "tts"
+    title = "Secretary text-to-speech"
+
     def __init__(self, settings: Settings, engines: dict[str, TtsEngine] | None = None) -> None:
         self.settings = settings
         tts = settings.tts
-        routes = parse_routes(tts.routes)
-        openai_voices = parse_openai_voices(tts.openai_voices)
-        self.piper_voices = _piper_voice_names(routes, openai_voices, tts.piper_voices)
-        # A Piper voice given by path is known by its file name from here on.
-        self.router = Router(
-            {lang: tuple(_by_voice_id(t) for t in targets) for lang, targets in routes.items()},
-            {name: _by_voice_id(t) for name, t in openai_voices.items()},
-        )
-        self.store = ModelStore(settings.models_dir)
+        self.preload = tts.preload
+        self.piper_voices = _piper_voice_names(tts.routes, tts.openai_voices, tts.piper_voices)
+        self.router = Router(tts.routes, tts.openai_voices)
+        self.store = TtsModels(settings.models_dir)
         self.queue = WorkQueue("tts", tts.max_concurrency, tts.max_queue, retry_after=2)
         self.engine_names = list(dict.fromkeys([*self.router.engines, *(engines or {})]))
         self._engines: dict[str, TtsEngine] = dict(engines or {})
@@ -137,6 +128,14 @@ class TtsService:
     def load_all(self) -> None:
         for name in self.engine_names:
             self.load_engine(name)
+
+    load = load_all  # what the app factory preloads
+
+    def close(self) -> None:
+        pass
+
+    def model_ids(self) -> tuple[str, ...]:
+        return OPENAI_MODELS
 
     def available_engines(self) -> dict[str, TtsEngine]:
         """The engines created without error so far."""
@@ -184,7 +183,7 @@ class TtsService:
             "engines": engines,
             "routes": {lang: [str(t) for t in targets]
                        for lang, targets in self.router.routes.items()},
-            "queue": {"in_progress": self.queue.admitted, "capacity": self.queue.capacity},
+            "queue": queue_health(self.queue),
         }
 
     # ------------------------------------------------------------------ requests
@@ -228,18 +227,31 @@ class TtsService:
 
     async def route(self, language: str, voice: str | None) -> Route:
         catalog = await self.catalog()
-        failure = self._unavailable_candidate(normalize_language(language))
+        failure = self._unavailable_candidate(language_tag(language))
         if failure is not None and not voice:
             raise failure
         return self.router.resolve(language, voice, catalog)
 
+    async def language_of_voice(self, voice: str) -> str:
+        """A native voice that does not speak the default language speaks its own first one."""
+        default = language_tag(self.settings.tts.default_language)
+        if voice in OPENAI_VOICES:
+            return default
+        catalog = await self.catalog()
+        for voices in catalog.values():
+            for candidate in voices:
+                if candidate.id == voice and candidate.languages:
+                    codes = [c.split("-")[0] for c in candidate.languages]
+                    return default if default.split("-")[0] in codes else candidate.languages[0]
+        return default
+
     async def cloning_route(self, language: str) -> Route:
         return self.router.resolve_cloning(language, await self.catalog())
 
-    async def reference(self, upload: UploadFile | None, field: str) -> SpeakerReference:
+    async def reference(self, data: bytes, field: str) -> SpeakerReference:
         tts = self.settings.tts
-        decoded = await read_audio(upload, field, sample_rate=REFERENCE_SAMPLE_RATE,
-                                   max_seconds=tts.max_reference_seconds)
+        decoded = await audio.decode_upload(data, field, sample_rate=REFERENCE_SAMPLE_RATE,
+                                            max_seconds=tts.max_reference_seconds)
         if decoded.duration < tts.min_reference_seconds:
             raise InvalidRequestError(
                 f"{field}: the clip lasts {decoded.duration:.2f} s; a voice reference needs "
@@ -285,19 +297,12 @@ class TtsService:
 
 
 def _piper_voice_names(routes: dict[str, tuple[Target, ...]], openai_voices: dict[str, Target],
-                       extra: str) -> list[str]:
-    """Every Piper voice the settings name, in order: the first is Piper's default."""
-    named = [t.voice for targets in routes.values() for t in targets
-             if t.engine == "piper" and t.voice]
-    named += [t.voice for t in openai_voices.values() if t.engine == "piper" and t.voice]
-    named += [v.strip() for v in extra.split(",") if v.strip()]
-    return list(dict.fromkeys(named))
-
-
-def _by_voice_id(target: Target) -> Target:
-    if target.engine == "piper" and target.voice:
-        return Target("piper", voice_id(target.voice))
-    return target
+                       extra: tuple[str, ...]) -> list[str]:
+    """Every Piper voice the settings name, as it loads (a name or a path), in order: the
+    first is Piper's default."""
+    targets = [t for ts in routes.values() for t in ts] + list(openai_voices.values())
+    named = [t.source or t.voice for t in targets if t.engine == "piper" and t.voice]
+    return list(dict.fromkeys([*named, *extra]))
 
 
 def output_rate(fmt: str, job: Job, rate: int | None = None) -> int:

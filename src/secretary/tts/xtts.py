@@ -40,8 +40,8 @@ import numpy as np
 from secretary import audio
 from secretary.config import TtsSettings
 from secretary.errors import InvalidRequestError, ModelUnavailableError
-from secretary.models import ModelStore
 from secretary.tts.engine import SpeakerReference, SynthesisRequest, Voice
+from secretary.tts.models import XttsCheckpoints
 from secretary.tts.text import split_sentences
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ _OPTION_RANGES: dict[str, tuple[float, float]] = {
 }
 
 
-def normalize_language(language: str) -> str:
+def xtts_language(language: str) -> str:
     """The XTTS language code for ``language`` (``zh`` -> ``zh-cn``), or a 400 naming all."""
     code = language.strip().lower()
     code = _LANGUAGE_ALIASES.get(code, code)
@@ -80,7 +80,7 @@ def normalize_language(language: str) -> str:
     return code
 
 
-def resolve_device(device: str) -> str:
+def torch_device(device: str) -> str:
     import torch
 
     if device != "auto":
@@ -95,7 +95,7 @@ def resolve_device(device: str) -> str:
 class XttsEngine:
     name = "xtts"
 
-    def __init__(self, settings: TtsSettings, store: ModelStore) -> None:
+    def __init__(self, settings: TtsSettings, store: XttsCheckpoints) -> None:
         self.settings = settings
         self.store = store
         self.device = settings.xtts_device
@@ -138,7 +138,7 @@ class XttsEngine:
                 ) from exc
 
             folder = self.store.xtts_checkpoint(self.settings.xtts_model)
-            device = resolve_device(self.settings.xtts_device)
+            device = torch_device(self.settings.xtts_device)
             log.info("loading XTTS from %s on %s", folder, device)
             try:
                 config = XttsConfig()
@@ -180,7 +180,7 @@ class XttsEngine:
     def synthesize(self, request: SynthesisRequest) -> Iterator[np.ndarray]:
         """Yield float32 chunks at 24 kHz as XTTS generates them."""
         # Everything a request can get wrong is checked before the first chunk.
-        language = normalize_language(request.language)
+        language = xtts_language(request.language)
         sampling = self.sampling_options(request.options)
         if not request.text.strip():
             raise InvalidRequestError("the text to speak is empty", param="text")

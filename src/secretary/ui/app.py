@@ -22,19 +22,17 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from secretary.config import Settings
-from secretary.errors import InvalidRequestError, NotFoundError
-from secretary.service import create_service_app
-from secretary.services import Listener
+from secretary.errors import NotFoundError
 from secretary.ui import tls
-from secretary.ui.reply import ReplyEngine, Turn, reply_engine
-from secretary.ui.upstream import Forwarder
+from secretary.ui.engine import ReplyEngine, Turn
+from secretary.ui.service import MAX_REPLY_INPUT_CHARS, UiService
+from secretary.web.app import create_service_app
+from secretary.web.listeners import Listener
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_PORTRAIT = "portrait.png"
-MAX_REPLY_INPUT_CHARS = 4000
-MAX_HISTORY_TURNS = 20
 
 # The page loads nothing from elsewhere and sends nothing elsewhere.
 _CSP = (
@@ -54,8 +52,9 @@ class ReplyRequest(BaseModel):
     history: list[TurnIn] = Field(default_factory=list, description="Earlier turns, oldest first.")
 
 
-def build_router(settings: Settings, forwarder: Forwarder, replies: ReplyEngine) -> APIRouter:
+def build_router(ui: UiService) -> APIRouter:
     router = APIRouter()
+    settings, forwarder, replies = ui.settings, ui.forwarder, ui.replies
 
     @router.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -63,10 +62,6 @@ def build_router(settings: Settings, forwarder: Forwarder, replies: ReplyEngine)
             STATIC / "index.html",
             headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-cache"},
         )
-
-    @router.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "service": "ui", "reply": replies.describe()}
 
     @router.get("/api/config")
     async def config() -> dict[str, Any]:
@@ -79,19 +74,12 @@ def build_router(settings: Settings, forwarder: Forwarder, replies: ReplyEngine)
 
     @router.get("/api/status")
     async def status() -> dict[str, Any]:
-        return {"services": await forwarder.health(), "reply": replies.describe()}
+        return await ui.status()
 
     @router.post("/api/reply")
     async def reply(request: Annotated[ReplyRequest, Body()]) -> dict[str, Any]:
-        text = request.text.strip()
-        if not text:
-            raise InvalidRequestError("text: there is nothing to reply to", param="text")
-        if len(text) > MAX_REPLY_INPUT_CHARS:
-            raise InvalidRequestError(
-                f"text: longer than {MAX_REPLY_INPUT_CHARS} characters", param="text"
-            )
-        history = [Turn(t.role, t.content) for t in request.history[-MAX_HISTORY_TURNS:]]
-        answer = await replies.reply(text, request.language, history)
+        history = [Turn(t.role, t.content) for t in request.history]
+        answer = await ui.reply(request.text, request.language, history)
         return {"text": answer.text, "source": answer.source, "model": answer.model}
 
     @router.api_route("/api/{service}/{path:path}", methods=["GET", "POST"])
@@ -108,12 +96,7 @@ def build_router(settings: Settings, forwarder: Forwarder, replies: ReplyEngine)
 
 def create_app(settings: Settings | None = None, replies: ReplyEngine | None = None) -> FastAPI:
     settings = settings or Settings()
-    forwarder = Forwarder(settings.ui)
-    app = create_service_app(
-        "ui", title="Secretary browser UI", max_upload_bytes=settings.max_upload_bytes,
-        on_shutdown=forwarder.aclose,
-    )
-    app.include_router(build_router(settings, forwarder, replies or reply_engine(settings.ui)))
+    app = create_service_app(UiService(settings, replies), build_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 

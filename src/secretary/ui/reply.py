@@ -1,4 +1,4 @@
-"""What the secretary answers: the transcript read back, or a chat model's reply.
+"""The reply engines: the transcript read back, or a chat model's reply.
 
 Any OpenAI-compatible chat endpoint works (Ollama, vLLM, llama.cpp's server, OpenAI): the
 request is the plain ``POST {base}/chat/completions`` that all of them accept, so no client
@@ -7,32 +7,11 @@ library is needed beyond httpx.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
-
 import httpx
 
 from secretary.config import UiSettings
+from secretary.ui.engine import Reply, ReplyEngine, Turn
 from secretary.ui.upstream import UpstreamFailedError, http_failure, new_client
-
-
-@dataclass(frozen=True)
-class Turn:
-    role: str  # "user" or "assistant"
-    content: str
-
-
-@dataclass(frozen=True)
-class Reply:
-    text: str
-    source: str  # "echo" or "chat"
-    model: str | None = None
-
-
-class ReplyEngine(Protocol):
-    def describe(self) -> dict[str, str | None]: ...
-
-    async def reply(self, text: str, language: str | None, history: list[Turn]) -> Reply: ...
 
 
 class EchoReply:

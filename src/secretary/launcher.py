@@ -1,22 +1,60 @@
-"""Run several services in one process, each on its own port.
+"""The launcher: the services ``secretary serve`` knows, and running them in one process.
 
-One asyncio loop drives one uvicorn server per service: a laptop runs the whole stack with
-one command, and a replica runs any subset (``--only stt``).
+Each entry of the registry names the module and factory that builds the service's app from
+``Settings``; modules are imported only when their service is started, so a replica that
+runs one service never loads the others' engines. One asyncio loop drives one uvicorn
+server per listener: a laptop runs the whole stack with one command, and a replica runs any
+subset (``--only stt``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import signal
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import uvicorn
+from fastapi import FastAPI
 
 from secretary.config import Settings
 from secretary.errors import InvalidRequestError
-from secretary.services import SERVICES, ServiceSpec
+from secretary.web.listeners import Listener
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    module: str
+    description: str
+    port: Callable[[Settings], int]
+    # Name of a function in ``module`` that returns the service's listeners (TLS, extra
+    # ports); without one the service gets one plain-HTTP listener on host:port.
+    listeners: str | None = None
+
+    def create_app(self, settings: Settings) -> FastAPI:
+        return importlib.import_module(self.module).create_app(settings)
+
+    def bind(self, settings: Settings) -> list[Listener]:
+        if self.listeners is None:
+            return [Listener(settings.host, self.port(settings))]
+        return getattr(importlib.import_module(self.module), self.listeners)(settings)
+
+
+SERVICES: dict[str, ServiceSpec] = {
+    spec.name: spec
+    for spec in (
+        ServiceSpec("stt", "secretary.stt.app", "speech-to-text", lambda s: s.stt.port),
+        ServiceSpec("tts", "secretary.tts.app", "text-to-speech", lambda s: s.tts.port),
+        ServiceSpec("avatar", "secretary.avatar.app", "talking avatar", lambda s: s.avatar.port),
+        ServiceSpec("ui", "secretary.ui.app", "browser UI", lambda s: s.ui.port,
+                    listeners="listeners"),
+    )
+}
 
 
 def select_services(only: str | None) -> list[ServiceSpec]:

@@ -1,0 +1,15 @@
+"""Every capability's models in one store: what ``secretary models`` lists and pulls.
+
+Each engine needs only its own part (``WhisperModels``, ``PiperVoices``, ...); this is for
+the command and for code that works across capabilities.
+"""
+
+from __future__ import annotations
+
+from secretary.avatar.models import FaceLandmarkerModel
+from secretary.stt.models import WhisperModels
+from secretary.tts.models import TtsModels
+
+
+class ModelStore(WhisperModels, TtsModels, FaceLandmarkerModel):
+    """The cache folder with every capability's models."""

@@ -1,0 +1,91 @@
+"""The speech-to-text service layer: the engine with its work queue and the validation
+rules that depend on it.
+
+Plain Python: it takes audio bytes and options and returns transcriptions (or streams of
+text); the HTTP layer (``app.py``) only parses forms and formats answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+from secretary import audio
+from secretary.config import Settings
+from secretary.errors import InvalidRequestError, ServiceBusyError
+from secretary.stt.engine import SttEngine, Transcription, TranscriptionOptions, collect
+from secretary.stt.models import WHISPER_HUB_IDS
+from secretary.web.service_base import EngineService
+
+# OpenAI model names that clients send by habit; they all mean "the model served here".
+OPENAI_MODEL_ALIASES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
+
+
+class SttService(EngineService):
+    """The engine with its queue and the validation rules that depend on it."""
+
+    title = "Secretary speech-to-text"
+    engine: SttEngine
+
+    def __init__(self, settings: Settings, engine: SttEngine) -> None:
+        super().__init__("stt", settings, engine, settings.stt)
+
+    @property
+    def model_name(self) -> str:
+        return self.settings.stt.model
+
+    def model_ids(self) -> tuple[str, ...]:
+        return (self.model_name, *OPENAI_MODEL_ALIASES)
+
+    # ------------------------------------------------------------------ validation
+    def check_model(self, requested: str | None) -> None:
+        if not requested:
+            return
+        served = {self.model_name, WHISPER_HUB_IDS.get(self.model_name, ""), *OPENAI_MODEL_ALIASES}
+        if requested not in served:
+            raise InvalidRequestError(
+                f"model {requested!r} is not served here; this service runs "
+                f"{self.model_name!r} (also answers to {', '.join(OPENAI_MODEL_ALIASES)})",
+                param="model",
+            )
+
+    def check_language(self, language: str | None) -> str | None:
+        if language is None or language.strip() == "":
+            return None
+        code = language.strip().lower()
+        if not self.engine.loaded:
+            raise ServiceBusyError("the speech model is still loading; try again shortly")
+        if code not in self.engine.languages():
+            raise InvalidRequestError(
+                f"unknown language code {language!r}; use an ISO 639-1 code such as "
+                "'en', 'de', 'fr' or 'es', or leave it out to detect the language",
+                param="language",
+            )
+        return code
+
+    # ------------------------------------------------------------------ work
+    async def ensure_loaded(self) -> None:
+        if not self.engine.loaded:
+            # First use when preloading is off: load in the engine pool, like any job.
+            await self.queue.run(self.engine.load)
+
+    async def decode(self, data: bytes, field: str = "file") -> audio.DecodedAudio:
+        return await audio.decode_upload(data, field,
+                                         max_seconds=self.settings.stt.max_audio_seconds)
+
+    async def transcribe(self, data: bytes, options: TranscriptionOptions) -> Transcription:
+        decoded = await self.decode(data)
+        return await self.queue.run(
+            lambda: collect(self.engine.transcribe(decoded.samples, options)))
+
+    async def stream_text(self, data: bytes, options: TranscriptionOptions
+                          ) -> AsyncIterator[str]:
+        """The text of each segment as it is decoded. Capacity is checked before this
+        returns (503 before a response starts); see ``WorkQueue.stream``."""
+        decoded = await self.decode(data)
+
+        def texts() -> Iterator[str]:
+            _, segments = self.engine.transcribe(decoded.samples, options)
+            for segment in segments:
+                yield segment.text
+
+        return self.queue.stream(texts)

@@ -1,0 +1,57 @@
+"""The browser UI's service layer: the reply engine and the gateway to the other services.
+
+Plain Python apart from the gateway's pass-through (``Forwarder.forward``), which relays
+a request as it came.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from secretary.config import Settings
+from secretary.errors import InvalidRequestError
+from secretary.ui.engine import Reply, ReplyEngine, Turn
+from secretary.ui.reply import reply_engine
+from secretary.ui.upstream import Forwarder
+
+MAX_REPLY_INPUT_CHARS = 4000
+MAX_HISTORY_TURNS = 20
+
+
+class UiService:
+    name = "ui"
+    title = "Secretary browser UI"
+    preload = False  # nothing to load
+    queue = None  # nothing runs here: the work is upstream
+
+    def __init__(self, settings: Settings, replies: ReplyEngine | None = None) -> None:
+        self.settings = settings
+        self.forwarder = Forwarder(settings.ui)
+        self.replies = replies or reply_engine(settings.ui)
+        self.created = int(time.time())
+
+    def load(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        await self.forwarder.aclose()
+
+    def model_ids(self) -> tuple[str, ...]:
+        return ()
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", "service": "ui", "reply": self.replies.describe()}
+
+    async def status(self) -> dict[str, Any]:
+        return {"services": await self.forwarder.health(), "reply": self.replies.describe()}
+
+    async def reply(self, text: str, language: str | None, history: list[Turn]) -> Reply:
+        text = text.strip()
+        if not text:
+            raise InvalidRequestError("text: there is nothing to reply to", param="text")
+        if len(text) > MAX_REPLY_INPUT_CHARS:
+            raise InvalidRequestError(
+                f"text: longer than {MAX_REPLY_INPUT_CHARS} characters", param="text"
+            )
+        return await self.replies.reply(text, language, history[-MAX_HISTORY_TURNS:])

@@ -1,0 +1,1 @@
+"""HTTP plumbing every service shares: the app factory, the work queue, uploads, listeners."""
