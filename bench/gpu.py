@@ -122,14 +122,10 @@ def faster_whisper(rounds: int) -> None:
 
     from secretary import audio
     from secretary.config import Settings
-    from secretary.stt.whisper import WhisperEngine
-    try:
-        from secretary.stt.models import WhisperModels as Store  # after the models split
-    except ImportError:
-        from secretary.models import ModelStore as Store
+    from secretary.stt.models import WhisperModels
 
     settings = Settings(_env_file=None)
-    path = WhisperEngine(settings.stt, Store(settings.models_dir)).store.whisper_path("base")
+    path = WhisperModels(settings.models_dir).whisper_path("base")
     try:
         seconds, model = timed(lambda: WhisperModel(str(path), device="cuda",
                                                     compute_type="float16"))
@@ -232,11 +228,12 @@ def canary(rounds: int) -> None:
     from secretary.config import CanarySettings
     from secretary.stt.canary import CanaryEngine
     from secretary.stt.engine import TranscriptionOptions, collect
+    from secretary.stt.models import CanaryModels
 
     folder = Path(tempfile.mkdtemp(prefix="canary-bench-"))
     archive = canary_model.build(folder, "canary-1b", size="tiny" if SMOKE else "1b")
     settings = CanarySettings(_env_file=None, model=str(archive), device=DEVICE)
-    engine = CanaryEngine(settings, None)  # a file path needs no model store
+    engine = CanaryEngine(settings, CanaryModels(folder))
     seconds, _ = timed(engine.load)
     report("canary-1b", "restore .nemo to GPU", f"{seconds:.1f} s")
     clip = audio.decode(ROOT / "tests/data/speech/en_jfk_ask_not.flac").samples

@@ -37,6 +37,8 @@ def shown(value: object) -> str:
         return "~/.cache/secretary"  # the XDG cache folder of the user who runs it
     if isinstance(value, tuple | list):
         return ",".join(str(v) for v in value)
+    if isinstance(value, dict) and not value:
+        return ""
     return str(value)
 
 

@@ -77,7 +77,7 @@ def settings_from(environment: dict[str, str], monkeypatch: pytest.MonkeyPatch) 
 def test_each_profile_starts_its_services_with_health_checks_ports_and_the_model_volume(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, profiles: tuple[str, ...],
         expected: set[str]) -> None:
-    from secretary.services import SERVICES
+    from secretary.launcher import SERVICES
 
     config = compose_config(tmp_path, *profiles)
     assert set(config["services"]) == expected

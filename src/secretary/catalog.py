@@ -7,9 +7,9 @@ the command and for code that works across capabilities.
 from __future__ import annotations
 
 from secretary.avatar.models import FaceLandmarkerModel
-from secretary.stt.models import WhisperModels
+from secretary.stt.models import CanaryModels, WhisperModels
 from secretary.tts.models import TtsModels
 
 
-class ModelStore(WhisperModels, TtsModels, FaceLandmarkerModel):
+class ModelStore(WhisperModels, CanaryModels, TtsModels, FaceLandmarkerModel):
     """The cache folder with every capability's models."""

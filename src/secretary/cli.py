@@ -107,7 +107,7 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _service_names(only: str | None) -> list[str]:
-    from secretary.serve import select_services
+    from secretary.launcher import select_services
 
     return [spec.name for spec in select_services(only)]
 

@@ -238,8 +238,7 @@ def check_nemo(need: Needs) -> Check:
 
 
 def check_models(settings: Settings, need: Needs) -> list[Check]:
-    from secretary.models import ModelStore
-    from secretary.stt import canary
+    from secretary.catalog import ModelStore
 
     store = ModelStore(settings.models_dir)
     wanted: list[tuple[str, str, Callable[[], object]]] = []
@@ -263,7 +262,7 @@ def check_models(settings: Settings, need: Needs) -> list[Check]:
     if need.canary:
         name = settings.canary.model
         wanted.append((f"Canary {name}", name,
-                       lambda: canary.model_file(store, name, download=False)))
+                       lambda: store.canary_file(name, download=False)))
     checks = []
     for label, pull_name, find in wanted:
         try:

@@ -18,7 +18,6 @@ import logging
 import re
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,66 +25,17 @@ import numpy as np
 from secretary.audio import WHISPER_SAMPLE_RATE as SAMPLE_RATE
 from secretary.config import CanarySettings
 from secretary.errors import InvalidRequestError, ModelUnavailableError
-from secretary.models import ModelStore
 from secretary.stt.engine import Segment, TranscriptionInfo, TranscriptionOptions
+from secretary.stt.models import CanaryModels
 
 log = logging.getLogger(__name__)
 
-# Published Canary checkpoints by short name; each hub repository holds ``<name>.nemo``.
-CANARY_MODELS: dict[str, str] = {
-    "canary-1b": "nvidia/canary-1b",
-    "canary-1b-flash": "nvidia/canary-1b-flash",
-    "canary-180m-flash": "nvidia/canary-180m-flash",
-}
 INSTALL_HINT = "pip install 'secretary[canary]'"
 
 # Prompt and timestamp tokens (``<|en|>``, ``<|12|>``) that are not part of the text.
 _SPECIAL_TOKEN = re.compile(r"<\|[^|<>]*\|>")
 # Windows shorter than this are padded: the encoder subsamples 8x and needs a few frames.
 _MIN_SAMPLES = SAMPLE_RATE // 4
-
-
-def hub_id(name: str) -> str:
-    """The hub repository of a Canary name (``canary-1b`` or ``nvidia/canary-1b``)."""
-    return CANARY_MODELS.get(name, name)
-
-
-def pull_command(name: str) -> str:
-    return f"secretary models pull {name}"
-
-
-def offline_message(name: str) -> str:
-    return (
-        f"Canary model {name!r} ({hub_id(name)}) is not on this machine and could not be "
-        f"downloaded from the model hub. On a machine with internet access run "
-        f"`{pull_command(name)}` (with SECRETARY_CACHE_DIR pointing at the cache folder you "
-        "then copy here), or set SECRETARY_CANARY_MODEL to a local .nemo file"
-    )
-
-
-def model_file(store: ModelStore, name: str, *, download: bool = True) -> Path:
-    """The ``.nemo`` archive for ``name``: a local file, a folder holding one, or the hub's
-    ``<repo>/<repo name>.nemo`` from the cache or a download."""
-    as_path = Path(name).expanduser()
-    if as_path.is_dir():
-        archives = sorted(as_path.glob("*.nemo"))
-        if len(archives) != 1:
-            raise ModelUnavailableError(
-                f"Canary folder {name!r} must hold exactly one .nemo file, found {len(archives)}"
-            )
-        return archives[0]
-    if as_path.suffix == ".nemo" or as_path.is_absolute():
-        if not as_path.is_file():
-            raise ModelUnavailableError(f"Canary model file {name!r} does not exist")
-        return as_path
-    repo = hub_id(name)
-    if "/" not in repo:
-        raise ModelUnavailableError(
-            f"unknown Canary model {name!r}: use one of {', '.join(CANARY_MODELS)}, a hub id "
-            "such as 'nvidia/canary-1b', or a local .nemo file"
-        )
-    return store.hub_file(repo, f"{repo.rsplit('/', 1)[1]}.nemo", download=download,
-                          offline_message=offline_message(name))
 
 
 def translation_supported(source: str, target: str) -> bool:
@@ -101,7 +51,7 @@ def _language_code(token_language: str) -> str:
 class CanaryEngine:
     name = "canary"
 
-    def __init__(self, settings: CanarySettings, store: ModelStore) -> None:
+    def __init__(self, settings: CanarySettings, store: CanaryModels) -> None:
         self.settings = settings
         self.store = store
         self.device = settings.device
@@ -143,7 +93,8 @@ class CanaryEngine:
                 f"the Canary engine needs NVIDIA NeMo, which is not installed ({exc}): "
                 f"{INSTALL_HINT}"
             ) from exc
-        path = model_file(self.store, self.settings.model)
+        # After a failed start, look in the cache only: a request must not wait on the hub.
+        path = self.store.canary_file(self.settings.model, download=self.error is None)
         device = self.settings.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
