@@ -59,7 +59,7 @@ def test_models_list(cache_dir: Path) -> None:
     result = _secretary("models", "list", env=_env(cache_dir))
     assert result.returncode == 0
     line = next(row for row in result.stdout.splitlines() if row.startswith("base "))
-    assert "available=yes" in line
+    assert line.split()[3] == "yes"  # the "here" column
 
 
 def test_offline_model_pull_fails_clearly(cache_dir: Path) -> None:
@@ -107,6 +107,27 @@ def test_serve_only_stt_answers_and_stops_cleanly(cache_dir: Path) -> None:
         assert response.status_code == 200
         reference = (SPEECH / "en_jfk_ask_not.txt").read_text()
         assert wer(reference, response.json()["text"], "en") < 0.1
+    finally:
+        _stop(process)
+
+
+def test_serve_only_canary_without_weights_starts_and_says_what_to_do(cache_dir: Path
+                                                                     ) -> None:
+    """Offline, without the Canary weights (or without NeMo): the service still starts,
+    and both /health and the Compose health check say why it cannot transcribe."""
+    port = free_port()
+    process = _serve(cache_dir, "canary", {"canary": port})
+    try:
+        health = wait_for_health(f"http://127.0.0.1:{port}", timeout=180)
+        assert health["service"] == "canary" and health["status"] == "model_unavailable"
+        assert ("secretary models pull canary-1b" in health["error"]
+                or "secretary[canary]" in health["error"])
+        check = _secretary("health", "canary",
+                           env=_env(cache_dir, SECRETARY_CANARY_PORT=str(port)))
+        assert check.returncode == 1 and "canary: model_unavailable" in check.stdout
+        stt = _secretary("health", "stt",
+                         env=_env(cache_dir, SECRETARY_STT_PORT=str(free_port())))
+        assert stt.returncode == 1 and "stt: unreachable" in stt.stdout
     finally:
         _stop(process)
 

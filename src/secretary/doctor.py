@@ -237,7 +237,15 @@ def check_nemo(need: Needs) -> Check:
     return Check(name, "ok", f"nemo_toolkit {version}")
 
 
-def check_models(settings: Settings, need: Needs) -> list[Check]:
+def configured_models(settings: Settings, services: Iterable[str]) -> list[str]:
+    """What ``secretary models pull`` calls the models the selected services use (a local
+    file or folder needs no pulling and is left out)."""
+    need = needs(settings, services)
+    return [pull_name for _, pull_name, _ in _wanted(settings, need)
+            if not Path(pull_name).expanduser().exists()]
+
+
+def _wanted(settings: Settings, need: Needs) -> list[tuple[str, str, Callable[[], object]]]:
     from secretary.catalog import ModelStore
 
     store = ModelStore(settings.models_dir)
@@ -254,7 +262,7 @@ def check_models(settings: Settings, need: Needs) -> list[Check]:
                                lambda v=voice: store.piper_voice(v, download=False)))
         if need.xtts:
             xtts = settings.tts.xtts_model
-            wanted.append((f"XTTS {xtts}", "xtts",
+            wanted.append((f"XTTS {xtts}", "xtts" if xtts == "coqui/XTTS-v2" else xtts,
                            lambda: store.xtts_checkpoint(xtts, download=False)))
     if "avatar" in need.services:
         wanted.append(("face landmarker", "face-landmarker",
@@ -263,8 +271,12 @@ def check_models(settings: Settings, need: Needs) -> list[Check]:
         name = settings.canary.model
         wanted.append((f"Canary {name}", name,
                        lambda: store.canary_file(name, download=False)))
+    return wanted
+
+
+def check_models(settings: Settings, need: Needs) -> list[Check]:
     checks = []
-    for label, pull_name, find in wanted:
+    for label, pull_name, find in _wanted(settings, need):
         try:
             found = find()
         except SecretaryError:

@@ -104,8 +104,13 @@ class WhisperModels(ModelCache):
     def catalog(self) -> list[ModelInfo]:
         return [*super().catalog(), *WHISPER_CATALOG]
 
+    def fetch(self, info: ModelInfo, *, download: bool = True) -> Path:
+        if info not in WHISPER_CATALOG:
+            return super().fetch(info, download=download)
+        return self.whisper_path(info.name, download=download)
+
     def available(self, info: ModelInfo) -> bool:
-        if info.kind != "stt":
+        if info not in WHISPER_CATALOG:
             return super().available(info)
         if info.name == "base":
             return have_packages(_BASE_PARTS)
@@ -191,11 +196,11 @@ class CanaryModels(ModelCache):
     def catalog(self) -> list[ModelInfo]:
         return [*super().catalog(), *CANARY_CATALOG]
 
-    def available(self, info: ModelInfo) -> bool:
+    def find(self, name: str) -> ModelInfo | None:
+        by_hub_id = {info.hub_id: info for info in CANARY_CATALOG}
+        return by_hub_id.get(name) or super().find(name)
+
+    def fetch(self, info: ModelInfo, *, download: bool = True) -> Path:
         if info not in CANARY_CATALOG:
-            return super().available(info)
-        try:
-            self.canary_file(info.name, download=False)
-        except ModelUnavailableError:
-            return False
-        return True
+            return super().fetch(info, download=download)
+        return self.canary_file(info.name, download=download)
