@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import jiwer
+import numpy as np
 import pytest
 import uvicorn
 from whisper_normalizer.basic import BasicTextNormalizer
@@ -48,6 +49,17 @@ def needs(available: bool, resource: str) -> pytest.MarkDecorator:
     )
 
 
+def expected_device_and_compute_type() -> tuple[str, str]:
+    """What Whisper should run on with the default settings (device and compute type
+    "auto"/"default"): float16 on a GPU that CTranslate2 can use, int8 on the CPU. Written
+    here rather than read from the code under test, so the suite holds on both."""
+    import ctranslate2
+
+    if ctranslate2.get_cuda_device_count() > 0:
+        return "cuda", "float16"
+    return "cpu", "int8"
+
+
 def normalize(text: str, language: str) -> str:
     """Whisper's own normalisers: the English one for English, the basic one otherwise."""
     return (_english if language == "en" else _basic)(text).strip()
@@ -58,6 +70,29 @@ def wer(reference: str, hypothesis: str, language: str) -> float:
     if not ref:
         return 0.0 if not hyp else 1.0
     return jiwer.wer(ref, hyp)
+
+
+def median_pitch(samples: np.ndarray, rate: int) -> float:
+    """The voice's median fundamental frequency in Hz, by autocorrelation over the louder
+    40 ms frames (60 to 400 Hz, clearly periodic frames only). Speech resampled to play
+    twice as fast measures twice the pitch; speech slowed by its engine measures the same."""
+    frame, lowest_lag, highest_lag = int(0.04 * rate), int(rate / 400), int(rate / 60)
+    overall = float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
+    pitches = []
+    for start in range(0, len(samples) - frame, frame // 2):
+        window = samples[start:start + frame].astype(np.float64)
+        window -= window.mean()
+        if np.sqrt(np.mean(window**2)) < 0.5 * overall:
+            continue
+        correlation = np.correlate(window, window, "full")[frame - 1:]
+        if correlation[0] <= 0:
+            continue
+        lag = lowest_lag + int(np.argmax(correlation[lowest_lag:highest_lag]))
+        if correlation[lag] / correlation[0] > 0.5:
+            pitches.append(rate / lag)
+    if len(pitches) < 10:
+        raise AssertionError(f"only {len(pitches)} voiced frames: is this speech?")
+    return float(np.median(pitches))
 
 
 def free_port() -> int:

@@ -17,7 +17,13 @@ from faster_whisper import WhisperModel
 
 from secretary.catalog import ModelStore
 from secretary.config import Settings
-from tests.helpers import clip_language, reference_text, speech_clips, wer
+from tests.helpers import (
+    clip_language,
+    expected_device_and_compute_type,
+    reference_text,
+    speech_clips,
+    wer,
+)
 
 # Ceilings per clip for Whisper base (int8, beam 5, VAD on). Measured WER in the comment;
 # ceilings leave room for numeric noise across CPUs, not for broken audio (WER near 1).
@@ -72,9 +78,11 @@ def clip_wer(clip: Path, hypothesis: str) -> float:
 
 @pytest.fixture(scope="module")
 def direct_model(stt_settings: Settings) -> WhisperModel:
-    """faster-whisper loaded on its own, as a user would, from the same model folder."""
+    """faster-whisper loaded on its own, as a user would, from the same model folder, on
+    the device and compute type the service's defaults choose on this machine."""
     path = ModelStore(stt_settings.models_dir).whisper_path("base")
-    return WhisperModel(str(path), device="cpu", compute_type="int8")
+    device, compute_type = expected_device_and_compute_type()
+    return WhisperModel(str(path), device=device, compute_type=compute_type)
 
 
 @pytest.mark.slow

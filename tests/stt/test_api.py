@@ -19,7 +19,7 @@ from secretary.stt.app import create_app
 from secretary.stt.engine import TranscriptionOptions
 from secretary.stt.whisper import WhisperEngine
 from tests.conftest import make_settings
-from tests.helpers import SPEECH, running_server, wer
+from tests.helpers import SPEECH, expected_device_and_compute_type, running_server, wer
 
 JFK = SPEECH / "en_jfk_ask_not.flac"
 GERMAN = SPEECH / "de_thorsten_plan_geklappt.wav"
@@ -40,8 +40,9 @@ def test_health_reports_model_and_device(stt_url: str) -> None:
     assert body["status"] == "ok"
     assert body["service"] == "stt"
     assert body["model"] == "base"
-    assert body["device"] == "cpu"
-    assert body["compute_type"] == "int8"
+    device, compute_type = expected_device_and_compute_type()
+    assert body["device"] == device
+    assert body["compute_type"] == compute_type
     assert body["loaded"] is True
 
 
@@ -273,19 +274,23 @@ def test_full_queue_answers_503_and_loses_nothing(cache_dir: Path,
             return httpx.post(f"{url}/transcribe", files={"file": ("a.wav", clip)}, timeout=120)
 
         with ThreadPoolExecutor(4) as pool:
-            running = pool.submit(post)
-            assert engine.entered.acquire(timeout=30)  # first job is inside the engine
-            waiting = pool.submit(post)
-            # Wait until the second is queued, then a third finds the queue full.
-            for _ in range(200):
-                if httpx.get(f"{url}/health").json()["queue"]["in_progress"] == 2:
-                    break
-                threading.Event().wait(0.05)
-            rejected = post()
-            assert rejected.status_code == 503
-            assert int(rejected.headers["retry-after"]) >= 1
-            assert rejected.json()["error"]["code"] == "busy"
-            engine.gate.set()
+            try:
+                running = pool.submit(post)
+                assert engine.entered.acquire(timeout=30)  # first job is inside the engine
+                waiting = pool.submit(post)
+                # Wait until the second is queued, then a third finds the queue full.
+                for _ in range(200):
+                    if httpx.get(f"{url}/health").json()["queue"]["in_progress"] == 2:
+                        break
+                    threading.Event().wait(0.05)
+                else:
+                    pytest.fail("the second request never reached the queue")
+                rejected = post()
+                assert rejected.status_code == 503
+                assert int(rejected.headers["retry-after"]) >= 1
+                assert rejected.json()["error"]["code"] == "busy"
+            finally:
+                engine.gate.set()  # a failure above must not leave the jobs waiting 120 s
             accepted = [running.result(), waiting.result()]
         for response in accepted:
             assert response.status_code == 200

@@ -23,8 +23,10 @@ def tts_settings(cache_dir: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def piper_engine(tts_settings: Settings) -> PiperEngine:
-    """The packaged voice, loaded once and shared by the servers the tests start."""
-    engine = PiperEngine([PIPER_PACKAGED_VOICE], ModelStore(tts_settings.models_dir))
+    """The packaged voice, loaded once and shared by the servers the tests start. Its
+    noise is off, so a text always gives the same samples and the judge hears the same."""
+    engine = PiperEngine([PIPER_PACKAGED_VOICE], ModelStore(tts_settings.models_dir),
+                         noise_w=0.0, noise_scale=0.0)
     engine.load()
     return engine
 
@@ -47,8 +49,10 @@ def tts_url(tts_settings: Settings, piper_engine: PiperEngine,
 
 @pytest.fixture(scope="session")
 def whisper(cache_dir: Path) -> WhisperEngine:
-    """The project's speech-to-text engine (Whisper base) to hear what was synthesized."""
+    """The project's speech-to-text engine (Whisper base) to hear what was synthesized. In
+    float32: int8 kernels differ more between CPUs, and a judge should not."""
     settings = make_settings(cache_dir)
+    settings.stt.compute_type = "float32"
     engine = WhisperEngine(settings.stt, ModelStore(settings.models_dir))
     engine.load()
     return engine

@@ -38,8 +38,10 @@ def test_espeak_serializes_concurrent_calls(espeak_engine: EspeakEngine) -> None
     assert all(b - a > 10_000 for a, b in zip(alone[:3], alone[1:4], strict=True)), alone
     with ThreadPoolExecutor(6) as pool:
         together = list(pool.map(lambda r: len(_audio(espeak_engine, r)), requests))
-    # eSpeak's own jitter from run to run stays under 10 ms.
-    assert all(abs(a - b) < 250 for a, b in zip(alone, together, strict=True)), (alone, together)
+    # A mixed-up or merged call changes a length by over 10,000 samples (asserted above);
+    # eSpeak's own run-to-run jitter measured up to 200 samples, so 2,000 is a 10x margin.
+    assert all(abs(a - b) < 2_000 for a, b in zip(alone, together, strict=True)), (
+        alone, together)
 
 
 def test_espeak_speaks_the_languages_it_lists(espeak_engine: EspeakEngine) -> None:

@@ -45,6 +45,7 @@ class PiperEngine:
         store: PiperVoices,
         *,
         noise_w: float | None = None,
+        noise_scale: float | None = None,
         use_cuda: bool = False,
     ) -> None:
         if not voices:
@@ -52,6 +53,8 @@ class PiperEngine:
         self._names = list(dict.fromkeys(voices))
         self.store = store
         self.noise_w = noise_w
+        # Piper's audio noise; 0 (with noise_w 0) makes the same text give the same samples.
+        self.noise_scale = noise_scale
         self.use_cuda = use_cuda
         self._voices: dict[str, _LoadedVoice] = {}
         self.failures: list[str] = []  # voices that could not be loaded, with the reason
@@ -129,6 +132,7 @@ class PiperEngine:
         config = SynthesisConfig(
             length_scale=voice.piper.config.length_scale / request.speed,
             noise_w_scale=self.noise_w,
+            noise_scale=self.noise_scale,
         )
         produced = False
         # Piper splits its input into sentences itself and yields one chunk per sentence.
