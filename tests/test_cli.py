@@ -146,6 +146,10 @@ def test_serve_starts_every_service(cache_dir: Path) -> None:
             assert health.get("service") == name, health
         https = httpx.get(f"https://127.0.0.1:{ports['ui']}/health", verify=False, timeout=10)
         assert https.json()["service"] == "ui"
+        # The UI reaches the others on the ports they were given, with no address set.
+        status = httpx.get(f"http://127.0.0.1:{ports['ui_http']}/api/status", timeout=30).json()
+        assert {n: s["state"] for n, s in status["services"].items()} == {
+            "stt": "up", "tts": "up", "avatar": "up"}, status
     finally:
         _stop(process)
 

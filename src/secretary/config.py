@@ -277,9 +277,17 @@ class UiSettings(ServiceSettings):
         "generated on first start and kept in the cache dir.",
     )
     tls_keyfile: Path | None = Field(default=None, description="PEM private key of tls_certfile.")
-    stt_url: str = Field(default="http://127.0.0.1:8083", description="Speech-to-text service.")
-    tts_url: str = Field(default="http://127.0.0.1:8082", description="Text-to-speech service.")
-    avatar_url: str = Field(default="http://127.0.0.1:8081", description="Avatar service.")
+    # Unset: the service on this machine at its configured port (SECRETARY_STT_PORT, ...),
+    # so a changed port needs no second setting when the services run together.
+    stt_url: str | None = Field(
+        default=None, description="Speech-to-text service; unset: this machine's, at "
+        "SECRETARY_STT_PORT.")
+    tts_url: str | None = Field(
+        default=None, description="Text-to-speech service; unset: this machine's, at "
+        "SECRETARY_TTS_PORT.")
+    avatar_url: str | None = Field(
+        default=None, description="Avatar service; unset: this machine's, at "
+        "SECRETARY_AVATAR_PORT.")
     upstream_timeout: float = Field(
         default=600.0, gt=0, description="Seconds to wait for an upstream service's answer."
     )
@@ -345,6 +353,19 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.cache_dir / "models"
+
+    def local_url(self, service: str) -> str:
+        """Where ``service`` of this machine answers, as configured (host and port)."""
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{getattr(self, service).port}"
+
+    def ui_upstreams(self) -> UiSettings:
+        """The UI's settings with each service address it was not given pointing at this
+        machine's service on its configured port."""
+        update = {f"{name}_url": self.local_url(name) for name in ("stt", "tts", "avatar")
+                  if getattr(self.ui, f"{name}_url") is None}
+        return self.ui.model_copy(update=update)
 
 
 def environment_variables() -> dict[str, tuple[str, object, str]]:
