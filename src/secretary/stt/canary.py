@@ -116,7 +116,12 @@ class CanaryEngine:
             decoding.beam.beam_size = self.settings.beam_size
             model.change_decoding_strategy(decoding)
         model.eval()
-        names = [lang for lang in model.tokenizer.langs if lang != "spl_tokens"]
+        # Canary's aggregate tokenizer: one part per language beside the prompt tokens.
+        names = [lang for lang in getattr(model.tokenizer, "langs", ()) if lang != "spl_tokens"]
+        if not names:
+            raise ModelUnavailableError(
+                f"{path} has no per-language tokenizers, so it is not a Canary checkpoint "
+                "this engine knows (canary-1b, canary-1b-flash, canary-180m-flash)")
         self._lang_names = {_language_code(lang): lang for lang in names}
         self._languages = frozenset(self._lang_names)
         self._prompt_slots = slots
