@@ -364,7 +364,7 @@ class Settings(BaseSettings):
         """The UI's settings with each service address it was not given pointing at this
         machine's service on its configured port."""
         update = {f"{name}_url": self.local_url(name) for name in ("stt", "tts", "avatar")
-                  if getattr(self.ui, f"{name}_url") is None}
+                  if not getattr(self.ui, f"{name}_url")}  # unset or empty
         return self.ui.model_copy(update=update)
 
 
