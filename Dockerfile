@@ -1,11 +1,12 @@
 # Secretary in a container. compose.yaml builds three images from this file:
-#   secretary:gpu     CUDA 12 with cuDNN (what CTranslate2 loads for GPU Whisper), [xtts]
+#   secretary:gpu     CUDA 12 with cuDNN (what CTranslate2 loads for GPU Whisper),
+#                     [xtts,liveportrait]
 #   secretary:canary  the same base, [canary] (NeMo)
 #   secretary:cpu     python:3.11-slim-bookworm, no extras: the embedded CPU models
-# Build one by hand:  docker build --build-arg EXTRAS='[xtts]' -t secretary:gpu .
+# Build one by hand:  docker build --build-arg EXTRAS='[xtts,liveportrait]' -t secretary:gpu .
 ARG BASE_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
 FROM ${BASE_IMAGE}
-ARG EXTRAS="[xtts]"
+ARG EXTRAS="[xtts,liveportrait]"
 
 # The CUDA image has no Python; the python image has one, and apt-get is a no-op there.
 RUN command -v python3 >/dev/null && python3 -m venv --help >/dev/null 2>&1 \

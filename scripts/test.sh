@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/venv.sh
-setup_venv '[test,xtts,canary]'
+setup_venv '[test,xtts,liveportrait,canary]'
 
 # Debian packages the tests use: the UI tests drive the system's Chromium (Playwright's own
 # browser download is not used); the Compose file is checked by Debian's docker-compose.

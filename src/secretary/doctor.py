@@ -58,6 +58,7 @@ class Needs:
     canary: bool
     gpu: bool  # a device is set to cuda
     whisper_gpu: bool
+    liveportrait: bool = False
 
 
 def needs(settings: Settings, services: Iterable[str]) -> Needs:
@@ -65,7 +66,10 @@ def needs(settings: Settings, services: Iterable[str]) -> Needs:
     engines = {target.engine for target in _tts_targets(settings)} if "tts" in names else set()
     xtts = "xtts" in engines
     canary = "canary" in names
+    liveportrait = "avatar" in names and settings.avatar.engine == "liveportrait"
     devices = []
+    if liveportrait:
+        devices.append(settings.avatar.liveportrait_device)
     if "stt" in names:
         devices.append(settings.stt.device)
     if xtts:
@@ -73,7 +77,7 @@ def needs(settings: Settings, services: Iterable[str]) -> Needs:
     if canary:
         devices.append(settings.canary.device)
     return Needs(names, xtts, canary, "cuda" in devices,
-                 "stt" in names and settings.stt.device == "cuda")
+                 "stt" in names and settings.stt.device == "cuda", liveportrait)
 
 
 def _tts_targets(settings: Settings) -> list:
@@ -172,9 +176,9 @@ def nvidia_driver() -> str | None:
 def check_torch_cuda(need: Needs, driver: str | None) -> Check:
     name = "torch CUDA build vs driver"
     if not importable("torch"):
-        if need.xtts or need.canary:
+        if need.xtts or need.canary or need.liveportrait:
             return Check(name, "fail", "torch not installed",
-                         "pip install 'secretary[xtts]' (or [canary])")
+                         "pip install 'secretary[xtts]' (or [canary], [liveportrait])")
         return Check(name, "info", "torch not installed (not needed here)")
     try:
         import torch
@@ -267,6 +271,10 @@ def _wanted(settings: Settings, need: Needs) -> list[tuple[str, str, Callable[[]
     if "avatar" in need.services:
         wanted.append(("face landmarker", "face-landmarker",
                        lambda: store.face_landmarker_path(settings.avatar.landmarker_path)))
+    if need.liveportrait:
+        weights = settings.avatar.liveportrait_model
+        wanted.append((f"LivePortrait {weights}", "liveportrait" if "/" in weights else weights,
+                       lambda: store.liveportrait_weights(weights, download=False)))
     if need.canary:
         name = settings.canary.model
         wanted.append((f"Canary {name}", name,
