@@ -25,6 +25,7 @@ GROUPS = {
     "avatar": "Talking avatar, port 8081",
     "ui": "Browser UI, port 8085",
     "realtime": "Realtime media, port 8086",
+    "wyoming": "Home Assistant's Wyoming protocol (health on port 8088)",
 }
 
 

@@ -59,6 +59,9 @@ SERVICES: dict[str, ServiceSpec] = {
         # A second speech-to-text with the same APIs, for GPU boxes with secretary[canary].
         ServiceSpec("canary", "secretary.stt.app", "speech-to-text (NVIDIA Canary)",
                     lambda s: s.canary.port, factory="create_canary_app", default=False),
+        # Home Assistant's Wyoming protocol: TCP servers beside an HTTP /health and /metrics.
+        ServiceSpec("wyoming", "secretary.wyoming.app", "Wyoming speech-to-text and "
+                    "text-to-speech", lambda s: s.wyoming.port, default=False),
     )
 }
 
