@@ -388,7 +388,7 @@ def run(settings: Settings, services: Iterable[str]) -> list[Check]:
 
 def render(checks: list[Check]) -> str:
     width = max(len(c.name) for c in checks)
-    lines = [f"{'check':<{width}}  {'':4}  found / what to do"]
+    lines = [f"{'check':<{width}}  {'':4}  found / -> what to do"]
     for check in checks:
         lines.append(f"{check.name:<{width}}  {check.status.upper():<4}  {check.found}")
         if check.fix:
