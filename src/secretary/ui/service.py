@@ -28,7 +28,7 @@ class UiService:
     def __init__(self, settings: Settings, conversation: ConversationService,
                  replies: ReplyEngine | None = None) -> None:
         self.settings = settings
-        self.forwarder = Forwarder(settings.ui)
+        self.forwarder = Forwarder(settings.ui_upstreams())
         self.replies = replies or reply_engine(settings.ui)
         # The streamed turn (POST /api/turn); its in-process engines load at start-up.
         self.conversation = conversation
