@@ -28,7 +28,7 @@ class UiService:
     def __init__(self, settings: Settings, conversation: ConversationService,
                  replies: ReplyEngine | None = None) -> None:
         self.settings = settings
-        self.forwarder = Forwarder(settings.ui)
+        self.forwarder = Forwarder(settings.ui_upstreams())
         self.replies = replies or reply_engine(settings.ui)
         # The streamed turn (POST /api/turn); its in-process engines load at start-up.
         self.conversation = conversation
@@ -72,7 +72,7 @@ class UiService:
 
         from secretary.ui.upstream import http_failure
 
-        base = self.settings.ui.realtime_url.rstrip("/")
+        base = (self.settings.ui.realtime_url or self.settings.local_url("realtime")).rstrip("/")
         try:
             answer = await self.forwarder.client.post(
                 f"{base}/v1/realtime/calls", content=sdp, params=query or None,
