@@ -304,7 +304,7 @@ class UiSettings(ServiceSettings):
         "SECRETARY_AVATAR_PORT.")
     realtime_url: str | None = Field(
         default=None, description="Realtime service (Live mode's WebRTC signalling); unset: "
-        "this machine's, at SECRETARY_REALTIME_PORT.")
+        "this machine's.")
     upstream_timeout: float = Field(
         default=600.0, gt=0, description="Seconds to wait for an upstream service's answer."
     )
