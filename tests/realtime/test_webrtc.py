@@ -202,3 +202,104 @@ async def test_bad_sdp_is_a_400(rtc_url: str) -> None:
                                        headers={"Content-Type": "application/sdp"})
             assert answer.status_code == 400, (body, answer.text)
             assert answer.json()["error"]["message"]
+
+
+class CueTrack(MediaStreamTrack):
+    """A microphone that stays silent until ``cue`` is set, then says a clip."""
+
+    kind = "audio"
+
+    def __init__(self, samples: np.ndarray, cue: asyncio.Event) -> None:
+        super().__init__()
+        self.samples, self.cue = samples, cue
+        self.index = self.position = 0
+        self.start = 0.0
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        step = RATE // 50
+        if self.index == 0:
+            self.start = time.perf_counter()
+        await asyncio.sleep(max(0.0, self.start + self.index * 0.02 - time.perf_counter()))
+        piece = np.zeros(step, np.float32)
+        if self.cue.is_set() and self.position < len(self.samples):
+            part = self.samples[self.position:self.position + step]
+            piece[:len(part)] = part
+            self.position += step
+        frame = AudioFrame.from_ndarray((piece * 32767).astype(np.int16).reshape(1, -1),
+                                        format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.pts = self.index * step
+        frame.time_base = fractions.Fraction(1, RATE)
+        self.index += 1
+        return frame
+
+
+async def test_barge_in_stops_the_reply_track_at_once(rtc_url: str) -> None:
+    pc = RTCPeerConnection()
+    cue = asyncio.Event()
+    events: list[dict[str, Any]] = []
+    loud: list[float] = []
+    done = asyncio.Event()
+    channel = pc.createDataChannel("oai-events")
+    story = ("Let me tell you a long story about the railway. It starts early in the morning "
+             "at the station. The first train leaves at six. The second one leaves at seven. "
+             "Nobody knows when the last one leaves.")
+
+    @channel.on("open")
+    def on_open() -> None:
+        channel.send(json.dumps({"type": "conversation.item.create", "item": {
+            "type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": story}]}}))
+        channel.send(json.dumps({"type": "response.create"}))
+
+    @channel.on("message")
+    def on_message(message: str) -> None:
+        event = json.loads(message)
+        event["_at"] = time.perf_counter()
+        events.append(event)
+        if event["type"] == "response.done":
+            done.set()
+
+    async def read(track: Any) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            if track.kind != "audio":
+                continue
+            data = frame.to_ndarray().astype(np.float32) / 32768.0
+            if float(np.sqrt(np.mean(data ** 2))) > 0.01:
+                loud.append(time.perf_counter())
+                if len(loud) == 75:  # 1.5 s into the reply: the user talks over it
+                    cue.set()
+
+    readers: list[asyncio.Task[None]] = []
+    pc.on("track", lambda track: readers.append(asyncio.create_task(read(track))))
+    pc.addTrack(CueTrack(clip("en_cheetah_platforms.wav"), cue))
+    await pc.setLocalDescription(await pc.createOffer())
+    async with httpx.AsyncClient(timeout=60) as client:
+        answer = await client.post(f"{rtc_url}/v1/realtime/calls",
+                                   content=pc.localDescription.sdp,
+                                   headers={"Content-Type": "application/sdp"})
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.text, type="answer"))
+    try:
+        await asyncio.wait_for(done.wait(), 60)
+        await asyncio.sleep(1.0)
+    finally:
+        await pc.close()
+        for reader in readers:
+            reader.cancel()
+    response = next(e for e in events if e["type"] == "response.done")["response"]
+    assert response["status"] == "cancelled", response
+    assert response["status_details"]["reason"] == "turn_detected"
+    ended = next(e for e in events if e["type"] == "response.done")["_at"]
+    # The reply's sound ends with the response: the last audible frame arrived 33-35 ms
+    # after the cancelled response.done in 3 runs (one 20 ms frame in flight); the story
+    # itself lasts over ten seconds.
+    last_sound = max(t for t in loud if t < ended + 1.0)
+    assert last_sound - ended < 0.2, f"reply audio went on {last_sound - ended:.3f} s"
+    kept = response["output"][0]["content"][0]["transcript"]
+    assert kept.startswith("Let me tell you") and "last one" not in kept
