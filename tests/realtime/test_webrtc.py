@@ -288,6 +288,13 @@ async def test_barge_in_stops_the_reply_track_at_once(rtc_url: str) -> None:
     try:
         await asyncio.wait_for(done.wait(), 60)
         await asyncio.sleep(1.0)
+        # Hanging up by the answer's Location ends the call on the server.
+        async with httpx.AsyncClient(timeout=30) as client:
+            location = answer.headers["location"]
+            ended = await client.post(f"{rtc_url}{location}/hangup")
+            assert ended.status_code == 200, ended.text
+            again = await client.post(f"{rtc_url}{location}/hangup")
+            assert again.status_code == 404
     finally:
         await pc.close()
         for reader in readers:

@@ -81,6 +81,13 @@ def build_router(service: RealtimeService) -> APIRouter:
     async def calls(request: Request) -> Response:
         return await _webrtc(service, request)
 
+    @router.post("/v1/realtime/calls/{call_id}/hangup")
+    async def hangup(call_id: str) -> dict[str, Any]:
+        from secretary.realtime import webrtc
+
+        await webrtc.hang_up(call_id)
+        return {"id": call_id, "status": "ended"}
+
     return router
 
 

@@ -274,6 +274,16 @@ class Call:
             task.cancel()
 
 
+async def hang_up(call_id: str) -> None:
+    """End a call by the id its answer's ``Location`` named (404 when there is none)."""
+    from secretary.errors import NotFoundError
+
+    call = _pcs.get(call_id)
+    if call is None:
+        raise NotFoundError(f"no call {call_id!r} in progress", param="call_id")
+    await call.close()
+
+
 async def answer(service: RealtimeService, sdp: str, *, model: str | None,
                  intent: str | None, config: dict[str, Any] | None = None) -> tuple[str, str]:
     """The SDP answer for an offer, and the call's id. Bad SDP is a 400; over the session
