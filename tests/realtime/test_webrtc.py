@@ -310,3 +310,24 @@ async def test_barge_in_stops_the_reply_track_at_once(rtc_url: str) -> None:
     assert last_sound - ended < 0.2, f"reply audio went on {last_sound - ended:.3f} s"
     kept = response["output"][0]["content"][0]["transcript"]
     assert kept.startswith("Let me tell you") and "last one" not in kept
+
+
+async def test_multipart_offer_carries_the_session(rtc_url: str) -> None:
+    """OpenAI's form of the call: the SDP and the session's configuration as multipart."""
+    from secretary.realtime import webrtc
+
+    pc = RTCPeerConnection()
+    pc.addTransceiver("audio")
+    pc.createDataChannel("oai-events")
+    await pc.setLocalDescription(await pc.createOffer())
+    session = {"type": "realtime", "instructions": "Be brief.",
+               "audio": {"input": {"turn_detection": None}}}
+    async with httpx.AsyncClient(timeout=60) as client:
+        answer = await client.post(f"{rtc_url}/v1/realtime/calls", files={
+            "sdp": (None, pc.localDescription.sdp), "session": (None, json.dumps(session))})
+        assert answer.status_code == 201, answer.text
+        call_id = answer.headers["location"].rsplit("/", 1)[-1]
+        config = webrtc._pcs[call_id].lease.session.config
+        assert config.instructions == "Be brief." and config.turn_detection is None
+        await client.post(f"{rtc_url}{answer.headers['location']}/hangup")
+    await pc.close()
