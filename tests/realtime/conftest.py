@@ -23,14 +23,15 @@ def realtime_settings(cache_dir: Path, **realtime: object) -> Settings:
     return settings
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def service(cache_dir: Path) -> RealtimeService:
+    """One loaded service for the WebSocket and WebRTC tests (two sessions at most)."""
     service = RealtimeService(realtime_settings(cache_dir, max_sessions=2))
     service.load()
     return service
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def url(service: RealtimeService) -> Iterator[str]:
     with running_server(create_app(service=service)) as base:
         yield base

@@ -8,7 +8,6 @@ import asyncio
 import fractions
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,6 @@ from av import AudioFrame
 
 from secretary.avatar.landmarks import Landmarker
 from secretary.catalog import ModelStore
-from secretary.realtime.app import create_app
-from secretary.realtime.service import RealtimeService
-from tests.helpers import running_server
-from tests.realtime.conftest import realtime_settings
 from tests.realtime.support import clip, silence
 
 RATE = 24000
@@ -62,11 +57,8 @@ class ClipTrack(MediaStreamTrack):
 
 
 @pytest.fixture(scope="module")
-def rtc_url(cache_dir: Path) -> Iterator[str]:
-    service = RealtimeService(realtime_settings(cache_dir, max_sessions=2))
-    service.load()
-    with running_server(create_app(service=service)) as base:
-        yield base
+def rtc_url(url: str) -> str:
+    return url
 
 
 async def _call(url: str, path: str = "/v1/realtime", *, seconds: float = 60.0
