@@ -31,6 +31,8 @@ class Lane:
             # before the next turn's work lands on it (each piece is short: a sentence, a
             # frame).
             await asyncio.wait([future])
+            if not future.cancelled():
+                future.exception()  # retrieved: its error belongs to the cancelled turn
             raise
 
     async def iterate(self, make: Callable[[], Iterator[T]], cancel: Cancel) -> AsyncIterator[T]:

@@ -17,9 +17,12 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
+import numpy as np
+
 from secretary import audio
 from secretary.avatar.engine import EXPRESSIONS, MAX_INTENSITY
 from secretary.config import Settings
+from secretary.conversation import endpointing
 from secretary.conversation.build import build_pipeline
 from secretary.conversation.metrics import TurnMetrics
 from secretary.conversation.runner import Pipeline, Turn, TurnInput
@@ -92,6 +95,8 @@ class ConversationService:
         with self._load_lock:
             if not self.loaded:
                 self.pipeline.load()
+                # Silero loads on first use: do it now, not in Talk mode's first check.
+                endpointing.endpoint(np.zeros(endpointing.WHISPER_SAMPLE_RATE, np.float32))
                 self.loaded = True
 
     async def aclose(self) -> None:

@@ -280,7 +280,9 @@ class MicRecorder {
       this.noise = this.noise * 0.95 + rms * 0.05;
     }
     const pause = (now - this.lastLoud) / 1000;
-    if (this.autoStop && this.heard > 0.4 && pause > 1.3) this.stop("silence");
+    // While the server's detector answers, it decides; the loudness rule waits longer then.
+    const quiet = this.vad && this.vadSpeech ? 3.0 : 1.3;
+    if (this.autoStop && this.heard > 0.4 && pause > quiet) this.stop("silence");
     else if (this.autoStop && this.heard === 0 && !this.vadSpeech && elapsed > 12) this.stop("silence");
     else if (elapsed > this.maxSeconds) this.stop("limit");
     else if (this.vad && !this.vadBusy && elapsed > 0.3 && now - this.vadAt > VAD_EVERY_MS) this.checkEndOfSpeech();
