@@ -119,9 +119,9 @@ def build_router(service: AvatarService) -> APIRouter:
             raise InvalidRequestError(f"fps must be between 1 and 60, not {fps}", param="fps")
         service.check_size(size)
         data = await read_upload(source_image, "source_image")
-        speech = await service.decode_speech(await read_upload(audio, "audio"), "audio")
+        sound = await read_upload(audio, "audio")
         headers = {"X-Fps": str(fps)}
-        result = await service.animate(data, speech, fps, size, expression, intensity,
+        result = await service.animate(data, sound, fps, size, expression, intensity,
                                        stream=stream)
         if isinstance(result, bytes):
             return Response(result, media_type=video.MEDIA_TYPE, headers=headers)

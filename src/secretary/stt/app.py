@@ -15,7 +15,7 @@ from fastapi import APIRouter, FastAPI, File, Form, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from secretary.config import Settings
-from secretary.errors import InvalidRequestError, ServiceBusyError
+from secretary.errors import InvalidRequestError, SecretaryError
 from secretary.stt import formats
 from secretary.stt.engine import SttEngine, Task, Transcription, TranscriptionOptions
 from secretary.stt.models import WhisperModels
@@ -102,7 +102,7 @@ async def _event_stream(texts: AsyncIterator[str]) -> AsyncIterator[bytes]:
         async for text in texts:
             seen.append(text)
             yield _sse({"type": "transcript.text.delta", "delta": text})
-    except ServiceBusyError as exc:  # filled up after the check: say so in-stream
+    except SecretaryError as exc:  # the response has started: say so in-stream
         yield _sse({"type": "error", "error": {"code": exc.code, "message": exc.message}})
         return
     yield _sse({"type": "transcript.text.done", "text": "".join(seen).strip()})

@@ -27,6 +27,7 @@ from secretary.tts.service import (
     output_rate,
 )
 from secretary.web.app import create_service_app
+from secretary.web.queue import Ticket
 from secretary.web.uploads import read_upload
 
 OPENAI_INPUT_LIMIT = 4096
@@ -73,13 +74,15 @@ def _headers(job: Job, fmt: str, rate: int | None = None) -> dict[str, str]:
 
 
 async def _respond(service: TtsService, job: Job, fmt: str, *, stream: bool,
-                   rate: int | None = None) -> Response:
+                   rate: int | None = None, ticket: Ticket | None = None) -> Response:
     headers = _headers(job, fmt, rate)
     media_type = audio.MEDIA_TYPES[fmt]
     if not stream:
-        data = await service.queue.run(service.render, job, fmt, rate)
+        data = await service.queue.run(service.render, job, fmt, rate, ticket=ticket)
         return Response(data, media_type=media_type, headers=headers)
-    pieces = service.queue.stream(lambda: service.stream(job, fmt, rate))  # 503 when full
+    # The place is taken here, before the 200 goes out: a full queue is a 503, never an
+    # empty 200.
+    pieces = service.queue.stream(lambda: service.stream(job, fmt, rate), ticket=ticket)
     return StreamingResponse(pieces, media_type=media_type,
                              headers=headers | {"Cache-Control": "no-cache"})
 
@@ -125,11 +128,16 @@ def build_router(service: TtsService) -> APIRouter:
         sentences = service.sentences(text, "text")
         service.check_speed(speed)
         fmt = service.check_format(format, "format")
-        reference = await service.reference(await read_upload(speaker_audio, "speaker_audio"),
-                                            "speaker_audio")
-        route = await service.cloning_route(language or tts.default_language)
-        job = service.job(route, sentences, speed, reference)
-        return await _respond(service, job, fmt, stream=stream)
+        upload = await read_upload(speaker_audio, "speaker_audio")
+        ticket = service.queue.admit()  # before decoding: a full queue decodes nothing
+        try:
+            reference = await service.reference(ticket, upload, "speaker_audio")
+            route = await service.cloning_route(language or tts.default_language)
+            job = service.job(route, sentences, speed, reference)
+        except BaseException:
+            ticket.release()
+            raise
+        return await _respond(service, job, fmt, stream=stream, ticket=ticket)
 
     @router.post("/v1/audio/speech")
     async def speech(body: SpeechBody) -> Response:
