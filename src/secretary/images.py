@@ -8,6 +8,7 @@ allocates gigabytes for it, whichever engine decodes it afterwards.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 
 from PIL import Image, UnidentifiedImageError
@@ -23,8 +24,13 @@ def check_image(data: bytes, field: str, max_pixels: int) -> tuple[int, int]:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
-    except Image.DecompressionBombError:
-        width = height = max_pixels + 1  # Pillow's own ceiling is far above ours
+    except Image.DecompressionBombError as exc:
+        # Pillow's own ceiling (far above ours) gives the pixel count only.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = f"{int(found.group(1)) / 1e6:g} megapixels" if found else "too many pixels"
+        raise PayloadTooLargeError(
+            f"{field}: the image has {pixels}, more than the limit of "
+            f"{max_pixels / 1e6:g} megapixels", param=field) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise UnsupportedMediaError(
             f"{field}: not an image that can be read (send a JPEG, PNG or WebP photo)",
@@ -33,6 +39,7 @@ def check_image(data: bytes, field: str, max_pixels: int) -> tuple[int, int]:
         raise UnsupportedMediaError(f"{field}: the image header gives no size", param=field)
     if width * height > max_pixels:
         raise PayloadTooLargeError(
-            f"{field}: the image has {width}x{height} pixels, more than the limit of "
+            f"{field}: the image has {width}x{height} pixels ({width * height / 1e6:g} "
+            f"megapixels), more than the limit of "
             f"{max_pixels / 1e6:g} megapixels", param=field)
     return width, height
