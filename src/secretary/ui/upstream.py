@@ -20,7 +20,7 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from secretary.config import UiSettings
-from secretary.errors import NotFoundError, SecretaryError
+from secretary.errors import InvalidRequestError, NotFoundError, SecretaryError
 
 # Request headers the services read; nothing else (cookies, auth) leaves the UI server.
 _FORWARDED_REQUEST_HEADERS = ("content-type", "accept")
@@ -77,8 +77,23 @@ class Upstream:
     def url(self, path: str) -> httpx.URL:
         base = httpx.URL(self.base_url)
         # The path is appended to the configured URL's path; its host never comes from the
-        # request, whatever the path holds.
-        return base.copy_with(path=base.path.rstrip("/") + "/" + path.lstrip("/"))
+        # request, whatever the path holds, and it cannot climb out of the base path.
+        segments = check_path(path)
+        return base.copy_with(path=base.path.rstrip("/") + "/" + "/".join(segments))
+
+
+def check_path(path: str) -> list[str]:
+    """The segments of a forwarded path (already percent-decoded); 400 for control
+    characters (no HTTP request may carry them) and for dot segments, which would leave
+    the service's base path."""
+    for char in path:
+        if ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F:
+            raise InvalidRequestError(
+                f"the path holds the control character U+{ord(char):04X}", param="path")
+    segments = [s for s in path.replace("\\", "/").split("/") if s]
+    if any(s in (".", "..") for s in segments):
+        raise InvalidRequestError("the path may not hold '.' or '..' segments", param="path")
+    return segments
 
 
 def upstreams(settings: UiSettings) -> dict[str, Upstream]:
