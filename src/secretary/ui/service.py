@@ -23,11 +23,12 @@ class UiService:
     name = "ui"
     title = "Secretary browser UI"
     preload = False  # nothing to load
+    browser_login = True  # with an API key set, a browser signs in at /login
     queue = None  # nothing runs here: the work is upstream
 
     def __init__(self, settings: Settings, replies: ReplyEngine | None = None) -> None:
         self.settings = settings
-        self.forwarder = Forwarder(settings.ui)
+        self.forwarder = Forwarder(settings.ui, settings.api_keys)
         self.replies = replies or reply_engine(settings.ui)
         self.created = int(time.time())
 

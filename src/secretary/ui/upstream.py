@@ -41,8 +41,9 @@ def client_ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def new_client(timeout: httpx.Timeout | float) -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=timeout, verify=client_ssl_context())
+def new_client(timeout: httpx.Timeout | float,
+               headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=timeout, verify=client_ssl_context(), headers=headers)
 
 
 class UpstreamUnavailableError(SecretaryError):
@@ -111,9 +112,13 @@ class Forwarder:
     """Forwards to the services over one pooled client: connections are kept alive between
     the page's calls instead of opened (and TLS set up) for each one."""
 
-    def __init__(self, settings: UiSettings) -> None:
+    def __init__(self, settings: UiSettings, api_keys: tuple[str, ...] = ()) -> None:
         self.services = upstreams(settings)
-        self.client = new_client(httpx.Timeout(settings.upstream_timeout, connect=5.0))
+        # The services share the stack's keys; the browser's own credentials (its cookie)
+        # never leave this server.
+        auth = {"Authorization": f"Bearer {api_keys[0]}"} if api_keys else {}
+        self.client = new_client(httpx.Timeout(settings.upstream_timeout, connect=5.0),
+                                 headers=auth)
 
     async def aclose(self) -> None:
         await self.client.aclose()
