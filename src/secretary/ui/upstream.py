@@ -20,7 +20,13 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from secretary.config import UiSettings
-from secretary.errors import InvalidRequestError, NotFoundError, SecretaryError
+from secretary.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    SecretaryError,
+    redact_url,
+    scrub,
+)
 
 # Request headers the services read; nothing else (cookies, auth) leaves the UI server.
 _FORWARDED_REQUEST_HEADERS = ("content-type", "accept")
@@ -161,7 +167,7 @@ class Forwarder:
     async def _health_of(self, name: str) -> dict[str, Any]:
         upstream = self.services[name]
         started = time.perf_counter()
-        report: dict[str, Any] = {"label": upstream.label, "url": upstream.base_url}
+        report: dict[str, Any] = {"label": upstream.label, "url": redact_url(upstream.base_url)}
         try:
             answer = await self.client.get(upstream.url("/health"), timeout=HEALTH_TIMEOUT)
             body = answer.json() if answer.headers.get("content-type", "").startswith(
@@ -212,7 +218,7 @@ def http_failure(where: str, exc: Exception, *, remedy: str, param: str) -> Secr
 
 def _describe(upstream: Upstream, exc: Exception) -> SecretaryError:
     return http_failure(
-        f"the {upstream.label} service at {upstream.base_url}", exc,
+        f"the {upstream.label} service at {redact_url(upstream.base_url)}", exc,
         remedy=f"start it with `{upstream.command}` or set "
         f"SECRETARY_UI_{upstream.name.upper()}_URL",
         param=upstream.name,
@@ -220,5 +226,5 @@ def _describe(upstream: Upstream, exc: Exception) -> SecretaryError:
 
 
 def _reason(exc: Exception) -> str:
-    text = str(exc).strip()
+    text = scrub(str(exc).strip())
     return text or type(exc).__name__
