@@ -127,6 +127,11 @@ def scrub(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
 def error_body(
     code: str, message: str, *, error_type: str = "invalid_request_error", param: str | None = None
 ) -> dict[str, Any]:
+    # Messages quote what the client sent; a lone surrogate in it could not be encoded as
+    # UTF-8 (the answer would become a 500), so such characters are written as escapes.
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    if param is not None:
+        param = param.encode("utf-8", "backslashreplace").decode("utf-8")
     return {"error": {"code": code, "message": message, "type": error_type, "param": param}}
 
 

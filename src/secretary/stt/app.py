@@ -21,6 +21,7 @@ from secretary.stt.engine import SttEngine, Task, Transcription, TranscriptionOp
 from secretary.stt.models import WhisperModels
 from secretary.stt.service import SttService
 from secretary.stt.whisper import WhisperEngine
+from secretary.validation import check_text
 from secretary.web.app import create_service_app
 from secretary.web.uploads import read_upload
 
@@ -130,7 +131,7 @@ def build_router(service: SttService) -> APIRouter:
             language=service.check_language(language),
             task=parsed_task,
             word_timestamps=timestamps == "word",
-            initial_prompt=prompt,
+            initial_prompt=check_text(prompt, "prompt") if prompt else None,
             vad_filter=vad_filter,
         )
         result = await service.transcribe(await read_upload(file, "file"), options)
@@ -156,7 +157,7 @@ def build_router(service: SttService) -> APIRouter:
             language=service.check_language(language) if task == "transcribe" else None,
             task=task,
             word_timestamps="word" in granularities,
-            initial_prompt=prompt,
+            initial_prompt=check_text(prompt, "prompt") if prompt else None,
             temperature=_parse_temperature(temperature),
             vad_filter=vad_filter,
         )

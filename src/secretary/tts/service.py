@@ -28,6 +28,7 @@ from secretary.tts.engine import SpeakerReference, SynthesisRequest, TtsEngine, 
 from secretary.tts.models import PIPER_PACKAGED_VOICE, TtsModels
 from secretary.tts.routing import OPENAI_VOICES, Route, Router, Target, language_tag
 from secretary.tts.text import has_speech, split_sentences
+from secretary.validation import check_text
 from secretary.web.queue import Ticket, WorkQueue, check_cancelled
 from secretary.web.service_base import queue_health
 
@@ -191,6 +192,7 @@ class TtsService:
         limit = self.settings.tts.max_text_chars
         if not text or not text.strip():
             raise InvalidRequestError(f"{param} is empty: give the text to speak", param=param)
+        check_text(text, param)
         if len(text) > limit:
             raise InvalidRequestError(
                 f"{param} has {len(text)} characters, more than the limit of {limit}",
