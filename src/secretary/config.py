@@ -271,7 +271,13 @@ class UiSettings(ServiceSettings):
     tts_url: str = Field(default="http://127.0.0.1:8082", description="Text-to-speech service.")
     avatar_url: str = Field(default="http://127.0.0.1:8081", description="Avatar service.")
     upstream_timeout: float = Field(
-        default=600.0, gt=0, description="Seconds to wait for an upstream service's answer."
+        default=120.0, gt=0,
+        description="Seconds an upstream service may stay silent (before its answer starts, "
+        "or between two pieces of it).",
+    )
+    upstream_deadline: float = Field(
+        default=300.0, gt=0,
+        description="Seconds a whole forwarded exchange may take, streamed answers included.",
     )
     status_poll_seconds: float = Field(
         default=5.0, gt=0, description="How often the page refreshes the service badges."

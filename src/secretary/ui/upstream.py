@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import ssl
 import time
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ _FORWARDED_RESPONSE_HEADERS = (
     "cache-control",
 )
 HEALTH_TIMEOUT = 3.0
+
+log = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -125,6 +128,7 @@ class Forwarder:
         auth = {"Authorization": f"Bearer {api_keys[0]}"} if api_keys else {}
         self.client = new_client(httpx.Timeout(settings.upstream_timeout, connect=5.0),
                                  headers=auth)
+        self.deadline = settings.upstream_deadline
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -149,12 +153,16 @@ class Forwarder:
             headers=headers,
             content=body,
         )
+        deadline = asyncio.get_running_loop().time() + self.deadline
         try:
-            answer = await self.client.send(outgoing, stream=True)
+            async with asyncio.timeout_at(deadline):
+                answer = await self.client.send(outgoing, stream=True)
         except httpx.HTTPError as exc:
             raise _describe(upstream, exc) from None
+        except TimeoutError:
+            raise _describe(upstream, httpx.ReadTimeout("deadline")) from None
         return StreamingResponse(
-            _relay(upstream, answer),
+            _relay(upstream, answer, deadline),
             status_code=answer.status_code,
             headers=_response_headers(answer.headers),
         )
@@ -184,12 +192,18 @@ class Forwarder:
         }
 
 
-async def _relay(upstream: Upstream, answer: httpx.Response):
+async def _relay(upstream: Upstream, answer: httpx.Response, deadline: float):
     """Pass the body on as it arrives (audio and video stream through), then release the
-    upstream connection, also when the browser goes away first."""
+    upstream connection, also when the browser goes away first. The whole exchange ends
+    at ``deadline`` (loop time), however slowly the bytes keep coming."""
     try:
-        async for chunk in answer.aiter_raw():
-            yield chunk
+        async with asyncio.timeout_at(deadline):
+            async for chunk in answer.aiter_raw():
+                yield chunk
+    except TimeoutError:
+        log.warning("%s: the answer ran past the total deadline; cut off", upstream.label)
+        raise UpstreamTimeoutError(f"the {upstream.label} service's answer ran past the "
+                                   "deadline (SECRETARY_UI_UPSTREAM_DEADLINE)") from None
     except httpx.HTTPError as exc:
         # Headers are gone already; all that can be done is end the body early, which the
         # browser reports as a network error on that request.

@@ -172,6 +172,8 @@ class Ticket:
             # until it has, so the next job never overlaps a running one.
             self.cancel.set()
             await asyncio.wait([future])
+            if not future.cancelled():
+                future.exception()  # retrieved: JobCancelled is the expected end here
             raise
 
     async def iterate(self, iterator: Iterator[T]) -> AsyncIterator[T]:
