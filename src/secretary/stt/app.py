@@ -109,6 +109,12 @@ async def _event_stream(texts: AsyncIterator[str]) -> AsyncIterator[bytes]:
     yield _sse({"type": "transcript.text.done", "text": "".join(seen).strip()})
 
 
+def _text_responses(media_types: tuple[str, ...]) -> dict[int | str, dict[str, Any]]:
+    """The transcript as JSON, text, subtitles or (streamed) server-sent events."""
+    return {200: {"description": "The transcript in the response_format asked for",
+                  "content": {m: {} for m in media_types}}}
+
+
 def build_router(service: SttService) -> APIRouter:
     router = APIRouter()
 
@@ -169,7 +175,9 @@ def build_router(service: SttService) -> APIRouter:
         result = await service.transcribe(data, options)
         return _openai_response(result, response_format, task, granularities)
 
-    @router.post("/v1/audio/transcriptions")
+    @router.post("/v1/audio/transcriptions", response_class=Response,
+                 responses=_text_responses(("application/json", "text/plain", "text/vtt",
+                                            "text/event-stream")))
     async def transcriptions(
         file: Annotated[UploadFile | None, File()] = None,
         model: Annotated[str | None, Form()] = None,
@@ -187,7 +195,8 @@ def build_router(service: SttService) -> APIRouter:
                                      response_format, timestamp_granularities, stream,
                                      vad_filter)
 
-    @router.post("/v1/audio/translations")
+    @router.post("/v1/audio/translations", response_class=Response,
+                 responses=_text_responses(("application/json", "text/plain", "text/vtt")))
     async def translations(
         file: Annotated[UploadFile | None, File()] = None,
         model: Annotated[str | None, Form()] = None,

@@ -26,7 +26,7 @@ from secretary.tts.service import (
     TtsService,
     output_rate,
 )
-from secretary.web.app import create_service_app
+from secretary.web.app import binary_response, create_service_app
 from secretary.web.queue import Ticket
 from secretary.web.uploads import read_upload
 
@@ -107,7 +107,8 @@ def build_router(service: TtsService) -> APIRouter:
             "routes": service.health()["routes"],
         }
 
-    @router.post("/synthesize")
+    @router.post("/synthesize", response_class=Response,
+                 responses=binary_response(list(audio.MEDIA_TYPES.values()), "The speech"))
     async def synthesize(body: SynthesizeBody) -> Response:
         sentences = service.sentences(body.text, "text")
         fmt = service.check_format(body.format, "format")
@@ -116,7 +117,8 @@ def build_router(service: TtsService) -> APIRouter:
         job = service.job(route, sentences, body.speed)
         return await _respond(service, job, fmt, stream=body.stream)
 
-    @router.post("/synthesize-with-voice-clone")
+    @router.post("/synthesize-with-voice-clone", response_class=Response,
+                 responses=binary_response(list(audio.MEDIA_TYPES.values()), "The speech"))
     async def synthesize_with_voice_clone(
         text: Annotated[str, Form()],
         speaker_audio: Annotated[UploadFile | None, File()] = None,
@@ -139,7 +141,8 @@ def build_router(service: TtsService) -> APIRouter:
             raise
         return await _respond(service, job, fmt, stream=stream, ticket=ticket)
 
-    @router.post("/v1/audio/speech")
+    @router.post("/v1/audio/speech", response_class=Response,
+                 responses=binary_response(list(audio.MEDIA_TYPES.values()), "The speech"))
     async def speech(body: SpeechBody) -> Response:
         if body.model not in OPENAI_MODELS:
             raise InvalidRequestError(

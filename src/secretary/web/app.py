@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager, suppress
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Response
+from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -261,6 +262,75 @@ class Metrics:
 
 S = TypeVar("S", bound=Service)
 
+_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {
+        "type": "object",
+        "required": ["code", "message", "type"],
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                       "type": {"type": "string"},
+                       "param": {"anyOf": [{"type": "string"}, {"type": "null"}]}},
+    }},
+}
+_ERRORS = {
+    400: "Invalid request: a parameter, the text or the file (the message says which), or "
+         "a host name this service does not answer to",
+    401: "No API key or a wrong one (when SECRETARY_API_KEY is set)",
+    403: "A browser request from another origin",
+    404: "No such model, voice or path",
+    408: "The request body stalled",
+    413: "The body, file, audio length or image size is over its limit",
+    415: "The file is not of a kind this route takes (an image sent as audio)",
+    422: "Content that cannot be used (a photo with no face)",
+    501: "The engine cannot do this",
+    503: "Busy (see Retry-After), or a model or upstream service is unavailable",
+}
+_ALWAYS = (400, 401, 403, 503)
+_WITH_BODY = (408, 413, 415, 422, 501)
+
+
+def binary_response(media_types: list[str] | tuple[str, ...], description: str
+                    ) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route whose 200 is a file (audio, image, video), not JSON."""
+    schema = {"type": "string", "format": "binary"}
+    return {200: {"description": description,
+                  "content": {m: {"schema": schema} for m in media_types}}}
+
+
+def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
+    """Add the error answers every route really gives to an OpenAPI document, in the
+    common error shape (FastAPI lists only its own 422, which this project answers as
+    400)."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Error"] = _ERROR_SCHEMA
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            codes = list(_ALWAYS)
+            if method in ("post", "put", "patch"):
+                codes += _WITH_BODY
+            if "{" in path:
+                codes.append(404)
+            for code in sorted(codes):
+                entry: dict[str, Any] = {"description": _ERRORS[code], "content": error}
+                if code == 503:
+                    entry["headers"] = {"Retry-After": {
+                        "description": "Seconds to wait before trying again (when busy)",
+                        "schema": {"type": "integer"}}}
+                responses.setdefault(str(code), entry)
+    for body in components.values():  # uploads: say "a file" the way OpenAPI tools read it
+        for field in body.get("properties", {}).values():
+            for option in field.get("anyOf", [field]):
+                if option.get("contentMediaType") == "application/octet-stream":
+                    option["format"] = "binary"
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if unused in components and unused not in json.dumps(schema.get("paths", {})):
+            del components[unused]
+    return schema
+
 
 def create_service_app(service: S, build_router: Callable[[S], APIRouter]) -> FastAPI:
     """The one skeleton of every service: error handlers, size limit, metrics, lifespan
@@ -298,6 +368,14 @@ def create_service_app(service: S, build_router: Callable[[S], APIRouter]) -> Fa
         if queue is not None:
             metrics.in_progress.labels(name).set(queue.admitted)
         return metrics.render()
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(get_openapi(
+                title=app.title, version=app.version, routes=app.routes))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     settings = service.settings
     browser_login = bool(getattr(service, "browser_login", False))
