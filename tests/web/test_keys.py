@@ -89,6 +89,8 @@ def test_host_allow_list_refuses_a_rebound_name(tts_url: str, cache_dir: Path) -
     evil = httpx.get(f"{tts_url}/health", headers={"host": "attacker.example:8082"})
     assert evil.status_code == 400 and evil.json()["error"]["code"] == "host_not_allowed"
     assert httpx.get(f"{tts_url}/health", headers={"host": "localhost:8082"}).status_code == 200
+    for address in ("192.168.1.20:8082", "[fe80::1]:8082"):  # addresses cannot be rebound
+        assert httpx.get(f"{tts_url}/health", headers={"host": address}).status_code == 200
     settings = make_settings(cache_dir, allowed_hosts="tts.internal")
     with running_server(create_ui_app(settings)) as url:
         assert httpx.get(f"{url}/health", headers={"host": "tts.internal"}).status_code == 200
@@ -101,7 +103,11 @@ def test_cross_origin_browser_posts_are_refused(cache_dir: Path) -> None:
         assert httpx.post(f"{url}/api/reply", json=body).status_code == 200  # not a browser
         same = httpx.post(f"{url}/api/reply", json=body, headers={"origin": url})
         assert same.status_code == 200
+        sibling = httpx.post(f"{url}/api/reply", json=body,  # the same host, another port
+                             headers={"origin": "http://127.0.0.1:1"})
+        assert sibling.status_code == 200
         for headers in ({"origin": "http://attacker.example"}, {"origin": "null"},
+                        {"origin": "http://127.0.0.1.attacker.example"},
                         {"sec-fetch-site": "cross-site"}):
             refused = httpx.post(f"{url}/api/reply", json=body, headers=headers)
             assert refused.status_code == 403, headers

@@ -5,7 +5,8 @@ every service (the app factory installs ``Guard``).
   ``/health`` and ``/metrics`` require ``Authorization: Bearer <key>``, the header the
   OpenAI clients send. A service that serves a page (the UI) also lets a browser in with
   a cookie set by its ``/login`` form.
-- The ``Host`` header must name this machine (loopback names and the configured host, plus
+- The ``Host`` header must name this machine (an IP address, loopback names, the configured
+  host and, when listening on the network, the machine's name, plus
   ``SECRETARY_ALLOWED_HOSTS``): a page on another site that rebinds its DNS name to
   127.0.0.1 is refused.
 - A state-changing request that a browser marks as coming from another origin (``Origin``
@@ -17,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
+import ipaddress
 import json
+import socket
 from collections.abc import Sequence
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -47,6 +50,9 @@ def allowed_hosts(settings: Settings) -> frozenset[str] | None:
     names = set(LOOPBACK_HOSTS) | extra
     if settings.host not in ("", "0.0.0.0", "::"):
         names.add(settings.host.lower().strip("[]"))
+    if settings.host not in LOOPBACK_HOSTS:  # reachable from the network: this machine's name
+        machine = socket.gethostname().lower()
+        names |= {machine, f"{machine}.local"}
     return frozenset(names)
 
 
@@ -54,6 +60,16 @@ def session_token(key: str) -> str:
     """The browser cookie's value for ``key``: derived from it, so changing the key logs
     every browser out, and the key itself never sits in a cookie."""
     return hmac.new(key.encode(), b"secretary browser session", hashlib.sha256).hexdigest()
+
+
+def _is_ip(name: str) -> bool:
+    """An address typed as such: DNS rebinding needs a name the attacker controls, so a
+    Host that is an IP address (a phone on the LAN opening the UI) is always fine."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _host_name(host: str) -> str:
@@ -97,15 +113,18 @@ class Guard:
 
     def _check(self, scope: Scope, headers: Headers) -> tuple[int, str, str] | None:
         host = headers.get("host")
-        if self.hosts is not None and host is not None and _host_name(host) not in self.hosts:
+        if (self.hosts is not None and host is not None and not _is_ip(_host_name(host))
+                and _host_name(host) not in self.hosts):
             return (400, "host_not_allowed",
                     f"this service does not answer to the host name {_host_name(host)!r}; "
                     "add it to SECRETARY_ALLOWED_HOSTS")
         method = scope.get("method", "GET")
         if scope["type"] == "websocket" or method not in _SAFE_METHODS:
             origin = headers.get("origin")
+            # Same host name, any port: the UI's page may call a sibling service directly.
             if origin is not None and (origin == "null" or host is None
-                                       or urlsplit(origin).netloc.lower() != host.lower()):
+                                       or _host_name(urlsplit(origin).netloc)
+                                       != _host_name(host)):
                 return (403, "cross_origin",
                         f"requests from the page at {origin} are not accepted here")
             if headers.get("sec-fetch-site") == "cross-site":
