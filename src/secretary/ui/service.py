@@ -29,7 +29,7 @@ class UiService:
 
     def __init__(self, settings: Settings, replies: ReplyEngine | None = None) -> None:
         self.settings = settings
-        self.forwarder = Forwarder(settings.ui, settings.api_keys)
+        self.forwarder = Forwarder(settings.ui_upstreams(), settings.api_keys)
         self.replies = replies or reply_engine(settings.ui)
         self.created = int(time.time())
 

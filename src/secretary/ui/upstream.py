@@ -107,6 +107,8 @@ def check_path(path: str) -> list[str]:
 
 
 def upstreams(settings: UiSettings) -> dict[str, Upstream]:
+    """The services behind the gateway; ``settings`` with every address set, as
+    ``Settings.ui_upstreams`` gives them."""
     return {
         u.name: u
         for u in (
