@@ -145,7 +145,10 @@ def build_router(ui: UiService) -> APIRouter:
             request.url.query)
         return Response(body, status_code=status, media_type=media_type, headers=headers)
 
-    @router.api_route("/api/{service}/{path:path}", methods=["GET", "POST"])
+    @router.api_route("/api/{service}/{path:path}", methods=["GET", "POST"],
+                      response_class=Response,
+                      responses={200: {"description": "The service's answer, as it sent it",
+                                       "content": {"*/*": {}}}})
     async def forward(service: str, path: str, request: Request) -> Response:
         return await forwarder.forward(service, path, request)
 

@@ -15,6 +15,7 @@ from secretary.errors import InvalidRequestError
 from secretary.ui.engine import Reply, ReplyEngine, Turn
 from secretary.ui.reply import reply_engine
 from secretary.ui.upstream import Forwarder
+from secretary.validation import check_text
 
 MAX_REPLY_INPUT_CHARS = 4000
 MAX_HISTORY_TURNS = 20
@@ -23,12 +24,13 @@ MAX_HISTORY_TURNS = 20
 class UiService:
     name = "ui"
     title = "Secretary browser UI"
+    browser_login = True  # with an API key set, a browser signs in at /login
     queue = None  # the gateway's work is upstream; a turn's has its own bound
 
     def __init__(self, settings: Settings, conversation: ConversationService,
                  replies: ReplyEngine | None = None) -> None:
         self.settings = settings
-        self.forwarder = Forwarder(settings.ui_upstreams())
+        self.forwarder = Forwarder(settings.ui_upstreams(), settings.api_keys)
         self.replies = replies or reply_engine(settings.ui)
         # The streamed turn (POST /api/turn); its in-process engines load at start-up.
         self.conversation = conversation
@@ -55,7 +57,9 @@ class UiService:
         return {"services": await self.forwarder.health(), "reply": self.replies.describe()}
 
     async def reply(self, text: str, language: str | None, history: list[Turn]) -> Reply:
-        text = text.strip()
+        text = check_text(text, "text").strip()
+        for index, turn in enumerate(history):
+            check_text(turn.content, f"history.{index}.content")
         if not text:
             raise InvalidRequestError("text: there is nothing to reply to", param="text")
         if len(text) > MAX_REPLY_INPUT_CHARS:
