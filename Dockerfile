@@ -11,7 +11,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY src ./src
 RUN python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir '.[xtts]'
+ && /opt/venv/bin/pip install --no-cache-dir '.[xtts,liveportrait]'
 
 ENV PATH=/opt/venv/bin:$PATH \
     SECRETARY_HOST=0.0.0.0 \

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/venv.sh
-setup_venv '[test,xtts]'
+setup_venv '[test,xtts,liveportrait]'
 
 # The UI tests drive the system's Chromium (Debian's package; Playwright's own browser
 # download is not used). Under CI a missing browser fails those tests instead of skipping.

@@ -6,10 +6,10 @@ the command and for code that works across capabilities.
 
 from __future__ import annotations
 
-from secretary.avatar.models import FaceLandmarkerModel
+from secretary.avatar.liveportrait.models import LivePortraitModels
 from secretary.stt.models import WhisperModels
 from secretary.tts.models import TtsModels
 
 
-class ModelStore(WhisperModels, TtsModels, FaceLandmarkerModel):
+class ModelStore(WhisperModels, TtsModels, LivePortraitModels):
     """The cache folder with every capability's models."""

@@ -101,6 +101,9 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{row['name']:<18} {row['kind']:<6} {row['source']:<8} available={mark:<4} "
                   f"{row['description']}")
         return 0
+    if args.name in ("liveportrait", "KwaiVGI/LivePortrait"):
+        print(store.liveportrait_weights())
+        return 0
     path = store.whisper_path(args.name)
     print(path)
     return 0

@@ -195,8 +195,22 @@ class AvatarSettings(ServiceSettings):
     model_config = _group("SECRETARY_AVATAR_")
 
     port: int = 8081
-    engine: Literal["meshwarp"] = Field(
-        default="meshwarp", description="Avatar engine; 'meshwarp' is the CPU mesh warp."
+    engine: Literal["meshwarp", "liveportrait"] = Field(
+        default="meshwarp",
+        description="Avatar engine: 'meshwarp' is the CPU mesh warp; 'liveportrait' the "
+        "LivePortrait networks (GPU; needs secretary[liveportrait] and its weights).",
+    )
+    liveportrait_model: str = Field(
+        default="KwaiVGI/LivePortrait",
+        description="LivePortrait weights: a hub id (fetched with 'secretary models pull "
+        "liveportrait') or a folder holding the published liveportrait/ files.",
+    )
+    liveportrait_device: Literal["auto", "cpu", "cuda"] = "auto"
+    liveportrait_fp16: bool = Field(
+        default=True, description="Run LivePortrait in float16 on CUDA (ignored on CPU)."
+    )
+    liveportrait_batch: int = Field(
+        default=8, ge=1, le=64, description="Frames LivePortrait renders at once when animating."
     )
     landmarker_path: Path | None = Field(
         default=None,
@@ -224,7 +238,7 @@ class AvatarSettings(ServiceSettings):
         description="OpenCV threads (process-wide); 1 keeps one render on one core and lets "
         "requests run side by side. 0 leaves OpenCV's default.",
     )
-    preload: bool = Field(default=True, description="Load the landmark model at start-up.")
+    preload: bool = Field(default=True, description="Load the engine's models at start-up.")
 
 
 class UiSettings(ServiceSettings):

@@ -131,7 +131,17 @@ def build_router(service: AvatarService) -> APIRouter:
     return router
 
 
+def create_engine(settings: Settings) -> AvatarEngine:
+    """The engine ``SECRETARY_AVATAR_ENGINE`` names."""
+    if settings.avatar.engine == "liveportrait":
+        from secretary.avatar.liveportrait.engine import LivePortraitEngine
+        from secretary.avatar.liveportrait.models import LivePortraitModels
+
+        return LivePortraitEngine(settings.avatar, LivePortraitModels(settings.models_dir))
+    return MeshWarpEngine(settings.avatar, FaceLandmarkerModel(settings.models_dir))
+
+
 def create_app(settings: Settings | None = None, engine: AvatarEngine | None = None) -> FastAPI:
     settings = settings or Settings()
-    engine = engine or MeshWarpEngine(settings.avatar, FaceLandmarkerModel(settings.models_dir))
+    engine = engine or create_engine(settings)
     return create_service_app(AvatarService(settings, engine), build_router)

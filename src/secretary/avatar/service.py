@@ -8,6 +8,8 @@ iterator of MP4 pieces); the HTTP layer (``app.py``) only parses forms.
 
 from __future__ import annotations
 
+import itertools
+import logging
 from collections.abc import AsyncIterator, Iterator
 
 import cv2
@@ -18,8 +20,10 @@ from secretary.avatar.engine import EXPRESSIONS, MAX_INTENSITY, AvatarEngine, Po
 from secretary.avatar.poses import talking_poses
 from secretary.avatar.video import Mp4Writer
 from secretary.config import Settings
-from secretary.errors import InvalidRequestError, NotFoundError
+from secretary.errors import InvalidRequestError, ModelUnavailableError, NotFoundError
 from secretary.web.service_base import EngineService
+
+log = logging.getLogger(__name__)
 
 IMAGE_FORMATS = {"jpeg": ("image/jpeg", ".jpg"), "png": ("image/png", ".png")}
 JPEG_QUALITY = 92
@@ -38,11 +42,21 @@ class AvatarService(EngineService):
     def __init__(self, settings: Settings, engine: AvatarEngine) -> None:
         super().__init__("avatar", settings, engine, settings.avatar)
 
+    def load(self) -> None:
+        # Missing weights must not stop the service: /health says why and requests get a
+        # 503 that says how to fetch them.
+        try:
+            self.engine.load()
+        except ModelUnavailableError as exc:
+            log.warning("avatar engine %s is unavailable: %s", self.engine.name, exc.message)
+
     def close(self) -> None:
         self.engine.close()
 
     def status(self) -> str:
-        return "ok" if self.engine.loaded else "loading"
+        if self.engine.loaded:
+            return "ok"
+        return "unavailable" if getattr(self.engine, "error", None) else "loading"
 
     # ------------------------------------------------------------------ validation
     def check_expression(self, expression: str, intensity: float) -> None:
@@ -135,8 +149,9 @@ def animation(engine: AvatarEngine, photo: bytes, samples: np.ndarray, sample_ra
     finished = False
     key = engine.prepare(photo).key
     try:
-        for pose in talking_poses(samples, sample_rate, fps, expression, intensity):
-            key, rendered = _render(engine, photo, key, pose, size)
+        for rendered in _frames(engine, photo, key,
+                                talking_poses(samples, sample_rate, fps, expression, intensity),
+                                size):
             frame = rendered.image
             if writer is None:
                 height, width = frame.shape[:2]
@@ -153,3 +168,24 @@ def animation(engine: AvatarEngine, photo: bytes, samples: np.ndarray, sample_ra
     finally:
         if writer is not None and not finished:
             writer.abort()
+
+
+def _frames(engine: AvatarEngine, photo: bytes, key: str, poses: Iterator[Pose],
+            size: int | None) -> Iterator[Rendered]:
+    """Rendered frames in order; an engine with ``render_many`` (a GPU engine) gets them
+    ``batch_frames`` at a time, which keeps the device busy."""
+    batch = int(getattr(engine, "batch_frames", 1))
+    render_many = getattr(engine, "render_many", None)
+    if batch <= 1 or render_many is None:
+        for pose in poses:
+            key, rendered = _render(engine, photo, key, pose, size)
+            yield rendered
+        return
+    pending = list(itertools.islice(poses, batch))
+    while pending:
+        try:
+            yield from render_many(key, pending, size)
+        except NotFoundError:
+            key = engine.prepare(photo).key
+            yield from render_many(key, pending, size)
+        pending = list(itertools.islice(poses, batch))
