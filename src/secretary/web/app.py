@@ -44,6 +44,8 @@ class BodySizeLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            if int(declared) <= self.max_bytes + _DRAIN_BYTES:
+                await _drain(receive)
             await self._refuse(send)
             return
 
@@ -60,6 +62,8 @@ class BodySizeLimit:
                     # Answer now: frameworks turn an exception raised while parsing a form
                     # into their own 400, which would hide the real reason.
                     refused = True
+                    if message.get("more_body", False):
+                        await _drain(receive)
                     if not response_started:
                         response_started = True
                         await self._refuse(send)
@@ -99,6 +103,25 @@ class BodySizeLimit:
 
 class _TooLarge(Exception):
     pass
+
+
+# How much of a refused body is still read (and dropped) before the 413 goes out.
+_DRAIN_BYTES = 64 * 1024 * 1024
+
+
+async def _drain(receive: Receive) -> None:
+    """Read and drop the rest of a refused body, up to ``_DRAIN_BYTES``. The server closes
+    the connection once the 413 is sent; with the body unread that resets it, and a client
+    still sending (the UI's gateway forwarding an upload) sees a broken connection instead
+    of the 413."""
+    drained = 0
+    while drained <= _DRAIN_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        drained += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 class Metrics:
