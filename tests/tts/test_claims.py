@@ -111,6 +111,45 @@ def test_openai_speech_streams_before_the_last_sentence_is_made(
     assert 5.0 < audio.decode(b"".join(pieces), 22050).duration < 15.0
 
 
+class LeaveRecordingEngine(OrderRecordingEngine):
+    """Holds the second sentence until the client has gone, and records what it is asked
+    for."""
+
+    def __init__(self, engine: PiperEngine) -> None:
+        super().__init__(engine, SENTENCES[-1])
+        self.client_gone = threading.Event()
+
+    def synthesize(self, request: SynthesisRequest) -> Iterator[np.ndarray]:
+        if request.text == SENTENCES[1]:
+            self.client_gone.wait(PATIENCE)
+        self.order.append(f"asked for {request.text!r}")
+        return self._engine.synthesize(request)
+
+
+def test_stream_stops_when_its_client_goes(tts_settings, piper_engine: PiperEngine,
+                                           espeak_engine: EspeakEngine) -> None:
+    engine = LeaveRecordingEngine(piper_engine)
+    app = create_app(make_settings(tts_settings.cache_dir),
+                     {"piper": engine, "espeak": espeak_engine})
+    with running_server(app) as url:
+        with httpx.stream("POST", f"{url}/synthesize", timeout=120, json={
+                "text": " ".join(SENTENCES), "language": "en", "stream": True}) as response:
+            assert response.status_code == 200
+            next(response.iter_raw())  # the first sentence, then the client leaves
+        engine.client_gone.set()
+        for _ in range(200):  # until the service has given the place back
+            if httpx.get(f"{url}/health").json()["queue"]["in_progress"] == 0:
+                break
+            threading.Event().wait(0.05)
+        else:
+            pytest.fail("the stream still holds its place after its client left")
+    # The place is given back only once no engine call runs for the stream, so the list
+    # is final: the first sentence, perhaps the second (asked for before the client left,
+    # depending on when the server noticed), never the third or fourth.
+    asked = [f"asked for {s!r}" for s in SENTENCES]
+    assert engine.order in (asked[:1], asked[:2]), engine.order
+
+
 # --------------------------------------------------------------------------- languages
 
 # One everyday sentence per listed eSpeak voice, long enough (4 to 11 s) for Whisper's
