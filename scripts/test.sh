@@ -5,17 +5,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/venv.sh
-setup_venv '[test,xtts,liveportrait]'
+setup_venv '[test,xtts,liveportrait,canary]'
 
-# The UI tests drive the system's Chromium (Debian's package; Playwright's own browser
-# download is not used). Under CI a missing browser fails those tests instead of skipping.
-if ! command -v chromium >/dev/null 2>&1; then
+# Debian packages the tests use: the UI tests drive the system's Chromium (Playwright's own
+# browser download is not used); the Compose file is checked by Debian's docker-compose.
+# Under CI a missing one fails those tests instead of skipping.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 \
+    || missing+=(docker-compose)
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     elif command -v sudo >/dev/null 2>&1; then
-        sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null
+        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        echo "warning: chromium is not installed; the browser tests will be skipped" >&2
+        echo "warning: ${missing[*]} not installed; the tests that need them will be skipped" >&2
     fi
 fi
 

@@ -15,6 +15,8 @@ import pytest
 from secretary.launcher import SERVICES
 from tests.helpers import SPEECH, free_port, wait_for_health, wer
 
+DEFAULT_SERVICES = [name for name, spec in SERVICES.items() if spec.default]
+
 JFK = SPEECH / "en_jfk_ask_not.flac"
 GERMAN = SPEECH / "de_thorsten_plan_geklappt.wav"
 
@@ -57,7 +59,7 @@ def test_models_list(cache_dir: Path) -> None:
     result = _secretary("models", "list", env=_env(cache_dir))
     assert result.returncode == 0
     line = next(row for row in result.stdout.splitlines() if row.startswith("base "))
-    assert "available=yes" in line
+    assert line.split()[3] == "yes"  # the "here" column
 
 
 def test_offline_model_pull_fails_clearly(cache_dir: Path) -> None:
@@ -109,20 +111,45 @@ def test_serve_only_stt_answers_and_stops_cleanly(cache_dir: Path) -> None:
         _stop(process)
 
 
+def test_serve_only_canary_without_weights_starts_and_says_what_to_do(cache_dir: Path
+                                                                     ) -> None:
+    """Offline, without the Canary weights (or without NeMo): the service still starts,
+    and both /health and the Compose health check say why it cannot transcribe."""
+    port = free_port()
+    process = _serve(cache_dir, "canary", {"canary": port})
+    try:
+        health = wait_for_health(f"http://127.0.0.1:{port}", timeout=180)
+        assert health["service"] == "canary" and health["status"] == "model_unavailable"
+        assert ("secretary models pull canary-1b" in health["error"]
+                or "secretary[canary]" in health["error"])
+        check = _secretary("health", "canary",
+                           env=_env(cache_dir, SECRETARY_CANARY_PORT=str(port)))
+        assert check.returncode == 1 and "canary: model_unavailable" in check.stdout
+        stt = _secretary("health", "stt",
+                         env=_env(cache_dir, SECRETARY_STT_PORT=str(free_port())))
+        assert stt.returncode == 1 and "stt: unreachable" in stt.stdout
+    finally:
+        _stop(process)
+
+
 @pytest.mark.slow
 def test_serve_starts_every_service(cache_dir: Path) -> None:
     """One command brings up the whole stack, each service on its own port, offline."""
     # The UI's main port speaks HTTPS; its plain-HTTP loopback port (SECRETARY_UI_HTTP_PORT)
     # answers the same app.
-    ports = {name: free_port() for name in (*SERVICES, "ui_http")}
+    ports = {name: free_port() for name in (*DEFAULT_SERVICES, "ui_http")}
     process = _serve(cache_dir, None, ports)
     try:
-        for name in SERVICES:
+        for name in DEFAULT_SERVICES:
             port = ports["ui_http" if name == "ui" else name]
             health = wait_for_health(f"http://127.0.0.1:{port}", timeout=180)
             assert health.get("service") == name, health
         https = httpx.get(f"https://127.0.0.1:{ports['ui']}/health", verify=False, timeout=10)
         assert https.json()["service"] == "ui"
+        # The UI reaches the others on the ports they were given, with no address set.
+        status = httpx.get(f"http://127.0.0.1:{ports['ui_http']}/api/status", timeout=30).json()
+        assert {n: s["state"] for n, s in status["services"].items()} == {
+            "stt": "up", "tts": "up", "avatar": "up"}, status
     finally:
         _stop(process)
 

@@ -91,22 +91,89 @@ def _render(result: Transcription, fmt: str, task: str, words: bool) -> str:
                       ensure_ascii=False)
 
 
+def _size(count: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000  # type: ignore[assignment]
+    return ""
+
+
 def _models(args: argparse.Namespace, settings: Settings) -> int:
     from secretary.catalog import ModelStore
 
-    store = ModelStore(settings.models_dir)
+    cache_dir = Path(args.to).expanduser() if getattr(args, "to", None) else settings.cache_dir
+    store = ModelStore(cache_dir / "models")
     if args.models_command == "list":
-        for row in store.list():
-            mark = "yes" if row["available"] else "no"
-            print(f"{row['name']:<18} {row['kind']:<6} {row['source']:<8} available={mark:<4} "
+        print(f"{'name':<18} {'kind':<6} {'source':<8} {'here':<5} {'size':>9}  description")
+        order = {"stt": 0, "tts": 1, "avatar": 2}
+        for row in sorted(store.list(), key=lambda r: order.get(str(r["kind"]), 3)):
+            here = "yes" if row["available"] else "no"
+            size = _size(int(row["bytes"])) if row["available"] else ""  # type: ignore[call-overload]
+            print(f"{row['name']:<18} {row['kind']:<6} {row['source']:<8} {here:<5} {size:>9}  "
                   f"{row['description']}")
+        print(f"cache: {store.root}")
         return 0
-    if args.name in ("liveportrait", "KwaiVGI/LivePortrait"):
-        print(store.liveportrait_weights())
-        return 0
-    path = store.whisper_path(args.name)
-    print(path)
-    return 0
+    names = list(args.names)
+    if args.configured:
+        from secretary.doctor import configured_models
+
+        names += [name for name in configured_models(settings, _service_names(args.only))
+                  if name not in names]
+    if not names:
+        print("secretary: name the models to pull, or --configured", file=sys.stderr)
+        return 2
+    status = 0
+    for name in names:
+        try:
+            path = store.pull(name)
+        except SecretaryError as exc:
+            print(f"{name}: {exc.message}", file=sys.stderr)
+            status = 2
+            continue
+        from secretary.models import disk_size
+
+        print(f"{name}: {path} ({_size(disk_size(path))})")
+    if args.to and status == 0:
+        print(f"filled {cache_dir}: copy it to the machine without internet and set "
+              f"SECRETARY_CACHE_DIR to it there")
+    return status
+
+
+def _service_names(only: str | None) -> list[str]:
+    from secretary.launcher import select_services
+
+    return [spec.name for spec in select_services(only)]
+
+
+def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from secretary import doctor
+
+    checks = doctor.run(settings, _service_names(args.only))
+    print(doctor.render(checks))
+    return 1 if any(check.status == "fail" for check in checks) else 0
+
+
+def _health(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit 0 when every named service on this machine answers /health with status ok
+    (the Compose health check)."""
+    import httpx
+
+    status = 0
+    for name in _service_names(args.services):
+        group = getattr(settings, name)
+        tls = name == "ui" and settings.ui.tls
+        url = f"{'https' if tls else 'http'}://127.0.0.1:{group.port}/health"
+        try:
+            # The UI's certificate may be self-signed; this only asks whether it is up.
+            answer = httpx.get(url, timeout=args.timeout, verify=False)
+            state = answer.json().get("status") if answer.status_code == 200 else None
+        except (httpx.HTTPError, ValueError) as exc:
+            state = f"unreachable ({exc})"
+        if state != "ok":
+            status = 1
+        print(f"{name}: {state or answer.status_code}")
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,11 +198,33 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--output-dir", help="write one file per input here instead of printing")
     tr.set_defaults(handler=_transcribe)
 
+    doctor = sub.add_parser("doctor", help="check this machine for what the configured "
+                            "services need; exit status 1 when something cannot run")
+    doctor.add_argument("--only", help="check for these services (default: what `serve` "
+                        "starts)")
+    doctor.set_defaults(handler=_doctor)
+
+    health = sub.add_parser("health", help="ask running services on this machine for their "
+                            "/health (exit status 1 unless all are ok)")
+    health.add_argument("services", help="comma-separated service names")
+    health.add_argument("--timeout", type=float, default=5.0)
+    health.set_defaults(handler=_health)
+
     models = sub.add_parser("models", help="list or fetch models")
     models_sub = models.add_subparsers(dest="models_command", required=True)
-    models_sub.add_parser("list", help="known models and whether they are available here")
-    pull = models_sub.add_parser("pull", help="assemble or download a model into the cache")
-    pull.add_argument("name")
+    listing = models_sub.add_parser("list", help="known models, whether they are here, and "
+                                    "how much disk they take")
+    listing.add_argument("--to", help="list this cache folder instead of SECRETARY_CACHE_DIR")
+    pull = models_sub.add_parser(
+        "pull", help="fetch models into the cache (Whisper names, canary-1b, xtts, Piper "
+        "voice names, face-landmarker; see `models list`)")
+    pull.add_argument("names", nargs="*")
+    pull.add_argument("--configured", action="store_true",
+                      help="also every model the configured services use")
+    pull.add_argument("--only", help="with --configured: these services (default: what "
+                      "`serve` starts)")
+    pull.add_argument("--to", help="fill this cache folder instead of SECRETARY_CACHE_DIR, "
+                      "to carry it to a machine without internet")
     models.set_defaults(handler=_models)
     return parser
 

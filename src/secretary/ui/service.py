@@ -27,7 +27,7 @@ class UiService:
 
     def __init__(self, settings: Settings, replies: ReplyEngine | None = None) -> None:
         self.settings = settings
-        self.forwarder = Forwarder(settings.ui)
+        self.forwarder = Forwarder(settings.ui_upstreams())
         self.replies = replies or reply_engine(settings.ui)
         self.created = int(time.time())
 

@@ -82,6 +82,8 @@ class Upstream:
 
 
 def upstreams(settings: UiSettings) -> dict[str, Upstream]:
+    """The services behind the gateway; ``settings`` with every address set, as
+    ``Settings.ui_upstreams`` gives them."""
     return {
         u.name: u
         for u in (
