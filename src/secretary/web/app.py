@@ -105,18 +105,23 @@ class _TooLarge(Exception):
     pass
 
 
-# How much of a refused body is still read (and dropped) before the 413 goes out.
+# How much of a refused body is still read (and dropped) before the 413 goes out, and how
+# long a pause in it is waited for.
 _DRAIN_BYTES = 64 * 1024 * 1024
+_DRAIN_IDLE_SECONDS = 5.0
 
 
 async def _drain(receive: Receive) -> None:
     """Read and drop the rest of a refused body, up to ``_DRAIN_BYTES``. The server closes
     the connection once the 413 is sent; with the body unread that resets it, and a client
     still sending (the UI's gateway forwarding an upload) sees a broken connection instead
-    of the 413."""
+    of the 413. A client that stops sending gets its 413 after ``_DRAIN_IDLE_SECONDS``."""
     drained = 0
     while drained <= _DRAIN_BYTES:
-        message = await receive()
+        try:
+            message = await asyncio.wait_for(receive(), _DRAIN_IDLE_SECONDS)
+        except TimeoutError:
+            return
         if message["type"] != "http.request":
             return
         drained += len(message.get("body", b""))
