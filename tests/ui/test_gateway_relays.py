@@ -94,3 +94,21 @@ def test_metrics_count_requests(cache_dir: Path) -> None:
             - requests_counted(before, "/api/reply", "200")) == 2
     assert (requests_counted(after, "/api/reply", "400")
             - requests_counted(before, "/api/reply", "400")) == 1
+
+
+def test_a_refused_body_that_stalls_still_gets_its_413(cache_dir: Path) -> None:
+    """The service reads a refused body on (so a sender such as the gateway gets the 413
+    rather than a reset), but not forever: a client that stops sending is answered."""
+    import socket
+
+    stt = make_settings(cache_dir, max_upload_mb=0.5)
+    stt.stt.preload = False
+    engine = WhisperEngine(stt.stt, ModelStore(stt.models_dir))
+    with running_server(create_stt_app(stt, engine)) as stt_url:
+        port = int(stt_url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            conn.sendall(b"POST /transcribe HTTP/1.1\r\nHost: stt\r\nContent-Length: 1000000"
+                         b"\r\nContent-Type: multipart/form-data; boundary=b\r\n\r\n"
+                         + b"x" * 1000)  # then nothing more
+            answer = conn.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:100]
