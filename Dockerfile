@@ -20,8 +20,13 @@ COPY src ./src
 RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir ".${EXTRAS}"
 
+# Listening on every interface: give the services a key (docker run -e
+# SECRETARY_API_KEY=<long random key>, or SECRETARY_API_KEY in compose's .env); clients
+# send "Authorization: Bearer <key>", the browser UI asks for it once. Host names clients
+# use besides localhost go in SECRETARY_ALLOWED_HOSTS (with the compose service names).
 ENV PATH=/opt/venv/bin:$PATH \
     SECRETARY_HOST=0.0.0.0 \
+    SECRETARY_ALLOWED_HOSTS=stt,tts,avatar,ui \
     SECRETARY_CACHE_DIR=/cache \
     HF_HOME=/cache/hf
 VOLUME /cache

@@ -12,6 +12,8 @@ so a file sent to the service gives Whisper exactly the samples it would get fro
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import io
 import math
 import struct
@@ -102,12 +104,15 @@ def _frames_ignoring_bad_packets(container: av.container.InputContainer, stream:
         yield frame
 
 
-def decode(source: Source, sample_rate: int = WHISPER_SAMPLE_RATE) -> DecodedAudio:
+def decode(source: Source, sample_rate: int = WHISPER_SAMPLE_RATE, *,
+           max_seconds: float | None = None, field: str | None = None) -> DecodedAudio:
     """Decode any audio file to mono float32 at ``sample_rate``.
 
-    Raises ``EmptyAudioError`` (400) for an empty file or one with no samples,
-    ``AudioDecodeError`` (400) for bytes FFmpeg cannot read, and ``NoAudioStreamError``
-    (415) for a readable file with no audio stream.
+    With ``max_seconds``, decoding stops as soon as the audio passes that length
+    (``PayloadTooLargeError``, 413): a small file of hours of silence costs no more memory
+    than the limit allows. Raises ``EmptyAudioError`` (400) for an empty file or one with
+    no samples, ``AudioDecodeError`` (400) for bytes FFmpeg cannot read, and
+    ``NoAudioStreamError`` (415) for a readable file with no audio stream.
     """
     handle = _open_input(source)
     try:
@@ -128,10 +133,17 @@ def decode(source: Source, sample_rate: int = WHISPER_SAMPLE_RATE) -> DecodedAud
         resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
         fifo = av.AudioFifo()
         chunks: list[np.ndarray] = []
+        limit = None if max_seconds is None else int(max_seconds * sample_rate) + 1
+        total = 0
 
         def drain(frames: list[av.AudioFrame]) -> None:
+            nonlocal total
             for out in frames:
                 chunks.append(out.to_ndarray().reshape(-1))
+                total += len(chunks[-1])
+            if limit is not None and total > limit:
+                chunks.clear()
+                raise _too_long(field, max_seconds or 0)
 
         try:
             for frame in _frames_ignoring_bad_packets(container, stream):
@@ -151,6 +163,12 @@ def decode(source: Source, sample_rate: int = WHISPER_SAMPLE_RATE) -> DecodedAud
     if pcm.size == 0:
         raise EmptyAudioError("the audio contains no samples")
     return DecodedAudio(pcm.astype(np.float32) / 32768.0, sample_rate)
+
+
+def _too_long(field: str | None, max_seconds: float) -> PayloadTooLargeError:
+    where = f"{field}: " if field else ""
+    return PayloadTooLargeError(
+        f"{where}the audio lasts more than the limit of {max_seconds:.0f} s", param=field)
 
 
 def _reason(exc: Exception) -> str:
@@ -377,21 +395,27 @@ def rms_dbfs(samples: np.ndarray) -> float:
 
 async def decode_upload(data: bytes, field: str, *, sample_rate: int = WHISPER_SAMPLE_RATE,
                         max_seconds: float | None = None) -> DecodedAudio:
-    """Decode the audio a request sent in ``field``, off the event loop.
+    """Decode the audio a request sent in ``field``, off the event loop, in the bounded
+    pool for uploads (a few decodes at a time per process), stopping at ``max_seconds``.
 
-    Decoder failures carry their own status (400 undecodable, 415 not audio); the field
-    name is added to the message so the client knows which part was wrong.
+    Decoder failures carry their own status (400 undecodable, 415 not audio, 413 too
+    long); the field name is in the message so the client knows which part was wrong.
+    Call it while holding the work queue's place (``WorkQueue.admit``), so a full
+    service refuses an upload before decoding it.
     """
+    from secretary.web.queue import DECODE_POOL
+
+    loop = asyncio.get_running_loop()
+    job = functools.partial(decode_field, data, field, sample_rate, max_seconds)
+    return await loop.run_in_executor(DECODE_POOL, contextvars.copy_context().run, job)
+
+
+def decode_field(data: bytes, field: str, sample_rate: int = WHISPER_SAMPLE_RATE,
+                 max_seconds: float | None = None) -> DecodedAudio:
+    """``decode`` with the request field named in its errors (blocking)."""
     try:
-        decoded = await asyncio.to_thread(decode, data, sample_rate)
+        return decode(data, sample_rate, max_seconds=max_seconds, field=field)
     except (AudioDecodeError, NoAudioStreamError, EmptyAudioError) as exc:
         exc.message = f"{field}: {exc.message}"
         exc.param = field
         raise
-    if max_seconds is not None and decoded.duration > max_seconds:
-        raise PayloadTooLargeError(
-            f"{field}: the audio lasts {decoded.duration:.0f} s, more than the limit of "
-            f"{max_seconds:.0f} s",
-            param=field,
-        )
-    return decoded

@@ -20,13 +20,17 @@ if TYPE_CHECKING:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from secretary.launcher import select_services, serve
+    from secretary.launcher import select_services, serve, supervise, warn_if_open
 
     if args.host:
         settings.host = args.host
     specs = select_services(args.only)
-    asyncio.run(serve(settings, specs))
-    return 0
+    if not args.supervised:
+        warn_if_open(settings)
+    if args.single_process:
+        asyncio.run(serve(settings, specs))
+        return 0
+    return supervise(specs, args.host)
 
 
 def _transcribe(args: argparse.Namespace, settings: Settings) -> int:
@@ -184,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the services (all of them by default)")
     serve.add_argument("--only", help="comma-separated service names, e.g. stt,tts")
     serve.add_argument("--host", help="address to listen on (default SECRETARY_HOST)")
+    serve.add_argument("--single-process", action="store_true",
+                       help="run every service in this process (default: one supervised "
+                       "process per service, restarted if it crashes)")
+    serve.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(handler=_serve)
 
     tr = sub.add_parser("transcribe", help="transcribe audio files with the STT engine")

@@ -261,6 +261,11 @@ class AvatarSettings(ServiceSettings):
     max_audio_seconds: float = Field(
         default=120.0, gt=0, description="Longest audio clip /api/animate accepts."
     )
+    max_pixels: int = Field(
+        default=60_000_000, ge=4096,
+        description="Largest photo accepted, in pixels (read from its header before "
+        "decoding).",
+    )
     cv_threads: int = Field(
         default=1,
         ge=0,
@@ -303,7 +308,13 @@ class UiSettings(ServiceSettings):
         default=None, description="Avatar service; unset: this machine's, at "
         "SECRETARY_AVATAR_PORT.")
     upstream_timeout: float = Field(
-        default=600.0, gt=0, description="Seconds to wait for an upstream service's answer."
+        default=120.0, gt=0,
+        description="Seconds an upstream service may stay silent (before its answer starts, "
+        "or between two pieces of it).",
+    )
+    upstream_deadline: float = Field(
+        default=300.0, gt=0,
+        description="Seconds a whole forwarded exchange may take, streamed answers included.",
     )
     status_poll_seconds: float = Field(
         default=5.0, gt=0, description="How often the page refreshes the service badges."
@@ -410,8 +421,30 @@ class Settings(BaseSettings):
         default_factory=_default_cache_dir,
         description="Where assembled and downloaded models are kept.",
     )
-    max_upload_mb: float = Field(default=100.0, gt=0, description="Largest request body, in MB.")
+    max_upload_mb: float = Field(default=100.0, gt=0, description="Largest file upload, in MB.")
+    max_json_kb: float = Field(
+        default=1024.0, gt=0,
+        description="Largest request body that is not a file upload (JSON, forms), in KB.",
+    )
     log_level: str = "info"
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="API keys, comma-separated: every route but /health and /metrics then "
+        "needs 'Authorization: Bearer <key>' (the browser UI has a login page).",
+    )
+    allowed_hosts: NameList = Field(
+        default=(),
+        json_schema_extra={"example": "secretary.example.org,stt,tts,avatar"},
+        description="Host names requests may address besides IP addresses, loopback names, "
+        "host and this machine's name (comma-separated; '*' for any). Guards against DNS "
+        "rebinding.",
+    )
+    header_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a client has to send a request's headers."
+    )
+    body_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds a request body may pause before a 408."
+    )
 
     stt: SttSettings = Field(default_factory=SttSettings)
     canary: CanarySettings = Field(default_factory=CanarySettings)
@@ -424,6 +457,16 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_json_bytes(self) -> int:
+        return int(self.max_json_kb * 1024)
+
+    @property
+    def api_keys(self) -> tuple[str, ...]:
+        if self.api_key is None:
+            return ()
+        return _comma_list(self.api_key.get_secret_value())
 
     @property
     def models_dir(self) -> Path:

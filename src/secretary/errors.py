@@ -9,7 +9,9 @@ raised (by exception class), never by matching message text.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -96,9 +98,40 @@ class ServiceBusyError(SecretaryError):
         return {"Retry-After": str(self.retry_after)}
 
 
+def redact_url(url: str) -> str:
+    """``url`` without its user and password (``http://user:pass@host`` is printed as
+    ``http://***@host``); safe to show in errors and logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(an invalid URL)"
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))
+
+
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+_AUTH_HEADER = re.compile(r"(?i)(authorization|x-api-key|api-key|cookie)(\W{1,3})[^\s,;\"'}]+")
+
+
+def scrub(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
+    """``text`` (an upstream's error message) without credentials: the given secrets,
+    bearer and basic tokens, and values of authorization-like headers it echoes."""
+    for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    text = _BEARER.sub(lambda m: f"{m.group(1)} ***", text)
+    return _AUTH_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+
+
 def error_body(
     code: str, message: str, *, error_type: str = "invalid_request_error", param: str | None = None
 ) -> dict[str, Any]:
+    # Messages quote what the client sent; a lone surrogate in it could not be encoded as
+    # UTF-8 (the answer would become a 500), so such characters are written as escapes.
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    if param is not None:
+        param = param.encode("utf-8", "backslashreplace").decode("utf-8")
     return {"error": {"code": code, "message": message, "type": error_type, "param": param}}
 
 

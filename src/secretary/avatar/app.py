@@ -33,7 +33,7 @@ from secretary.avatar.models import FaceLandmarkerModel
 from secretary.avatar.service import IMAGE_FORMATS, MIN_SIZE, AvatarService
 from secretary.config import Settings
 from secretary.errors import InvalidRequestError
-from secretary.web.app import create_service_app
+from secretary.web.app import binary_response, create_service_app
 from secretary.web.uploads import read_upload
 
 
@@ -67,7 +67,8 @@ def build_router(service: AvatarService) -> APIRouter:
             "size": {"min": MIN_SIZE, "max": service.settings.avatar.max_size},
         }
 
-    @router.post("/api/render")
+    @router.post("/api/render", response_class=Response, responses=binary_response(
+        [t for t, _ in IMAGE_FORMATS.values()], "The rendered image"))
     async def render(
         source_image: Annotated[UploadFile | None, File()] = None,
         expression: Annotated[str, Form()] = "neutral",
@@ -103,7 +104,8 @@ def build_router(service: AvatarService) -> APIRouter:
         return Response(body, media_type=IMAGE_FORMATS[format][0],
                         headers={"X-Face-Box": face_box})
 
-    @router.post("/api/animate")
+    @router.post("/api/animate", response_class=Response,
+                 responses=binary_response([video.MEDIA_TYPE], "The MP4 video"))
     async def animate_endpoint(
         source_image: Annotated[UploadFile | None, File()] = None,
         audio: Annotated[UploadFile | None, File()] = None,
@@ -119,9 +121,9 @@ def build_router(service: AvatarService) -> APIRouter:
             raise InvalidRequestError(f"fps must be between 1 and 60, not {fps}", param="fps")
         service.check_size(size)
         data = await read_upload(source_image, "source_image")
-        speech = await service.decode_speech(await read_upload(audio, "audio"), "audio")
+        sound = await read_upload(audio, "audio")
         headers = {"X-Fps": str(fps)}
-        result = await service.animate(data, speech, fps, size, expression, intensity,
+        result = await service.animate(data, sound, fps, size, expression, intensity,
                                        stream=stream)
         if isinstance(result, bytes):
             return Response(result, media_type=video.MEDIA_TYPE, headers=headers)

@@ -70,7 +70,10 @@ class _Source:
 def decode_image(data: bytes, max_side: int) -> np.ndarray:
     """BGR uint8 from image bytes, downscaled so its longest side is at most ``max_side``."""
     buffer = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if len(buffer) else None
+    try:
+        image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if len(buffer) else None
+    except cv2.error:  # a header OpenCV refuses (absurd sizes): not a usable image
+        image = None
     if image is None or image.size == 0:
         raise UnsupportedMediaError(
             "source_image: not an image that can be read (send a JPEG, PNG or WebP photo)",

@@ -21,6 +21,8 @@ from secretary.avatar.poses import talking_poses
 from secretary.avatar.video import Mp4Writer
 from secretary.config import Settings
 from secretary.errors import InvalidRequestError, ModelUnavailableError, NotFoundError
+from secretary.images import check_image
+from secretary.web.queue import check_cancelled
 from secretary.web.service_base import EngineService
 
 log = logging.getLogger(__name__)
@@ -80,9 +82,15 @@ class AvatarService(EngineService):
             )
 
     # ------------------------------------------------------------------ work
+    def check_photo(self, photo: bytes, field: str = "source_image") -> None:
+        """Refuse a photo whose header is not an image's or claims too many pixels, before
+        any decoder sees it."""
+        check_image(photo, field, self.settings.avatar.max_pixels)
+
     async def render(self, photo: bytes, pose: Pose, size: int | None, fmt: str
                      ) -> tuple[bytes, str]:
         """The encoded image and its ``x,y,width,height`` face box."""
+        self.check_photo(photo)
 
         def job() -> tuple[bytes, str]:
             rendered = render_photo(self.engine, photo, pose, size)
@@ -90,16 +98,22 @@ class AvatarService(EngineService):
 
         return await self.queue.run(job)
 
-    async def decode_speech(self, data: bytes, field: str) -> audio.DecodedAudio:
-        return await audio.decode_upload(data, field, sample_rate=AUDIO_RATE,
-                                         max_seconds=self.settings.avatar.max_audio_seconds)
-
-    async def animate(self, photo: bytes, speech: audio.DecodedAudio, fps: int,
+    async def animate(self, photo: bytes, sound: bytes, fps: int,
                       size: int | None, expression: str, intensity: float, *, stream: bool
                       ) -> bytes | AsyncIterator[bytes]:
-        """The whole MP4, or (``stream``) its fragments as frames are rendered; a full
-        queue raises 503 before either starts."""
-        info = await self.queue.run(self.engine.prepare, photo)
+        """The whole MP4, or (``stream``) its fragments as frames are rendered. The
+        queue's place is taken before the speech is decoded, so a full queue raises 503
+        before any work (and before any response starts)."""
+        self.check_photo(photo)
+        ticket = self.queue.admit()
+        try:
+            speech = await ticket.decode(audio.decode_field, sound, "audio", AUDIO_RATE,
+                                         self.settings.avatar.max_audio_seconds)
+            async with ticket.slot():
+                info = await ticket.call(self.engine.prepare, photo)
+        except BaseException:
+            ticket.release()
+            raise
         out_size = size or min(max(info.width, info.height), DEFAULT_ANIMATE_SIZE)
 
         def pieces(fragmented: bool) -> Iterator[bytes]:
@@ -107,8 +121,8 @@ class AvatarService(EngineService):
                              out_size, expression, intensity, fragmented=fragmented)
 
         if not stream:
-            return await self.queue.run(lambda: b"".join(pieces(False)))
-        return self.queue.stream(lambda: pieces(True))
+            return await self.queue.run(lambda: b"".join(pieces(False)), ticket=ticket)
+        return self.queue.stream(lambda: pieces(True), ticket=ticket)
 
 
 def encode_image(rendered: Rendered, fmt: str) -> bytes:
@@ -152,6 +166,7 @@ def animation(engine: AvatarEngine, photo: bytes, samples: np.ndarray, sample_ra
         for rendered in _frames(engine, photo, key,
                                 talking_poses(samples, sample_rate, fps, expression, intensity),
                                 size):
+            check_cancelled()  # a client that left stops the work between frames
             frame = rendered.image
             if writer is None:
                 height, width = frame.shape[:2]

@@ -15,12 +15,13 @@ from fastapi import APIRouter, FastAPI, File, Form, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from secretary.config import Settings
-from secretary.errors import InvalidRequestError, ServiceBusyError
+from secretary.errors import InvalidRequestError, SecretaryError
 from secretary.stt import formats
 from secretary.stt.engine import SttEngine, Task, Transcription, TranscriptionOptions
 from secretary.stt.models import CanaryModels, WhisperModels
 from secretary.stt.service import SttService
 from secretary.stt.whisper import WhisperEngine
+from secretary.validation import check_text
 from secretary.web.app import create_service_app
 from secretary.web.uploads import read_upload
 
@@ -106,10 +107,16 @@ async def _event_stream(texts: AsyncIterator[str]) -> AsyncIterator[bytes]:
         async for text in texts:
             seen.append(text)
             yield _sse({"type": "transcript.text.delta", "delta": text})
-    except ServiceBusyError as exc:  # filled up after the check: say so in-stream
+    except SecretaryError as exc:  # the response has started: say so in-stream
         yield _sse({"type": "error", "error": {"code": exc.code, "message": exc.message}})
         return
     yield _sse({"type": "transcript.text.done", "text": "".join(seen).strip()})
+
+
+def _text_responses(media_types: tuple[str, ...]) -> dict[int | str, dict[str, Any]]:
+    """The transcript as JSON, text, subtitles or (streamed) server-sent events."""
+    return {200: {"description": "The transcript in the response_format asked for",
+                  "content": {m: {} for m in media_types}}}
 
 
 def build_router(service: SttService) -> APIRouter:
@@ -136,7 +143,7 @@ def build_router(service: SttService) -> APIRouter:
             task=parsed_task,
             target_language=_language_code(target_language),
             word_timestamps=timestamps == "word",
-            initial_prompt=prompt,
+            initial_prompt=check_text(prompt, "prompt") if prompt else None,
             vad_filter=vad_filter,
         ))
         result = await service.transcribe(await read_upload(file, "file"), options)
@@ -164,7 +171,7 @@ def build_router(service: SttService) -> APIRouter:
             task=task,
             target_language=_language_code(target_language),
             word_timestamps="word" in granularities,
-            initial_prompt=prompt,
+            initial_prompt=check_text(prompt, "prompt") if prompt else None,
             temperature=_parse_temperature(temperature),
             vad_filter=vad_filter,
         ))
@@ -176,7 +183,9 @@ def build_router(service: SttService) -> APIRouter:
         result = await service.transcribe(data, options)
         return _openai_response(result, response_format, task, granularities)
 
-    @router.post("/v1/audio/transcriptions")
+    @router.post("/v1/audio/transcriptions", response_class=Response,
+                 responses=_text_responses(("application/json", "text/plain", "text/vtt",
+                                            "text/event-stream")))
     async def transcriptions(
         file: Annotated[UploadFile | None, File()] = None,
         model: Annotated[str | None, Form()] = None,
@@ -197,7 +206,8 @@ def build_router(service: SttService) -> APIRouter:
     # Beyond OpenAI's form: the spoken language (a hint to Whisper; what Canary translates
     # from) and the language to translate into (English unless the engine does others).
 
-    @router.post("/v1/audio/translations")
+    @router.post("/v1/audio/translations", response_class=Response,
+                 responses=_text_responses(("application/json", "text/plain", "text/vtt")))
     async def translations(
         file: Annotated[UploadFile | None, File()] = None,
         model: Annotated[str | None, Form()] = None,

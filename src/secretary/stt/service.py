@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator, Iterator
 from secretary import audio
 from secretary.config import CanarySettings, Settings, SttSettings
 from secretary.errors import InvalidRequestError, ModelUnavailableError, ServiceBusyError
-from secretary.stt.engine import SttEngine, Transcription, TranscriptionOptions, collect
+from secretary.stt.engine import SttEngine, Transcription, TranscriptionOptions
 from secretary.stt.models import WHISPER_HUB_IDS, canary_hub_id
+from secretary.web.queue import Ticket, check_cancelled
 from secretary.web.service_base import EngineService
 
 log = logging.getLogger(__name__)
@@ -101,23 +102,41 @@ class SttService(EngineService):
             # First use when preloading is off: load in the engine pool, like any job.
             await self.queue.run(self.engine.load)
 
-    async def decode(self, data: bytes, field: str = "file") -> audio.DecodedAudio:
-        return await audio.decode_upload(data, field, max_seconds=self.group.max_audio_seconds)
+    async def decode(self, ticket: Ticket, data: bytes, field: str = "file"
+                     ) -> audio.DecodedAudio:
+        """Decode an upload under ``ticket``'s place: a full queue refuses before any
+        decoding, and decoding stops at the length limit."""
+        return await ticket.decode(audio.decode_field, data, field, audio.WHISPER_SAMPLE_RATE,
+                                   self.group.max_audio_seconds)
 
     async def transcribe(self, data: bytes, options: TranscriptionOptions) -> Transcription:
-        decoded = await self.decode(data)
-        return await self.queue.run(
-            lambda: collect(self.engine.transcribe(decoded.samples, options)))
+        with self.queue.admit() as ticket:
+            decoded = await self.decode(ticket, data)
+
+            def job() -> Transcription:
+                info, segments = self.engine.transcribe(decoded.samples, options)
+                found = []
+                for segment in segments:  # a client that left stops the work here
+                    found.append(segment)
+                    check_cancelled()
+                return Transcription(info, found)
+
+            return await self.queue.run(job, ticket=ticket)
 
     async def stream_text(self, data: bytes, options: TranscriptionOptions
                           ) -> AsyncIterator[str]:
-        """The text of each segment as it is decoded. Capacity is checked before this
-        returns (503 before a response starts); see ``WorkQueue.stream``."""
-        decoded = await self.decode(data)
+        """The text of each segment as it is decoded. The queue's place is taken before
+        this returns (503 before a response starts); see ``WorkQueue.stream``."""
+        ticket = self.queue.admit()
+        try:
+            decoded = await self.decode(ticket, data)
+        except BaseException:
+            ticket.release()
+            raise
 
         def texts() -> Iterator[str]:
             _, segments = self.engine.transcribe(decoded.samples, options)
             for segment in segments:
                 yield segment.text
 
-        return self.queue.stream(texts)
+        return self.queue.stream(texts, ticket=ticket)

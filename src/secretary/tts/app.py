@@ -26,7 +26,8 @@ from secretary.tts.service import (
     TtsService,
     output_rate,
 )
-from secretary.web.app import create_service_app
+from secretary.web.app import binary_response, create_service_app
+from secretary.web.queue import Ticket
 from secretary.web.uploads import read_upload
 
 OPENAI_INPUT_LIMIT = 4096
@@ -73,13 +74,15 @@ def _headers(job: Job, fmt: str, rate: int | None = None) -> dict[str, str]:
 
 
 async def _respond(service: TtsService, job: Job, fmt: str, *, stream: bool,
-                   rate: int | None = None) -> Response:
+                   rate: int | None = None, ticket: Ticket | None = None) -> Response:
     headers = _headers(job, fmt, rate)
     media_type = audio.MEDIA_TYPES[fmt]
     if not stream:
-        data = await service.queue.run(service.render, job, fmt, rate)
+        data = await service.queue.run(service.render, job, fmt, rate, ticket=ticket)
         return Response(data, media_type=media_type, headers=headers)
-    pieces = service.queue.stream(lambda: service.stream(job, fmt, rate))  # 503 when full
+    # The place is taken here, before the 200 goes out: a full queue is a 503, never an
+    # empty 200.
+    pieces = service.queue.stream(lambda: service.stream(job, fmt, rate), ticket=ticket)
     return StreamingResponse(pieces, media_type=media_type,
                              headers=headers | {"Cache-Control": "no-cache"})
 
@@ -104,7 +107,8 @@ def build_router(service: TtsService) -> APIRouter:
             "routes": service.health()["routes"],
         }
 
-    @router.post("/synthesize")
+    @router.post("/synthesize", response_class=Response,
+                 responses=binary_response(list(audio.MEDIA_TYPES.values()), "The speech"))
     async def synthesize(body: SynthesizeBody) -> Response:
         sentences = service.sentences(body.text, "text")
         fmt = service.check_format(body.format, "format")
@@ -113,7 +117,8 @@ def build_router(service: TtsService) -> APIRouter:
         job = service.job(route, sentences, body.speed)
         return await _respond(service, job, fmt, stream=body.stream)
 
-    @router.post("/synthesize-with-voice-clone")
+    @router.post("/synthesize-with-voice-clone", response_class=Response,
+                 responses=binary_response(list(audio.MEDIA_TYPES.values()), "The speech"))
     async def synthesize_with_voice_clone(
         text: Annotated[str, Form()],
         speaker_audio: Annotated[UploadFile | None, File()] = None,
@@ -125,13 +130,19 @@ def build_router(service: TtsService) -> APIRouter:
         sentences = service.sentences(text, "text")
         service.check_speed(speed)
         fmt = service.check_format(format, "format")
-        reference = await service.reference(await read_upload(speaker_audio, "speaker_audio"),
-                                            "speaker_audio")
-        route = await service.cloning_route(language or tts.default_language)
-        job = service.job(route, sentences, speed, reference)
-        return await _respond(service, job, fmt, stream=stream)
+        upload = await read_upload(speaker_audio, "speaker_audio")
+        ticket = service.queue.admit()  # before decoding: a full queue decodes nothing
+        try:
+            reference = await service.reference(ticket, upload, "speaker_audio")
+            route = await service.cloning_route(language or tts.default_language)
+            job = service.job(route, sentences, speed, reference)
+        except BaseException:
+            ticket.release()
+            raise
+        return await _respond(service, job, fmt, stream=stream, ticket=ticket)
 
-    @router.post("/v1/audio/speech")
+    @router.post("/v1/audio/speech", response_class=Response,
+                 responses=binary_response(list(audio.MEDIA_TYPES.values()), "The speech"))
     async def speech(body: SpeechBody) -> Response:
         if body.model not in OPENAI_MODELS:
             raise InvalidRequestError(

@@ -28,7 +28,8 @@ from secretary.tts.engine import SpeakerReference, SynthesisRequest, TtsEngine, 
 from secretary.tts.models import PIPER_PACKAGED_VOICE, TtsModels
 from secretary.tts.routing import OPENAI_VOICES, Route, Router, Target, language_tag
 from secretary.tts.text import has_speech, split_sentences
-from secretary.web.queue import WorkQueue
+from secretary.validation import check_text
+from secretary.web.queue import Ticket, WorkQueue, check_cancelled
 from secretary.web.service_base import queue_health
 
 log = logging.getLogger(__name__)
@@ -191,6 +192,7 @@ class TtsService:
         limit = self.settings.tts.max_text_chars
         if not text or not text.strip():
             raise InvalidRequestError(f"{param} is empty: give the text to speak", param=param)
+        check_text(text, param)
         if len(text) > limit:
             raise InvalidRequestError(
                 f"{param} has {len(text)} characters, more than the limit of {limit}",
@@ -248,10 +250,11 @@ class TtsService:
     async def cloning_route(self, language: str) -> Route:
         return self.router.resolve_cloning(language, await self.catalog())
 
-    async def reference(self, data: bytes, field: str) -> SpeakerReference:
+    async def reference(self, ticket: Ticket, data: bytes, field: str) -> SpeakerReference:
+        """The voice to clone, decoded under ``ticket``'s place in the queue."""
         tts = self.settings.tts
-        decoded = await audio.decode_upload(data, field, sample_rate=REFERENCE_SAMPLE_RATE,
-                                            max_seconds=tts.max_reference_seconds)
+        decoded = await ticket.decode(audio.decode_field, data, field, REFERENCE_SAMPLE_RATE,
+                                      tts.max_reference_seconds)
         if decoded.duration < tts.min_reference_seconds:
             raise InvalidRequestError(
                 f"{field}: the clip lasts {decoded.duration:.2f} s; a voice reference needs "
@@ -271,6 +274,7 @@ class TtsService:
         pause_seconds = self.settings.tts.sentence_pause_ms / 1000 / job.speed
         pause = np.zeros(int(job.sample_rate * pause_seconds), np.float32)
         for index, sentence in enumerate(job.sentences):
+            check_cancelled()  # a client that left stops the work between sentences
             request = SynthesisRequest(
                 text=sentence, language=job.route.language, voice=job.route.voice,
                 speed=job.speed, reference=job.reference,

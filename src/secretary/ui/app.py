@@ -82,7 +82,10 @@ def build_router(ui: UiService) -> APIRouter:
         answer = await ui.reply(request.text, request.language, history)
         return {"text": answer.text, "source": answer.source, "model": answer.model}
 
-    @router.api_route("/api/{service}/{path:path}", methods=["GET", "POST"])
+    @router.api_route("/api/{service}/{path:path}", methods=["GET", "POST"],
+                      response_class=Response,
+                      responses={200: {"description": "The service's answer, as it sent it",
+                                       "content": {"*/*": {}}}})
     async def forward(service: str, path: str, request: Request) -> Response:
         return await forwarder.forward(service, path, request)
 

@@ -7,9 +7,12 @@ library is needed beyond httpx.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import httpx
 
 from secretary.config import UiSettings
+from secretary.errors import redact_url, scrub
 from secretary.ui.engine import Reply, ReplyEngine, Turn
 from secretary.ui.upstream import UpstreamFailedError, http_failure, new_client
 
@@ -33,6 +36,10 @@ class ChatReply:
         self.timeout = httpx.Timeout(settings.chat_timeout, connect=5.0)
         key = settings.chat_api_key
         self.headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
+        # What must never reach the page or the log, whatever the chat server echoes.
+        parts = urlsplit(self.url)
+        self.secrets = tuple(s for s in (key.get_secret_value() if key else None,
+                                         parts.password, parts.username) if s)
 
     def describe(self) -> dict[str, str | None]:
         return {"source": "chat", "model": self.model}
@@ -53,17 +60,20 @@ class ChatReply:
             "messages": self.messages(text, language, history),
             "stream": False,
         }
-        where = f"the chat model at {self.url}"
+        where = f"the chat model at {redact_url(self.url)}"
         try:
             async with new_client(self.timeout) as client:
                 answer = await client.post(self.url, json=payload, headers=self.headers)
         except httpx.HTTPError as exc:
-            raise http_failure(where, exc, remedy="start it or unset SECRETARY_UI_CHAT_URL",
-                               param="chat") from None
+            failure = http_failure(where, exc, remedy="start it or unset SECRETARY_UI_CHAT_URL",
+                                   param="chat")
+            failure.message = scrub(failure.message, self.secrets)
+            raise failure from None
         content = _content(answer)
         if answer.status_code != 200 or content is None:
             raise UpstreamFailedError(
-                f"{where} answered HTTP {answer.status_code}: {_error_text(answer)}",
+                f"{where} answered HTTP {answer.status_code}: "
+                f"{scrub(_error_text(answer), self.secrets)}",
                 param="chat",
             )
         return Reply(text=content.strip(), source="chat", model=self.model)

@@ -14,6 +14,7 @@ from secretary.errors import InvalidRequestError
 from secretary.ui.engine import Reply, ReplyEngine, Turn
 from secretary.ui.reply import reply_engine
 from secretary.ui.upstream import Forwarder
+from secretary.validation import check_text
 
 MAX_REPLY_INPUT_CHARS = 4000
 MAX_HISTORY_TURNS = 20
@@ -23,11 +24,12 @@ class UiService:
     name = "ui"
     title = "Secretary browser UI"
     preload = False  # nothing to load
+    browser_login = True  # with an API key set, a browser signs in at /login
     queue = None  # nothing runs here: the work is upstream
 
     def __init__(self, settings: Settings, replies: ReplyEngine | None = None) -> None:
         self.settings = settings
-        self.forwarder = Forwarder(settings.ui_upstreams())
+        self.forwarder = Forwarder(settings.ui_upstreams(), settings.api_keys)
         self.replies = replies or reply_engine(settings.ui)
         self.created = int(time.time())
 
@@ -47,7 +49,9 @@ class UiService:
         return {"services": await self.forwarder.health(), "reply": self.replies.describe()}
 
     async def reply(self, text: str, language: str | None, history: list[Turn]) -> Reply:
-        text = text.strip()
+        text = check_text(text, "text").strip()
+        for index, turn in enumerate(history):
+            check_text(turn.content, f"history.{index}.content")
         if not text:
             raise InvalidRequestError("text: there is nothing to reply to", param="text")
         if len(text) > MAX_REPLY_INPUT_CHARS:

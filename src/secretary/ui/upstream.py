@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import ssl
 import time
 from dataclasses import dataclass
@@ -20,7 +21,13 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from secretary.config import UiSettings
-from secretary.errors import NotFoundError, SecretaryError
+from secretary.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    SecretaryError,
+    redact_url,
+    scrub,
+)
 
 # Request headers the services read; nothing else (cookies, auth) leaves the UI server.
 _FORWARDED_REQUEST_HEADERS = ("content-type", "accept")
@@ -33,6 +40,8 @@ _FORWARDED_RESPONSE_HEADERS = (
 )
 HEALTH_TIMEOUT = 3.0
 
+log = logging.getLogger(__name__)
+
 
 @functools.cache
 def client_ssl_context() -> ssl.SSLContext:
@@ -41,8 +50,9 @@ def client_ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def new_client(timeout: httpx.Timeout | float) -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=timeout, verify=client_ssl_context())
+def new_client(timeout: httpx.Timeout | float,
+               headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=timeout, verify=client_ssl_context(), headers=headers)
 
 
 class UpstreamUnavailableError(SecretaryError):
@@ -77,8 +87,23 @@ class Upstream:
     def url(self, path: str) -> httpx.URL:
         base = httpx.URL(self.base_url)
         # The path is appended to the configured URL's path; its host never comes from the
-        # request, whatever the path holds.
-        return base.copy_with(path=base.path.rstrip("/") + "/" + path.lstrip("/"))
+        # request, whatever the path holds, and it cannot climb out of the base path.
+        segments = check_path(path)
+        return base.copy_with(path=base.path.rstrip("/") + "/" + "/".join(segments))
+
+
+def check_path(path: str) -> list[str]:
+    """The segments of a forwarded path (already percent-decoded); 400 for control
+    characters (no HTTP request may carry them) and for dot segments, which would leave
+    the service's base path."""
+    for char in path:
+        if ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F:
+            raise InvalidRequestError(
+                f"the path holds the control character U+{ord(char):04X}", param="path")
+    segments = [s for s in path.replace("\\", "/").split("/") if s]
+    if any(s in (".", "..") for s in segments):
+        raise InvalidRequestError("the path may not hold '.' or '..' segments", param="path")
+    return segments
 
 
 def upstreams(settings: UiSettings) -> dict[str, Upstream]:
@@ -98,9 +123,14 @@ class Forwarder:
     """Forwards to the services over one pooled client: connections are kept alive between
     the page's calls instead of opened (and TLS set up) for each one."""
 
-    def __init__(self, settings: UiSettings) -> None:
+    def __init__(self, settings: UiSettings, api_keys: tuple[str, ...] = ()) -> None:
         self.services = upstreams(settings)
-        self.client = new_client(httpx.Timeout(settings.upstream_timeout, connect=5.0))
+        # The services share the stack's keys; the browser's own credentials (its cookie)
+        # never leave this server.
+        auth = {"Authorization": f"Bearer {api_keys[0]}"} if api_keys else {}
+        self.client = new_client(httpx.Timeout(settings.upstream_timeout, connect=5.0),
+                                 headers=auth)
+        self.deadline = settings.upstream_deadline
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -125,12 +155,16 @@ class Forwarder:
             headers=headers,
             content=body,
         )
+        deadline = asyncio.get_running_loop().time() + self.deadline
         try:
-            answer = await self.client.send(outgoing, stream=True)
+            async with asyncio.timeout_at(deadline):
+                answer = await self.client.send(outgoing, stream=True)
         except httpx.HTTPError as exc:
             raise _describe(upstream, exc) from None
+        except TimeoutError:
+            raise _describe(upstream, httpx.ReadTimeout("deadline")) from None
         return StreamingResponse(
-            _relay(upstream, answer),
+            _relay(upstream, answer, deadline),
             status_code=answer.status_code,
             headers=_response_headers(answer.headers),
         )
@@ -143,7 +177,7 @@ class Forwarder:
     async def _health_of(self, name: str) -> dict[str, Any]:
         upstream = self.services[name]
         started = time.perf_counter()
-        report: dict[str, Any] = {"label": upstream.label, "url": upstream.base_url}
+        report: dict[str, Any] = {"label": upstream.label, "url": redact_url(upstream.base_url)}
         try:
             answer = await self.client.get(upstream.url("/health"), timeout=HEALTH_TIMEOUT)
             body = answer.json() if answer.headers.get("content-type", "").startswith(
@@ -160,12 +194,18 @@ class Forwarder:
         }
 
 
-async def _relay(upstream: Upstream, answer: httpx.Response):
+async def _relay(upstream: Upstream, answer: httpx.Response, deadline: float):
     """Pass the body on as it arrives (audio and video stream through), then release the
-    upstream connection, also when the browser goes away first."""
+    upstream connection, also when the browser goes away first. The whole exchange ends
+    at ``deadline`` (loop time), however slowly the bytes keep coming."""
     try:
-        async for chunk in answer.aiter_raw():
-            yield chunk
+        async with asyncio.timeout_at(deadline):
+            async for chunk in answer.aiter_raw():
+                yield chunk
+    except TimeoutError:
+        log.warning("%s: the answer ran past the total deadline; cut off", upstream.label)
+        raise UpstreamTimeoutError(f"the {upstream.label} service's answer ran past the "
+                                   "deadline (SECRETARY_UI_UPSTREAM_DEADLINE)") from None
     except httpx.HTTPError as exc:
         # Headers are gone already; all that can be done is end the body early, which the
         # browser reports as a network error on that request.
@@ -194,7 +234,7 @@ def http_failure(where: str, exc: Exception, *, remedy: str, param: str) -> Secr
 
 def _describe(upstream: Upstream, exc: Exception) -> SecretaryError:
     return http_failure(
-        f"the {upstream.label} service at {upstream.base_url}", exc,
+        f"the {upstream.label} service at {redact_url(upstream.base_url)}", exc,
         remedy=f"start it with `{upstream.command}` or set "
         f"SECRETARY_UI_{upstream.name.upper()}_URL",
         param=upstream.name,
@@ -202,5 +242,5 @@ def _describe(upstream: Upstream, exc: Exception) -> SecretaryError:
 
 
 def _reason(exc: Exception) -> str:
-    text = str(exc).strip()
+    text = scrub(str(exc).strip())
     return text or type(exc).__name__

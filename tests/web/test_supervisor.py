@@ -1,0 +1,89 @@
+"""``secretary serve`` runs each service in its own supervised process: a killed service
+comes back (and the log says so) while the others keep answering, and a service whose
+process is stuck does not delay another's ``/health``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from tests.helpers import free_port, wait_for_health
+
+
+def _child(parent: psutil.Process, name: str) -> psutil.Process:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for child in parent.children():
+            if name in child.cmdline():
+                return child
+        time.sleep(0.1)
+    raise AssertionError(f"no child process serves {name}")
+
+
+def test_killed_service_restarts_and_others_keep_answering(cache_dir: Path) -> None:
+    ports = {"ui": free_port(), "avatar": free_port()}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SECRETARY_")}
+    env |= {"SECRETARY_CACHE_DIR": str(cache_dir), "SECRETARY_UI_TLS": "false",
+            "SECRETARY_UI_PORT": str(ports["ui"]), "SECRETARY_AVATAR_PORT": str(ports["avatar"]),
+            "SECRETARY_AVATAR_PRELOAD": "false", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    process = subprocess.Popen([sys.executable, "-m", "secretary", "serve", "--only", "ui,avatar"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    ui, avatar = (f"http://127.0.0.1:{ports[n]}" for n in ("ui", "avatar"))
+    output = ""
+    try:
+        wait_for_health(ui, timeout=120)
+        wait_for_health(avatar, timeout=120)
+        supervisor = psutil.Process(process.pid)
+        first = _child(supervisor, "avatar")
+        assert first.pid != process.pid  # a process of its own
+
+        # The UI answers all along, quickly, while the avatar is killed and comes back.
+        slowest, failures, done = 0.0, [], threading.Event()
+
+        def poll() -> None:
+            nonlocal slowest
+            while not done.is_set():
+                started = time.monotonic()
+                try:
+                    httpx.get(f"{ui}/health", timeout=5).raise_for_status()
+                except httpx.HTTPError as exc:
+                    failures.append(exc)
+                slowest = max(slowest, time.monotonic() - started)
+                time.sleep(0.05)
+
+        poller = threading.Thread(target=poll)
+        poller.start()
+        try:
+            first.kill()
+            wait_for_health(avatar, timeout=120)
+            second = _child(supervisor, "avatar")
+            assert second.pid != first.pid
+
+            # A stuck service (its whole process stopped, as a loop blocked for good would
+            # be) does not delay the other's answers.
+            second.send_signal(signal.SIGSTOP)
+            time.sleep(2)
+            second.send_signal(signal.SIGCONT)
+        finally:
+            done.set()
+            poller.join()
+        assert not failures, failures
+        assert slowest < 1.0, slowest
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            output, _ = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+    assert process.returncode == 0, output
+    assert "service avatar" in output and "SIGKILL" in output and "restarting" in output, output
