@@ -107,7 +107,7 @@ def test_a_refused_body_that_stalls_still_gets_its_413(cache_dir: Path) -> None:
     with running_server(create_stt_app(stt, engine)) as stt_url:
         port = int(stt_url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
-            conn.sendall(b"POST /transcribe HTTP/1.1\r\nHost: stt\r\nContent-Length: 1000000"
+            conn.sendall(b"POST /transcribe HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000"
                          b"\r\nContent-Type: multipart/form-data; boundary=b\r\n\r\n"
                          + b"x" * 1000)  # then nothing more
             answer = conn.recv(4096)
