@@ -114,6 +114,9 @@ class OrderRecordingEngine:
         self.client_has_video = threading.Event()
         self.order: list[str] = []
 
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)  # the rest of the engine interface, as it is
+
     @property
     def loaded(self) -> bool:
         return self._engine.loaded

@@ -41,6 +41,9 @@ class OrderRecordingEngine:
         self.client_has_audio = threading.Event()
         self.order: list[str] = []
 
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)  # the rest of the engine interface, as it is
+
     @property
     def sample_rate(self) -> int:
         return self._engine.sample_rate
