@@ -1,6 +1,6 @@
 """Avatar speed: rendering and talking vs the landmark analysis, at 256 and 512 pixels.
 
-    python bench/avatar.py [--frames 100]
+    python bench/avatar.py [--frames 100] [--repeats 5]
     python bench/avatar.py --engine liveportrait [--weights DIR] [--device cuda] [--frames 50]
 
 Prints, side by side in one process and on one core (OpenCV and x264 at one thread):
@@ -143,6 +143,8 @@ def bench_liveportrait(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=100, help="frames per render timing")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="whole runs; each figure is then shown as median [range]")
     parser.add_argument("--engine", choices=("meshwarp", "liveportrait"), default="meshwarp")
     parser.add_argument("--weights", type=Path, help="LivePortrait weights folder "
                         "(default: random weights of the published size)")
@@ -157,44 +159,68 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         engine = MeshWarpEngine(settings, ModelStore(Path(cache)))
         engine.load()
-        landmarker = engine._landmarker
-        assert landmarker is not None
         clip = audio.decode(CLIP, 24000)
         print(f"one core (CPU time); {args.frames} frames per render timing; clip {CLIP.name} "
-              f"({clip.duration:.1f} s)\n")
-        header = (f"{'photo':32} {'size':>5} {'landmarks ms':>12} {'prepare ms':>10} "
-                  f"{'first ms':>9} {'render fps':>10} {'(wall)':>7} {'x landm.':>8} "
-                  f"{'+jpeg fps':>9} {'animate fps':>11}")
-        print(header)
-        print("-" * len(header))
-        for name in PHOTOS:
-            data = (DATA / "faces" / name).read_bytes()
-            image = decode_image(data, settings.max_side)
-            landmark_s = timed(lambda image=image: landmarker.detect(image), 10)
-            for size in SIZES:
-                engine._sources.clear()
-                started = time.process_time()
-                info = engine.prepare(data)
-                prepare_s = time.process_time() - started
-                engine.render(info.key, Pose(), size)
-                first_s = time.process_time() - started
-                cycle = poses()
-                counter = iter(range(10**9))
-
-                def one(cycle=cycle, counter=counter, key=info.key, size=size):
-                    return engine.render(key, cycle[next(counter) % len(cycle)], size)
-
-                render_s, render_wall_s = timed_both(one, args.frames)
-                jpeg_s = timed(lambda one=one: encode_image(one(), "jpeg"), args.frames)
-                started = time.process_time()
-                for _ in animation(engine, data, clip.samples, clip.sample_rate, 25, size):
-                    pass
-                frames = int(np.ceil(clip.duration * 25))
-                animate_fps = frames / (time.process_time() - started)
-                print(f"{name:32} {size:5d} {landmark_s * 1e3:12.1f} {prepare_s * 1e3:10.1f} "
-                      f"{first_s * 1e3:9.1f} {1 / render_s:10.1f} {1 / render_wall_s:7.1f} "
-                      f"{landmark_s / render_s:8.1f} {1 / jpeg_s:9.1f} {animate_fps:11.1f}")
+              f"({clip.duration:.1f} s); {args.repeats} run(s): median [lowest-highest]\n")
+        runs = []
+        for _ in range(args.repeats):
+            runs.append(measure_meshwarp(engine, settings, clip, args.frames))
         engine.close()
+    columns = ("landmarks ms", "prepare ms", "first ms", "render fps", "(wall)", "x landm.",
+               "+jpeg fps", "animate fps")
+    print(f"{'photo':28} {'size':>4} " + " ".join(f"{c:>17}" for c in columns))
+    for row in runs[0]:
+        cells = []
+        for column in columns:
+            values = sorted(run[row][column] for run in runs)
+            median = float(np.median(values))
+            cells.append(f"{_fig(median)} [{_fig(values[0])}-{_fig(values[-1])}]"
+                         if len(values) > 1 else _fig(median))
+        print(f"{row[0]:28} {row[1]:4d} " + " ".join(f"{c:>17}" for c in cells))
+
+
+def _fig(value: float) -> str:
+    return f"{value:.1f}" if value < 10 else f"{value:.0f}"
+
+
+def measure_meshwarp(engine: MeshWarpEngine, settings: AvatarSettings,
+                     clip: audio.DecodedAudio, frames_per_timing: int
+                     ) -> dict[tuple[str, int], dict[str, float]]:
+    """One run of every figure, for each photo and size."""
+    landmarker = engine._landmarker
+    assert landmarker is not None
+    found: dict[tuple[str, int], dict[str, float]] = {}
+    for name in PHOTOS:
+        data = (DATA / "faces" / name).read_bytes()
+        image = decode_image(data, settings.max_side)
+        landmark_s = timed(lambda image=image: landmarker.detect(image), 10)
+        for size in SIZES:
+            engine._sources.clear()
+            started = time.process_time()
+            info = engine.prepare(data)
+            prepare_s = time.process_time() - started
+            engine.render(info.key, Pose(), size)
+            first_s = time.process_time() - started
+            cycle = poses()
+            counter = iter(range(10**9))
+
+            def one(cycle=cycle, counter=counter, key=info.key, size=size):
+                return engine.render(key, cycle[next(counter) % len(cycle)], size)
+
+            render_s, render_wall_s = timed_both(one, frames_per_timing)
+            jpeg_s = timed(lambda one=one: encode_image(one(), "jpeg"), frames_per_timing)
+            started = time.process_time()
+            for _ in animation(engine, data, clip.samples, clip.sample_rate, 25, size):
+                pass
+            frames = int(np.ceil(clip.duration * 25))
+            found[(name, size)] = {
+                "landmarks ms": landmark_s * 1e3, "prepare ms": prepare_s * 1e3,
+                "first ms": first_s * 1e3, "render fps": 1 / render_s,
+                "(wall)": 1 / render_wall_s, "x landm.": landmark_s / render_s,
+                "+jpeg fps": 1 / jpeg_s,
+                "animate fps": frames / (time.process_time() - started),
+            }
+    return found
 
 
 if __name__ == "__main__":

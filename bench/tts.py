@@ -95,7 +95,8 @@ def main() -> None:
     # One kept-alive connection, as a real client holds: connection set-up is not
     # the service's overhead.
     with running_server(app) as url, httpx.Client() as client:
-        print(f"{args.rounds} rounds, medians; four-sentence paragraph per engine\n")
+        print(f"{args.rounds} rounds, medians (and their range); four-sentence paragraph "
+              "per engine\n")
         header = (f"{'engine':8} {'lang':4} {'audio s':>7} {'direct s':>8} {'RTF':>6} "
                   f"{'whole s':>7} {'overhead':>8} {'stream 1st s':>12} "
                   f"{'stream end s':>12} {'1st/whole':>9}")
@@ -121,6 +122,16 @@ def main() -> None:
                   f"{m['direct'] / m['audio']:6.3f} {m['whole']:7.3f} "
                   f"{m['whole'] / m['direct']:8.2f} {m['first']:12.3f} {m['end']:12.3f} "
                   f"{m['first'] / m['whole']:9.2f}")
+            rounds = list(zip(runs["direct"], runs["audio"], runs["whole"], runs["first"],
+                              strict=True))
+            spread = {
+                "RTF": [d / a for d, a, _, _ in rounds],
+                "overhead": [w / d for d, _, w, _ in rounds],
+                "stream 1st s": [f for _, _, _, f in rounds],
+                "1st/whole": [f / w for _, _, w, f in rounds],
+            }
+            print(f"{'':13} range over rounds: " + ", ".join(
+                f"{k} {min(v):.3g}-{max(v):.3g}" for k, v in spread.items()))
         print("\nRTF = direct seconds / audio seconds (below 1: faster than real time); "
               "overhead = service whole file / direct; target 1st/whole < 0.33")
 

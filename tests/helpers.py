@@ -136,3 +136,16 @@ def wait_for_health(url: str, timeout: float = 120.0, verify: bool = True) -> di
             last_error = exc
         time.sleep(0.25)
     raise TimeoutError(f"{url}/health did not answer: {last_error}")
+
+
+def requests_counted(metrics: str, route: str, status: str) -> float:
+    """The request counter of a service's ``/metrics`` text for one route and status."""
+    import re
+
+    for line in metrics.splitlines():
+        if not line.startswith("secretary_http_requests_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.index("}")]))
+        if labels.get("route") == route and labels.get("status") == status:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

@@ -57,6 +57,8 @@ class BodySizeLimit:
         limit = self.max_bytes if upload else min(self.max_bytes, self.max_other_bytes)
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
+            if int(declared) <= limit + _DRAIN_BYTES:
+                await _drain(receive)
             await self._refuse(send, limit)
             return
 
@@ -84,6 +86,8 @@ class BodySizeLimit:
                     # Answer now: frameworks turn an exception raised while parsing a form
                     # into their own 400, which would hide the real reason.
                     refused = True
+                    if message.get("more_body", False):
+                        await _drain(receive)
                     if not response_started:
                         response_started = True
                         await self._refuse(send, limit)
@@ -132,6 +136,30 @@ class BodySizeLimit:
 
 class _TooLarge(Exception):
     pass
+
+
+# How much of a refused body is still read (and dropped) before the 413 goes out, and how
+# long a pause in it is waited for.
+_DRAIN_BYTES = 64 * 1024 * 1024
+_DRAIN_IDLE_SECONDS = 5.0
+
+
+async def _drain(receive: Receive) -> None:
+    """Read and drop the rest of a refused body, up to ``_DRAIN_BYTES``. The server closes
+    the connection once the 413 is sent; with the body unread that resets it, and a client
+    still sending (the UI's gateway forwarding an upload) sees a broken connection instead
+    of the 413. A client that stops sending gets its 413 after ``_DRAIN_IDLE_SECONDS``."""
+    drained = 0
+    while drained <= _DRAIN_BYTES:
+        try:
+            message = await asyncio.wait_for(receive(), _DRAIN_IDLE_SECONDS)
+        except TimeoutError:
+            return
+        if message["type"] != "http.request":
+            return
+        drained += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 class CancelOnDisconnect:
