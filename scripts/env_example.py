@@ -24,6 +24,7 @@ GROUPS = {
     "tts": "Text-to-speech, port 8082",
     "avatar": "Talking avatar, port 8081",
     "ui": "Browser UI, port 8085",
+    "conversation": "One conversation turn on the browser UI (POST /api/turn)",
     "realtime": "Realtime media, port 8086",
     "wyoming": "Home Assistant's Wyoming protocol (health on port 8088)",
 }

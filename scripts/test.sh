@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/venv.sh
+# llama-cpp-python (the chat server the reply brain is tested against) compiles llama.cpp:
+# skip its tests and examples, and use every core.
+export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF}"
+export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 setup_venv '[test,xtts,liveportrait,canary]'
 
 # Debian packages the tests use: the UI tests drive the system's Chromium (Playwright's own

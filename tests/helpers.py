@@ -124,12 +124,12 @@ def running_server(app, *, startup_timeout: float = 120.0) -> Iterator[str]:
         thread.join(timeout=30)
 
 
-def wait_for_health(url: str, timeout: float = 120.0) -> dict:
+def wait_for_health(url: str, timeout: float = 120.0, verify: bool = True) -> dict:
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            response = httpx.get(f"{url}/health", timeout=5)
+            response = httpx.get(f"{url}/health", timeout=5, verify=verify)
             if response.status_code == 200:
                 return response.json()
         except httpx.HTTPError as exc:

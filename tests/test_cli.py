@@ -144,8 +144,9 @@ def test_serve_starts_every_service(cache_dir: Path) -> None:
             port = ports["ui_http" if name == "ui" else name]
             health = wait_for_health(f"http://127.0.0.1:{port}", timeout=180)
             assert health.get("service") == name, health
-        https = httpx.get(f"https://127.0.0.1:{ports['ui']}/health", verify=False, timeout=10)
-        assert https.json()["service"] == "ui"
+        # The HTTPS listener opens once the UI has loaded its in-process turn engines.
+        https = wait_for_health(f"https://127.0.0.1:{ports['ui']}", timeout=180, verify=False)
+        assert https["service"] == "ui"
         # The UI reaches the others on the ports they were given, with no address set.
         status = httpx.get(f"http://127.0.0.1:{ports['ui_http']}/api/status", timeout=30).json()
         assert {n: s["state"] for n, s in status["services"].items()} == {

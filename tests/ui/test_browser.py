@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import ssl
 import subprocess
@@ -214,11 +215,15 @@ def _expect_badges(page, states: dict[str, str], timeout: float = 60_000) -> Non
 @needs_chromium
 def test_full_flow_speaks_back_with_a_talking_avatar(stack: Stack, browser,
                                                      screenshot_dir: Path) -> None:
+    """Talk mode through the streaming turn: the reply plays from its first audio piece,
+    and the avatar's frames follow the audio's clock."""
     from playwright.sync_api import expect
 
     page = _page(browser, stack.https_url)  # HTTPS with the self-signed certificate
     assert page.evaluate("window.isSecureContext")
     _expect_badges(page, {"stt": "up", "tts": "up", "avatar": "up"})
+    turns: list = []
+    page.on("response", lambda r: turns.append(r) if r.url.endswith("/api/turn") else None)
 
     page.get_by_test_id("full-flow").click()
     # The level meter follows the microphone while the clip plays.
@@ -226,44 +231,53 @@ def test_full_flow_speaks_back_with_a_talking_avatar(stack: Stack, browser,
         "Number(document.querySelector('[data-testid=mic-level]').dataset.level) > 0.4",
         timeout=20_000)
     expect(page.get_by_test_id("transcript")).not_to_be_empty(timeout=120_000)
+    # The server's voice detector heard the speaker finish (not the 1.3 s loudness rule).
+    expect(page.get_by_test_id("recorder")).to_have_attribute("data-stopped-by", "vad")
     transcript = page.get_by_test_id("transcript").inner_text()
     assert wer(reference_text(MIC_CLIP), transcript, "en") <= 0.15, transcript
     expect(page.get_by_test_id("detected-language")).to_have_text("en")
     # No chat model configured: the secretary reads the transcript back.
     expect(page.get_by_test_id("reply-text")).to_have_text(transcript, timeout=30_000)
 
-    # Reply audio and avatar video start together once the avatar is rendered.
+    # The reply plays in the reply <audio>, fed piece by piece; the face moves with it.
     page.wait_for_function(
         "document.querySelector('[data-testid=reply-audio]').currentTime > 0.8",
-        timeout=300_000)
-    video = _media(page, "avatar-video")
-    speech = _media(page, "reply-audio")
-    assert not video["hidden"] and video["error"] is None and video["width"] > 0
-    assert not video["paused"] and video["currentTime"] > 0.5
-    # In sync: the face follows the voice (sampled a few times while both play).
-    offsets = []
+        timeout=120_000)
+    canvas = page.get_by_test_id("avatar-canvas")
+    expect(canvas).to_be_visible()
+    expect(page.get_by_test_id("portrait")).to_be_hidden()
+    samples = []
     for _ in range(5):
-        both = page.evaluate("""() => ['reply-audio', 'avatar-video'].map(
-            (id) => document.querySelector(`[data-testid="${id}"]`).currentTime)""")
-        offsets.append(abs(both[0] - both[1]))
-        page.wait_for_timeout(150)
-    assert sorted(offsets)[2] < 0.2, offsets
-    # The video carries the same speech: its length matches the reply audio's.
-    assert abs(video["duration"] - speech["duration"]) < 0.25
+        samples.append(page.evaluate("""() => {
+            const c = document.querySelector('[data-testid=avatar-canvas]');
+            const a = document.querySelector('[data-testid=reply-audio]');
+            return [Number(c.dataset.frames), Number(c.dataset.time), a.currentTime]; }"""))
+        page.wait_for_timeout(200)
+    drawn = [s[0] for s in samples]
+    assert drawn == sorted(drawn) and drawn[-1] - drawn[0] >= 10, samples  # moving
+    # In sync: the frame on screen is the one due at the audio's time (20 fps frames).
+    offsets = sorted(abs(s[1] - s[2]) for s in samples)
+    assert offsets[2] < 0.2, samples
     page.screenshot(path=str(screenshot_dir / "ui.png"), full_page=True)
+    latency = float(page.get_by_test_id("reply-audio").get_attribute("data-latency"))
+    assert 0 < latency < 60
 
+    speech = _media(page, "reply-audio")
     page.wait_for_function(
-        "document.querySelector('[data-testid=reply-audio]').ended",
-        timeout=(speech["duration"] + 30) * 1000)
-    assert _media(page, "avatar-video")["currentTime"] > speech["duration"] - 0.5
+        "document.querySelector('[data-testid=reply-audio]').ended", timeout=60_000)
     for step in ("listen", "transcribe", "think", "speak", "animate"):
         expect(page.locator(f'#steps li[data-step="{step}"]')).to_have_attribute(
             "data-status", "done")
     expect(page.get_by_test_id("notice")).to_be_hidden()
+    assert speech["error"] is None
 
-    # What the page played is speech saying the reply.
-    played = _hear(stack, _blob_bytes(page, "reply-audio"))
+    # What the page was sent is speech saying the reply.
+    assert len(turns) == 1
+    events = [json.loads(line) for line in turns[0].body().decode().splitlines() if line]
+    mp3 = b"".join(base64.b64decode(e["data"]) for e in events if e["type"] == "audio")
+    played = _hear(stack, mp3)
     assert wer(transcript, played["text"], "en") <= 0.25, played["text"]
+    assert abs(speech["duration"] - audio.decode(mp3).duration) < 0.3
     page.context.close()
 
 
@@ -363,6 +377,8 @@ def test_stopped_service_shows_down_and_a_clear_message(browser, cache_dir: Path
         settings.ui = settings.ui.model_copy(update={
             "tts_url": tts_url, "stt_url": stt_url,
             "avatar_url": f"http://127.0.0.1:{free_port()}", "status_poll_seconds": 0.5})
+        # The turn's stages call the services over HTTP here, so a stopped one shows.
+        settings.conversation = settings.conversation.model_copy(update={"stages": "remote"})
         with running_server(create_ui_app(settings)) as ui_url:
             page = _page(browser, ui_url)
             _expect_badges(page, {"tts": "up", "stt": "down", "avatar": "down"})
@@ -387,6 +403,86 @@ def test_stopped_service_shows_down_and_a_clear_message(browser, cache_dir: Path
     finally:
         if tts_server is not None:
             tts_server.__exit__(None, None, None)
+
+
+@needs_chromium
+def test_an_unreachable_chat_model_is_named_on_the_page(browser, cache_dir: Path) -> None:
+    from playwright.sync_api import expect
+
+    port = free_port()  # nothing listens there
+    settings = ui_settings(cache_dir, chat_url=f"http://127.0.0.1:{port}/v1",
+                           chat_model="smollm2")
+    with running_server(create_ui_app(settings)) as ui_url:
+        page = _page(browser, ui_url)
+        page.get_by_test_id("full-flow").click()
+        notice = page.get_by_test_id("notice-text")
+        expect(notice).to_contain_text("chat model", timeout=120_000)
+        expect(notice).to_contain_text(f"127.0.0.1:{port}")
+        expect(notice).to_contain_text("not reachable")
+        expect(page.get_by_test_id("transcript")).not_to_be_empty()  # heard, then failed
+        expect(page.locator('#steps li[data-step="think"]')).to_have_attribute(
+            "data-status", "failed")
+        expect(page.get_by_test_id("full-flow")).to_be_enabled()
+        page.context.close()
+
+
+def _trimmed(samples: np.ndarray) -> np.ndarray:
+    """The clip without its quiet start and end (20 ms blocks under -34 dBFS)."""
+    block = MIC_RATE // 50
+    loud = [i for i in range(0, len(samples) - block, block)
+            if np.sqrt(np.mean(samples[i:i + block] ** 2)) > 0.02]
+    return samples[loud[0]:loud[-1] + block] if loud else samples
+
+
+@needs_chromium
+def test_stop_during_the_reply_stops_it_here_and_on_the_server(
+        playwright, cache_dir: Path, tmp_path: Path) -> None:
+    """A long reply with large avatar frames (so the server is still rendering when the
+    listener presses Stop): the page stops playing, and the server ends the turn as
+    cancelled, its remaining frames never rendered."""
+    from playwright.sync_api import expect
+
+    # About 20 s of speech with short gaps (under the half second that ends a recording;
+    # the JFK clip's pauses of a second would end it).
+    gap = np.zeros(MIC_RATE // 5, np.float32)
+    pad = np.zeros(MIC_RATE // 2, np.float32)
+    speech = [part for name in (MIC_CLIP.name, "en_cheetah_platforms.wav",
+                                "en_cmu_arctic_aew_a0003.wav", "en_cmu_arctic_axb_a0004.wav",
+                                "en_cmu_arctic_axb_a0006.wav", "en_cmu_arctic_aew_a0001.wav")
+              for part in (_trimmed(audio.decode(SPEECH / name, MIC_RATE).samples), gap)]
+    mic = tmp_path / "long.wav"
+    mic.write_bytes(audio.encode(np.concatenate([pad, *speech, *[pad] * 6]), MIC_RATE, "wav"))
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={mic}%noloop", *QUIET_CHROMIUM])
+    settings = ui_settings(cache_dir)
+    # 60 large frames a second for a reply of some 20 s: 1200 frames, seconds of rendering.
+    settings.conversation = settings.conversation.model_copy(
+        update={"avatar_fps": 60, "avatar_size": 1024})
+    try:
+        with running_server(create_ui_app(settings)) as ui_url:
+            page = _page(browser, ui_url)
+            page.get_by_test_id("full-flow").click()
+            page.wait_for_function(
+                "document.querySelector('[data-testid=reply-audio]').currentTime > 0.3",
+                timeout=120_000)
+            page.get_by_test_id("stop").click()
+            expect(page.get_by_test_id("stop")).to_be_disabled()
+            assert _media(page, "reply-audio")["paused"]
+            deadline = time.monotonic() + 30
+            while True:
+                text = httpx.get(f"{ui_url}/metrics", timeout=10).text
+                if 'secretary_turns_total{outcome="cancelled"} 1.0' in text:
+                    break
+                assert time.monotonic() < deadline, text[-2000:]
+                time.sleep(0.2)
+            frames = next(float(line.split()[-1]) for line in text.splitlines()
+                          if line.startswith("secretary_turn_frames_total "))
+            assert frames < 15 * 60  # the whole reply's frames were not rendered
+            expect(page.get_by_test_id("notice")).to_be_hidden()
+            page.context.close()
+    finally:
+        browser.close()
 
 
 @needs_chromium

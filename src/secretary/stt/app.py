@@ -131,6 +131,7 @@ def build_router(service: SttService) -> APIRouter:
         vad_filter: Annotated[bool | None, Form()] = None,
         prompt: Annotated[str | None, Form()] = None,
         target_language: Annotated[str | None, Form()] = None,
+        final: Annotated[bool, Form()] = False,
     ) -> JSONResponse:
         await service.ensure_loaded()
         if timestamps not in ("segment", "word"):
@@ -146,7 +147,13 @@ def build_router(service: SttService) -> APIRouter:
             initial_prompt=check_text(prompt, "prompt") if prompt else None,
             vad_filter=vad_filter,
         ))
-        result = await service.transcribe(await read_upload(file, "file"), options)
+        data = await read_upload(file, "file")
+        if final:
+            # One spoken turn: a window fitted to it, guarded (one segment, no timings).
+            done = await service.transcribe_final(data, options)
+            body = _transcribe_json(done.transcription, parsed_task, False)
+            return JSONResponse(body | {"window": done.window})
+        result = await service.transcribe(data, options)
         return JSONResponse(_transcribe_json(result, parsed_task, timestamps == "word"))
 
     async def openai_endpoint(

@@ -55,6 +55,10 @@ class TranscriptionOptions:
     temperature: float | None = None  # None: the usual fallback schedule 0.0, 0.2, ... 1.0
     vad_filter: bool | None = None
     beam_size: int | None = None
+    # Seconds of audio the encoder sees at once (Whisper's is 30); a shorter window encodes
+    # a short clip several times faster. None: the model's own.
+    window_seconds: int | None = None
+    max_new_tokens: int | None = None  # cap on tokens decoded per window (a runaway guard)
 
 
 @dataclass(frozen=True)

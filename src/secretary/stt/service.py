@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 
 from secretary import audio
 from secretary.config import CanarySettings, Settings, SttSettings
 from secretary.errors import InvalidRequestError, ModelUnavailableError, ServiceBusyError
 from secretary.stt.engine import SttEngine, Transcription, TranscriptionOptions
+from secretary.stt.fastfinal import FastFinalPolicy, Final, final_transcript
 from secretary.stt.models import WHISPER_HUB_IDS, canary_hub_id
 from secretary.web.queue import Ticket, check_cancelled
 from secretary.web.service_base import EngineService
@@ -122,6 +124,17 @@ class SttService(EngineService):
                 return Transcription(info, found)
 
             return await self.queue.run(job, ticket=ticket)
+
+    async def transcribe_final(self, data: bytes, options: TranscriptionOptions) -> Final:
+        """A whole short utterance (a spoken turn), in a window fitted to it where that
+        holds (``fastfinal``), decoded at temperature 0."""
+        with self.queue.admit() as ticket:
+            decoded = await self.decode(ticket, data)
+            options = replace(options, temperature=0.0)
+            # Only Whisper encodes in fixed windows; other engines decode the clip as it is.
+            policy = FastFinalPolicy(enabled=self.engine.name == "faster-whisper")
+            return await self.queue.run(final_transcript, self.engine, decoded.samples,
+                                        options, policy, ticket=ticket)
 
     async def stream_text(self, data: bytes, options: TranscriptionOptions
                           ) -> AsyncIterator[str]:

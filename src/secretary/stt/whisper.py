@@ -122,6 +122,10 @@ class WhisperEngine:
             "temperature": temperature,
             "vad_filter": vad,
         }
+        if options.max_new_tokens is not None:
+            kwargs["max_new_tokens"] = options.max_new_tokens
+        if options.window_seconds is not None and options.window_seconds < 30:
+            return self._transcribe_window(audio, options, vad, options.window_seconds)
         if self._batched is not None and vad:
             # Batched decoding of VAD chunks: much faster on long files, same text quality.
             segments, info = self._batched.transcribe(
@@ -136,6 +140,62 @@ class WhisperEngine:
             duration_after_vad=float(info.duration_after_vad),
         )
         return result_info, (_convert(s) for s in segments)
+
+
+    def _transcribe_window(self, audio: np.ndarray, options: TranscriptionOptions, vad: bool,
+                           window: int) -> tuple[TranscriptionInfo, Iterator[Segment]]:
+        """One utterance encoded in a window of ``window`` seconds instead of 30, decoded in
+        one pass without timestamps. faster-whisper always pads to 30 s (its
+        ``chunk_length`` only splits the audio), so this calls CTranslate2 directly with the
+        model's own feature extractor, tokenizer and prompt. Temperature 0, no fallback: the
+        caller guards against loops (``secretary.stt.fastfinal``)."""
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+        from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
+
+        model = self._model
+        duration = len(audio) / WHISPER_RATE
+        speech = audio
+        if vad:
+            stamps = get_speech_timestamps(audio, VadOptions())
+            speech = np.concatenate(collect_chunks(audio, stamps)[0]) if stamps else audio[:0]
+        info = TranscriptionInfo(language=options.language or "", language_probability=1.0,
+                                 duration=duration,
+                                 duration_after_vad=len(speech) / WHISPER_RATE)
+        if len(speech) == 0:
+            return info, iter(())
+        frames = window * WHISPER_RATE // 160
+        features = model.feature_extractor(speech)[:, :frames]
+        encoded = model.encode(pad_or_trim(features, frames))
+        language = options.language
+        if language is None:
+            ranked = model.model.detect_language(encoded)[0]
+            language = ranked[0][0][2:-2]
+            info = TranscriptionInfo(language, float(ranked[0][1]), duration,
+                                     info.duration_after_vad)
+        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual,
+                              task=options.task, language=language)
+        prompt = model.get_prompt(tokenizer, [], without_timestamps=True)
+        max_new = options.max_new_tokens or model.max_length // 2
+        result = model.model.generate(
+            encoded, [prompt], beam_size=options.beam_size or self.settings.beam_size,
+            max_length=min(model.max_length, len(prompt) + max_new), return_scores=True,
+            return_no_speech_prob=True, suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+        )[0]
+        tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+        avg_logprob = float(result.scores[0]) if result.scores else 0.0
+        # Whisper's own silence rule: likely no speech and an unconfident decode.
+        if result.no_speech_prob > 0.6 and avg_logprob < -1.0:
+            tokens = []
+        text = tokenizer.decode(tokens)
+        segment = Segment(id=1, start=0.0, end=round(duration, 3), text=text, tokens=tokens,
+                          avg_logprob=avg_logprob, no_speech_prob=float(result.no_speech_prob))
+        return info, iter([segment] if text.strip() else [])
+
+
+WHISPER_RATE = 16000
 
 
 def _convert(segment: Any) -> Segment:

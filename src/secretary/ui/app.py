@@ -12,22 +12,28 @@ one kept in the cache dir, plus plain HTTP on 127.0.0.1 (browsers treat
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, FastAPI, Request
-from fastapi.responses import FileResponse, Response
+from fastapi import APIRouter, Body, FastAPI, File, Form, Request, UploadFile
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from secretary.config import Settings
+from secretary.conversation import endpointing
+from secretary.conversation.metrics import TurnMetrics
+from secretary.conversation.service import DEFAULT_PORTRAIT as DEFAULT_PORTRAIT_KEY
+from secretary.conversation.service import ConversationService
 from secretary.errors import NotFoundError
 from secretary.ui import tls
 from secretary.ui.engine import ReplyEngine, Turn
 from secretary.ui.service import MAX_REPLY_INPUT_CHARS, UiService
 from secretary.web.app import create_service_app
 from secretary.web.listeners import Listener
+from secretary.web.uploads import read_upload
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +58,15 @@ class ReplyRequest(BaseModel):
     history: list[TurnIn] = Field(default_factory=list, description="Earlier turns, oldest first.")
 
 
+class InterruptRequest(BaseModel):
+    played: float | None = Field(
+        default=None, ge=0, description="Seconds of the reply audio the listener heard.")
+
+
 def build_router(ui: UiService) -> APIRouter:
     router = APIRouter()
     settings, forwarder, replies = ui.settings, ui.forwarder, ui.replies
+    conversation = ui.conversation
 
     @router.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -70,6 +82,9 @@ def build_router(ui: UiService) -> APIRouter:
             "reply": replies.describe(),
             "portrait": f"/static/{DEFAULT_PORTRAIT}",
             "services": {n: u.label for n, u in forwarder.services.items()},
+            "turn": {"avatar": conversation.pipeline.animator is not None,
+                     "fps": settings.conversation.avatar_fps,
+                     "end_of_speech_seconds": settings.conversation.end_of_speech_ms / 1000},
         }
 
     @router.get("/api/status")
@@ -81,6 +96,44 @@ def build_router(ui: UiService) -> APIRouter:
         history = [Turn(t.role, t.content) for t in request.history]
         answer = await ui.reply(request.text, request.language, history)
         return {"text": answer.text, "source": answer.source, "model": answer.model}
+
+    @router.post("/api/portrait")
+    async def portrait(image: Annotated[UploadFile | None, File()] = None) -> dict[str, Any]:
+        """Upload the avatar's portrait once per page session; turns name its key."""
+        return await conversation.add_portrait(await read_upload(image, "image"))
+
+    @router.post("/api/turn")
+    async def turn(
+        audio: Annotated[UploadFile | None, File()] = None,
+        session: Annotated[str, Form()] = "default",
+        portrait: Annotated[str | None, Form()] = DEFAULT_PORTRAIT_KEY,
+        expression: Annotated[str, Form()] = "neutral",
+        intensity: Annotated[float, Form()] = 1.0,
+        language: Annotated[str | None, Form()] = None,
+        voice: Annotated[str | None, Form()] = None,
+    ) -> StreamingResponse:
+        """One spoken turn, streamed: newline-delimited JSON events as they happen."""
+        recording = await read_upload(audio, "audio")
+        started = await conversation.start_turn(
+            recording, session=session, portrait=portrait or None, expression=expression,
+            intensity=intensity, language=language, voice=voice)
+        return StreamingResponse(
+            conversation.ndjson(started), media_type="application/x-ndjson",
+            headers={"Cache-Control": "no-cache", "X-Turn-Id": started.id})
+
+    @router.post("/api/vad")
+    async def vad(request: Request) -> dict[str, Any]:
+        """Silero VAD over the last second of the microphone (16 kHz 16-bit PCM): how much
+        is speech, and how long the silence at its end; Talk mode stops on it."""
+        samples = endpointing.pcm16(await request.body())
+        return (await asyncio.to_thread(endpointing.endpoint, samples)).as_json()
+
+    @router.post("/api/turn/{turn_id}/interrupt")
+    async def interrupt(turn_id: str,
+                        request: Annotated[InterruptRequest | None, Body()] = None
+                        ) -> dict[str, Any]:
+        played = request.played if request is not None else None
+        return conversation.interrupt(turn_id, played)
 
     @router.api_route("/api/{service}/{path:path}", methods=["GET", "POST"],
                       response_class=Response,
@@ -97,9 +150,14 @@ def build_router(ui: UiService) -> APIRouter:
     return router
 
 
-def create_app(settings: Settings | None = None, replies: ReplyEngine | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, replies: ReplyEngine | None = None,
+               conversation: ConversationService | None = None) -> FastAPI:
     settings = settings or Settings()
-    app = create_service_app(UiService(settings, replies), build_router)
+    conversation = conversation or ConversationService(
+        settings, TurnMetrics(), (STATIC / DEFAULT_PORTRAIT).read_bytes())
+    app = create_service_app(UiService(settings, conversation, replies), build_router)
+    # The turn metrics are served with the app's own on /metrics.
+    app.state.metrics.registry.register(_Collected(conversation.metrics))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
@@ -126,3 +184,13 @@ def listeners(settings: Settings) -> list[Listener]:
              "in the browser)%s", found[0].url, cert,
              f", or {found[1].url} on this machine" if len(found) > 1 else "")
     return found
+
+
+class _Collected:
+    """Exposes another registry's metrics through the app's registry."""
+
+    def __init__(self, metrics: TurnMetrics) -> None:
+        self.metrics = metrics
+
+    def collect(self):
+        return self.metrics.registry.collect()

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from secretary.config import Settings
+from secretary.conversation.service import ConversationService
 from secretary.errors import InvalidRequestError
 from secretary.ui.engine import Reply, ReplyEngine, Turn
 from secretary.ui.reply import reply_engine
@@ -23,27 +24,34 @@ MAX_HISTORY_TURNS = 20
 class UiService:
     name = "ui"
     title = "Secretary browser UI"
-    preload = False  # nothing to load
     browser_login = True  # with an API key set, a browser signs in at /login
-    queue = None  # nothing runs here: the work is upstream
+    queue = None  # the gateway's work is upstream; a turn's has its own bound
 
-    def __init__(self, settings: Settings, replies: ReplyEngine | None = None) -> None:
+    def __init__(self, settings: Settings, conversation: ConversationService,
+                 replies: ReplyEngine | None = None) -> None:
         self.settings = settings
         self.forwarder = Forwarder(settings.ui_upstreams(), settings.api_keys)
         self.replies = replies or reply_engine(settings.ui)
+        # The streamed turn (POST /api/turn); its in-process engines load at start-up.
+        self.conversation = conversation
+        self.preload = settings.conversation.preload
         self.created = int(time.time())
 
     def load(self) -> None:
-        pass
+        self.conversation.load()
 
     async def close(self) -> None:
         await self.forwarder.aclose()
+        await self.conversation.aclose()
 
     def model_ids(self) -> tuple[str, ...]:
         return ()
 
     def health(self) -> dict[str, Any]:
-        return {"status": "ok", "service": "ui", "reply": self.replies.describe()}
+        loading = self.preload and not self.conversation.loaded
+        return {"status": "loading" if loading else "ok", "service": "ui",
+                "reply": self.replies.describe(),
+                "conversation": self.conversation.describe()}
 
     async def status(self) -> dict[str, Any]:
         return {"services": await self.forwarder.health(), "reply": self.replies.describe()}

@@ -12,8 +12,17 @@ const state = {
   recorder: null,
   voices: [],
   voicesLoaded: false,
-  linkedVideo: false, // the avatar video follows the reply audio
+  endOfSpeech: 0.5, // seconds of non-speech that end a Talk recording
+  session: newSessionId(), // this page visit: the server keeps the conversation under it
+  portraitKey: null, // the server's key for the current portrait, once uploaded
+  turn: null, // the reply being streamed: {id, abort, player}
 };
+
+function newSessionId() {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
 
 // ---------------------------------------------------------------- requests and messages
 
@@ -101,6 +110,7 @@ async function refreshStatus() {
 }
 
 function showReplySource(reply) {
+  state.replySource = reply && reply.source === "chat" ? reply.model : "read back";
   const badge = document.querySelector('[data-testid="status-reply"]');
   const chat = reply && reply.source === "chat";
   badge.querySelector(".state").textContent = chat ? reply.model : "reads back";
@@ -114,6 +124,9 @@ function onServiceUp(name) {
 }
 
 // ---------------------------------------------------------------- microphone
+
+const VAD_WINDOW_SECONDS = 1.2; // how much of the microphone the voice detector hears
+const VAD_EVERY_MS = 250;
 
 const MIME_TYPES = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/mp4", "audio/webm"];
 
@@ -139,6 +152,70 @@ class MicRecorder {
     this.noise = 0.005;
     this.heard = 0; // seconds of speech so far
     this.lastLoud = 0;
+    // Talk mode asks the server's voice detector (Silero) whether the speaker has finished;
+    // the loudness rule below stays as the fallback.
+    this.vad = autoStop;
+    this.vadBusy = false;
+    this.vadAt = 0;
+    this.vadSpeech = false; // the detector has heard speech in this recording
+    this.tail = []; // the last samples, in blocks, at the context's rate
+    this.tailSamples = 0;
+  }
+
+  async startCapture(source) {
+    try {
+      await this.context.audioWorklet.addModule("/static/capture.js");
+      const node = new AudioWorkletNode(this.context, "secretary-capture");
+      node.port.onmessage = (e) => this.keep(e.data);
+      source.connect(node);
+    } catch (_) {
+      this.vad = false; // no worklets here: the loudness rule alone
+    }
+  }
+
+  keep(block) {
+    this.tail.push(block);
+    this.tailSamples += block.length;
+    const wanted = this.context.sampleRate * VAD_WINDOW_SECONDS;
+    while (this.tail.length > 1 && this.tailSamples - this.tail[0].length >= wanted) {
+      this.tailSamples -= this.tail.shift().length;
+    }
+  }
+
+  // The last second or so as 16 kHz 16-bit PCM (linear interpolation is plenty for a VAD).
+  tailPcm() {
+    const all = new Float32Array(this.tailSamples);
+    let at = 0;
+    for (const block of this.tail) { all.set(block, at); at += block.length; }
+    const step = this.context.sampleRate / 16000;
+    const out = new Int16Array(Math.floor(all.length / step));
+    for (let i = 0; i < out.length; i++) {
+      const x = i * step;
+      const j = Math.floor(x);
+      const v = j + 1 < all.length ? all[j] + (all[j + 1] - all[j]) * (x - j) : all[j];
+      out[i] = Math.max(-32768, Math.min(32767, Math.round(v * 32767)));
+    }
+    return out;
+  }
+
+  async checkEndOfSpeech() {
+    this.vadBusy = true;
+    this.vadAt = performance.now();
+    try {
+      const res = await fetch("/api/vad", {
+        method: "POST", headers: { "Content-Type": "application/octet-stream" }, body: this.tailPcm(),
+      });
+      if (!res.ok) throw new Error(String(res.status));
+      const heard = await res.json();
+      if (heard.speech) this.vadSpeech = true;
+      if (this.vadSpeech && heard.trailing_silence >= state.endOfSpeech && this.media && this.media.state === "recording") {
+        this.stop("vad");
+      }
+    } catch (_) {
+      this.vad = false; // the server has no detector: the loudness rule alone
+    } finally {
+      this.vadBusy = false;
+    }
   }
 
   async start() {
@@ -156,6 +233,7 @@ class MicRecorder {
     this.analyser.fftSize = 2048;
     source.connect(this.analyser);
     this.samples = new Float32Array(this.analyser.fftSize);
+    if (this.vad) await this.startCapture(source);
 
     const mimeType = MIME_TYPES.find((t) => window.MediaRecorder && MediaRecorder.isTypeSupported(t));
     this.media = new MediaRecorder(this.stream, mimeType ? { mimeType } : undefined);
@@ -164,6 +242,7 @@ class MicRecorder {
     this.done = new Promise((resolve) => {
       this.media.onstop = () => resolve(new Blob(chunks, { type: this.media.mimeType }));
     });
+    delete $("recorder").dataset.stoppedBy;
     this.media.start(250);
     this.started = performance.now();
     this.lastTick = this.started;
@@ -201,12 +280,23 @@ class MicRecorder {
       this.noise = this.noise * 0.95 + rms * 0.05;
     }
     const pause = (now - this.lastLoud) / 1000;
-    if (this.autoStop && this.heard > 0.4 && pause > 1.3) this.stop();
-    else if (this.autoStop && this.heard === 0 && elapsed > 12) this.stop();
-    else if (elapsed > this.maxSeconds) this.stop();
+    // While the server's detector answers, it decides; the loudness rule waits longer then.
+    const quiet = this.vad && this.vadSpeech ? 3.0 : 1.3;
+    if (this.autoStop && this.heard > 0.4 && pause > quiet) this.stop("silence");
+    else if (this.autoStop && this.heard === 0 && !this.vadSpeech && elapsed > 12) this.stop("silence");
+    else if (elapsed > this.maxSeconds) this.stop("limit");
+    else if (this.vad && !this.vadBusy && elapsed > 0.3 && now - this.vadAt > VAD_EVERY_MS) this.checkEndOfSpeech();
   }
 
-  stop() {
+  stop(reason = "manual") {
+    if (!this.stoppedBy) {
+      this.stoppedBy = reason;
+      $("recorder").dataset.stoppedBy = reason;
+    }
+    if (!this.stoppedAt) {
+      this.stoppedAt = state.stoppedAt = performance.now();
+      state.speechEndedAt = this.lastLoud || this.stoppedAt;
+    }
     clearInterval(this.timer);
     if (this.media && this.media.state !== "inactive") this.media.stop();
     if (this.stream) this.stream.getTracks().forEach((t) => t.stop());
@@ -262,17 +352,6 @@ async function portraitBlob() {
   return state.portrait;
 }
 
-async function animate(speech) {
-  const portrait = await portraitBlob();
-  const form = new FormData();
-  form.append("source_image", portrait.blob, portrait.name);
-  form.append("audio", speech, "reply.wav");
-  form.append("expression", $("avatar-expression").value);
-  form.append("intensity", $("avatar-intensity").value);
-  form.append("fps", "25");
-  return (await api("/api/avatar/api/animate", { method: "POST", body: form })).blob();
-}
-
 // ---------------------------------------------------------------- the conversation
 
 const STEPS = ["listen", "transcribe", "think", "speak", "animate"];
@@ -311,6 +390,8 @@ function showTranscript(result) {
 }
 
 function clearConversation() {
+  if (state.turn) state.turn.player.stop();
+  $("avatar-canvas").hidden = true;
   $("transcript").textContent = "";
   $("detected-language").textContent = "";
   $("segments").replaceChildren();
@@ -325,47 +406,304 @@ function clearConversation() {
 
 async function fullFlow() {
   if (state.recorder) {
-    state.recorder.stop(); // a second click on Talk ends the recording
+    state.recorder.stop("manual"); // a second click on Talk ends the recording
     return;
   }
   await runFlow(async () => {
-    const heard = await listenAndTranscribe({ autoStop: true });
-    const text = (heard.text || "").trim();
-    if (!text) {
-      STEPS.slice(2).forEach((s) => setStep(s, "skipped"));
-      notify("I didn't catch any words. Try again, a little closer to the microphone.", "info");
-      return;
-    }
-
-    setStep("think", "active");
-    const reply = await (await postJson("/api/reply", {
-      text, language: heard.language, history: state.history.slice(-20),
-    })).json();
-    $("reply-text").textContent = reply.text;
-    $("reply-source").textContent = reply.source === "chat" ? reply.model : "read back";
-    state.history.push({ role: "user", content: text }, { role: "assistant", content: reply.text });
-    setStep("think", "done");
-
-    setStep("speak", "active");
-    const speech = await synthesize({ text: reply.text, language: heard.language });
-    showBlob($("reply-audio"), speech);
-    setStep("speak", "done");
-
-    // Without a face the reply is still worth hearing: an avatar failure only costs the video.
-    let video = null;
-    setStep("animate", "active");
-    showStageStatus("Animating the reply…");
-    try {
-      video = await animate(speech);
-      setStep("animate", "done");
-    } catch (err) {
-      setStep("animate", "failed");
-      notify(`The avatar could not animate the reply: ${err.message}. Playing the voice alone.`);
-    } finally {
-      showStageStatus("");
-    }
-    await playReply(video);
+    setStep("listen", "active");
+    const recording = await recordOnce({ autoStop: true });
+    setStep("listen", "done");
+    await streamTurn(recording);
   });
+}
+
+// The portrait goes to the server once per page visit (and again only if it changes or the
+// server forgot it); turns refer to it by key.
+async function portraitKey() {
+  if (!state.portrait) return "default";
+  if (!state.portraitKey) {
+    const form = new FormData();
+    form.append("image", state.portrait.blob, state.portrait.name);
+    state.portraitKey = (await (await api("/api/portrait", { method: "POST", body: form })).json()).portrait;
+  }
+  return state.portraitKey;
+}
+
+async function postTurn(recording, signal) {
+  for (let attempt = 0; ; attempt++) {
+    const form = new FormData();
+    form.append("audio", recording, `recording.${extensionFor(recording.type)}`);
+    form.append("session", state.session);
+    form.append("portrait", await portraitKey());
+    form.append("expression", $("avatar-expression").value);
+    form.append("intensity", $("avatar-intensity").value);
+    try {
+      return await api("/api/turn", { method: "POST", body: form, signal });
+    } catch (err) {
+      if (err.status === 404 && attempt === 0 && state.portraitKey) { state.portraitKey = null; continue; }
+      throw err;
+    }
+  }
+}
+
+// One turn on the server, streamed: transcript, reply text, audio and avatar frames arrive
+// as events (one JSON object a line) and are shown and played as they come.
+async function streamTurn(recording) {
+  const abort = new AbortController();
+  const player = new ReplyPlayer();
+  const turn = { id: null, abort, player, stopped: false };
+  state.turn = turn;
+  $("stop").disabled = false;
+  setStep("transcribe", "active");
+  try {
+    const res = await postTurn(recording, abort.signal);
+    turn.id = res.headers.get("X-Turn-Id");
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let newline;
+      while ((newline = buffer.indexOf("\n")) >= 0) {
+        const line = buffer.slice(0, newline).trim();
+        buffer = buffer.slice(newline + 1);
+        if (line) onTurnEvent(JSON.parse(line), player);
+      }
+    }
+    player.finish();
+  } catch (err) {
+    if (turn.stopped) return; // the listener pressed Stop
+    if (err.name === "AbortError") return;
+    throw err;
+  } finally {
+    if (state.turn === turn) state.turn = null;
+    $("stop").disabled = true;
+  }
+}
+
+function onTurnEvent(event, player) {
+  switch (event.type) {
+    case "transcript":
+      showTranscript({ text: event.text, language: event.language, segments: [] });
+      setStep("transcribe", "done");
+      setStep("think", "active");
+      break;
+    case "heard_nothing":
+      ["think", "speak", "animate"].forEach((s) => setStep(s, "skipped"));
+      notify(event.message, "info");
+      break;
+    case "reply":
+      $("reply-text").textContent = event.text;
+      $("reply-source").textContent = state.replySource;
+      break;
+    case "sentence":
+      if (event.index === 0) setStep("speak", "active");
+      break;
+    case "audio":
+      setStep("think", "done");
+      player.addAudio(event);
+      break;
+    case "audio_end":
+      setStep("speak", "done");
+      player.endAudio();
+      break;
+    case "frame":
+      if (!player.frames.length) setStep("animate", "active");
+      player.addFrame(event);
+      break;
+    case "error":
+      onTurnError(event);
+      break;
+    case "done":
+      $("reply-source").textContent = state.replySource;
+      showTimings(event.timings || {});
+      if (event.outcome === "completed") {
+        for (const step of ["think", "speak"]) setStep(step, "done");
+        const animate = document.querySelector('#steps li[data-step="animate"]');
+        if (animate.dataset.status === "active") setStep("animate", "done");
+        else if (!animate.dataset.status) setStep("animate", "skipped");
+      }
+      break;
+    default:
+      break; // "turn", and kinds a newer server may add
+  }
+}
+
+const TIMING_NAMES = {
+  transcribe: "transcript", brain_first_token: "first word of the reply",
+  first_sentence: "first sentence", first_audio: "first audio", first_frame: "first avatar frame",
+  total: "whole turn",
+};
+
+// The turn's stage times (seconds from the end of the upload) under "Timings".
+function showTimings(timings) {
+  const list = $("segments");
+  list.replaceChildren();
+  for (const [key, label] of Object.entries(TIMING_NAMES)) {
+    if (timings[key] === undefined) continue;
+    const li = document.createElement("li");
+    const time = document.createElement("time");
+    time.textContent = `${timings[key].toFixed(2)} s`;
+    li.append(time, label);
+    list.append(li);
+  }
+}
+
+const STAGE_STEPS = { transcribe: "transcribe", brain: "think", speech: "speak", avatar: "animate" };
+
+function onTurnError(event) {
+  const step = STAGE_STEPS[event.stage];
+  if (step) setStep(step, "failed");
+  if (event.stage === "avatar") {
+    notify(`The avatar could not animate the reply: ${event.message}. Playing the voice alone.`);
+  } else if (event.stage === "brain") {
+    notify(`The chat model could not answer: ${event.message}`);
+  } else {
+    notify(event.message);
+  }
+}
+
+// Stop while a reply streams: the server stops working on it, the page stops playing it.
+function stopTurn() {
+  const turn = state.turn;
+  if (!turn) return;
+  turn.stopped = true;
+  if (turn.id) {
+    const played = $("reply-audio").currentTime || 0;
+    postJson(`/api/turn/${turn.id}/interrupt`, { played }).catch(() => {});
+  }
+  turn.abort.abort();
+  turn.player.stop();
+}
+
+// ---------------------------------------------------------------- playing a streamed reply
+
+// The reply's MP3 pieces go into a MediaSource behind the reply <audio>, which starts
+// playing with the first piece; avatar frames are drawn on a canvas at the audio's clock.
+class ReplyPlayer {
+  constructor() {
+    this.audio = $("reply-audio");
+    this.canvas = $("avatar-canvas");
+    this.frames = []; // {time, bitmap} in time order, not yet shown
+    this.queue = []; // audio pieces waiting for the SourceBuffer
+    this.pieces = []; // every piece, for the fallback without MediaSource
+    this.ended = false;
+    this.started = false;
+    this.drawn = 0;
+    this.canvas.dataset.frames = "0";
+    this.streaming = window.MediaSource && MediaSource.isTypeSupported("audio/mpeg");
+    unlinkVideo();
+    if (this.streaming) {
+      this.source = new MediaSource();
+      this.opened = new Promise((resolve) => this.source.addEventListener("sourceopen", resolve, { once: true }));
+      showBlob(this.audio, this.source);
+    }
+    this.tick = this.tick.bind(this);
+    this.raf = requestAnimationFrame(this.tick);
+    // How long the listener waited: from the end of the recording to the first sound.
+    delete this.audio.dataset.latency;
+    delete this.audio.dataset.afterSpeech;
+    this.audio.addEventListener("playing", () => {
+      const now = performance.now();
+      if (state.stoppedAt) this.audio.dataset.latency = ((now - state.stoppedAt) / 1000).toFixed(3);
+      if (state.speechEndedAt) this.audio.dataset.afterSpeech = ((now - state.speechEndedAt) / 1000).toFixed(3);
+    }, { once: true });
+  }
+
+  async addAudio(event) {
+    const bytes = Uint8Array.from(atob(event.data), (c) => c.charCodeAt(0));
+    this.pieces.push(bytes);
+    if (!this.streaming) return;
+    await this.opened;
+    if (!this.buffer) {
+      this.buffer = this.source.addSourceBuffer("audio/mpeg");
+      this.buffer.mode = "sequence";
+      this.buffer.addEventListener("updateend", () => this.pump());
+    }
+    this.queue.push(bytes);
+    this.pump();
+    if (!this.started) {
+      this.started = true;
+      this.audio.currentTime = 0;
+      this.audio.play().catch((err) => {
+        if (err.name === "NotAllowedError") notify("The browser blocked autoplay: press play to hear the reply.", "info");
+      });
+    }
+  }
+
+  pump() {
+    if (!this.buffer || this.buffer.updating) return;
+    if (this.queue.length) {
+      this.buffer.appendBuffer(this.queue.shift());
+    } else if (this.ended && this.source.readyState === "open") {
+      this.source.endOfStream();
+    }
+  }
+
+  endAudio() {
+    this.ended = true;
+    if (this.streaming) {
+      this.pump();
+    } else if (this.pieces.length) {
+      showBlob(this.audio, new Blob(this.pieces, { type: "audio/mpeg" }));
+      this.audio.play().catch(() => {});
+    }
+  }
+
+  finish() {
+    if (!this.ended) this.endAudio();
+  }
+
+  addFrame(event) {
+    const bytes = Uint8Array.from(atob(event.data), (c) => c.charCodeAt(0));
+    const decoding = createImageBitmap(new Blob([bytes], { type: "image/jpeg" }));
+    this.framesDecoded = (this.framesDecoded || Promise.resolve()).then(async () => {
+      const bitmap = await decoding; // decoded in parallel, kept in order
+      if (this.stopped) { bitmap.close(); return; }
+      this.frames.push({ time: event.time, bitmap });
+      if (this.drawn === 0) this.draw(this.frames[0]);
+    }).catch(() => {});
+  }
+
+  draw(frame) {
+    const canvas = this.canvas;
+    if (canvas.width !== frame.bitmap.width) canvas.width = frame.bitmap.width;
+    if (canvas.height !== frame.bitmap.height) canvas.height = frame.bitmap.height;
+    canvas.getContext("2d").drawImage(frame.bitmap, 0, 0);
+    this.drawn += 1;
+    canvas.dataset.frames = String(this.drawn);
+    canvas.dataset.time = frame.time.toFixed(3);
+    if (canvas.hidden) {
+      canvas.hidden = false;
+      $("portrait").hidden = true;
+      $("avatar-image").hidden = true;
+    }
+  }
+
+  // Show the latest frame due at the audio's current time; drop the ones it passed.
+  tick() {
+    const now = this.audio.currentTime;
+    let due = null;
+    while (this.frames.length && this.frames[0].time <= now + 0.02) {
+      if (due) due.bitmap.close();
+      due = this.frames.shift();
+    }
+    if (due) {
+      this.draw(due);
+      due.bitmap.close();
+    }
+    if (!this.stopped) this.raf = requestAnimationFrame(this.tick);
+  }
+
+  stop() {
+    this.stopped = true;
+    cancelAnimationFrame(this.raf);
+    this.audio.pause();
+    for (const frame of this.frames) frame.bitmap.close();
+    this.frames = [];
+  }
 }
 
 async function transcribeOnly() {
@@ -413,57 +751,11 @@ function showStageStatus(text) {
 }
 
 function unlinkVideo() {
-  state.linkedVideo = false;
+  $("avatar-canvas").hidden = true;
   const video = $("avatar-video");
   video.pause();
   video.hidden = true;
   $("portrait").hidden = false;
-}
-
-async function playReply(videoBlob) {
-  const audio = $("reply-audio");
-  const video = $("avatar-video");
-  if (videoBlob) {
-    showBlob(video, videoBlob);
-    await new Promise((resolve) => {
-      video.onloadeddata = resolve;
-      video.onerror = resolve;
-    });
-    if (!video.error) {
-      $("avatar-image").hidden = true;
-      $("portrait").hidden = true;
-      video.hidden = false;
-      video.currentTime = 0;
-      state.linkedVideo = true;
-    }
-  }
-  audio.currentTime = 0;
-  try {
-    await audio.play();
-  } catch (err) {
-    if (err.name === "NotAllowedError") notify("The browser blocked autoplay: press play to hear the reply.", "info");
-    else throw err;
-  }
-}
-
-// The video carries the same audio, muted: the audible <audio> leads and the video follows it,
-// so pausing, seeking or replaying the reply keeps the face in sync.
-function linkVideoToAudio() {
-  const audio = $("reply-audio");
-  const video = $("avatar-video");
-  const follow = () => {
-    if (state.linkedVideo && Math.abs(video.currentTime - audio.currentTime) > 0.08) {
-      video.currentTime = audio.currentTime;
-    }
-  };
-  audio.addEventListener("play", () => {
-    if (!state.linkedVideo) return;
-    follow();
-    video.play().catch(() => {});
-  });
-  audio.addEventListener("pause", () => { if (state.linkedVideo) video.pause(); });
-  audio.addEventListener("seeked", follow);
-  audio.addEventListener("timeupdate", follow);
 }
 
 // ---------------------------------------------------------------- text to speech
@@ -607,6 +899,7 @@ function usePortrait(file) {
     return;
   }
   state.portrait = { blob: file, name: file.name };
+  state.portraitKey = null;
   unlinkVideo();
   $("avatar-image").hidden = true;
   showBlob($("portrait"), file);
@@ -615,6 +908,7 @@ function usePortrait(file) {
 
 function useDefaultPortrait() {
   state.portrait = null;
+  state.portraitKey = null;
   unlinkVideo();
   $("avatar-image").hidden = true;
   $("portrait").src = "/static/portrait.png";
@@ -627,13 +921,17 @@ async function init() {
   try {
     const config = await (await api("/api/config")).json();
     state.pollMs = Math.max(500, config.poll_seconds * 1000);
+    if (config.turn) state.endOfSpeech = config.turn.end_of_speech_seconds;
     showReplySource(config.reply);
   } catch (err) {
     notify(err.message);
   }
   $("full-flow").addEventListener("click", fullFlow);
   $("record").addEventListener("click", transcribeOnly);
-  $("stop").addEventListener("click", () => { if (state.recorder) state.recorder.stop(); });
+  $("stop").addEventListener("click", () => {
+    if (state.recorder) state.recorder.stop("manual");
+    else stopTurn();
+  });
   $("tts-speak").addEventListener("click", speakText);
   $("tts-language").addEventListener("change", fillVoices);
   $("tts-speed").addEventListener("input", (e) => { $("tts-speed-value").textContent = `${Number(e.target.value).toFixed(1)}×`; });
@@ -642,7 +940,6 @@ async function init() {
   $("portrait-file").addEventListener("change", (e) => usePortrait(e.target.files[0]));
   $("portrait-reset").addEventListener("click", useDefaultPortrait);
   $("notice-close").addEventListener("click", clearNotice);
-  linkVideoToAudio();
   setBusy(false);
   refreshStatus();
 }

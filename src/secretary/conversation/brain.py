@@ -1,0 +1,205 @@
+"""The reply brain: the transcript read back, or a chat model's answer streamed token by
+token; and the splitter that hands each finished sentence to speech at once.
+
+Any OpenAI-compatible chat API works (llama.cpp's server, Ollama, vLLM, OpenAI): the
+request is the plain ``POST {base}/chat/completions`` with ``stream: true``, read as
+server-sent events with httpx.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from secretary.conversation.stages import Cancel, Heard, StageError
+from secretary.tts.text import split_sentences
+
+_CLAUSE = re.compile(r"[,;:，、；：—]\s")
+
+
+class History:
+    """Bounded conversation history per page session (LRU over sessions)."""
+
+    def __init__(self, max_turns: int, max_sessions: int) -> None:
+        self.max_turns = max_turns
+        self.max_sessions = max_sessions
+        self._sessions: OrderedDict[str, deque[tuple[str, str]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, session: str) -> list[tuple[str, str]]:
+        with self._lock:
+            turns = self._sessions.get(session)
+            if turns is None:
+                return []
+            self._sessions.move_to_end(session)
+            return list(turns)
+
+    def add(self, session: str, user: str, assistant: str) -> None:
+        if self.max_turns == 0:
+            return
+        with self._lock:
+            turns = self._sessions.get(session)
+            if turns is None:
+                turns = self._sessions[session] = deque(maxlen=self.max_turns)
+            turns.append((user, assistant))
+            self._sessions.move_to_end(session)
+            while len(self._sessions) > self.max_sessions:
+                self._sessions.popitem(last=False)
+
+
+class EchoBrain:
+    """Without a chat model, the secretary reads back what it heard."""
+
+    def __init__(self, history: History) -> None:
+        self.history = history
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": "echo", "model": None}
+
+    async def reply(self, session: str, heard: Heard, cancel: Cancel) -> AsyncIterator[str]:
+        yield heard.text
+
+    def remember(self, session: str, user: str, assistant: str) -> None:
+        self.history.add(session, user, assistant)
+
+
+class ChatBrain:
+    """A streamed OpenAI-compatible chat completion."""
+
+    def __init__(self, url: str, model: str, system_prompt: str, history: History, *,
+                 api_key: str | None = None, timeout: float = 120.0,
+                 max_tokens: int | None = None, temperature: float | None = None) -> None:
+        self.base = url.rstrip("/")
+        self.url = self.base + "/chat/completions"
+        self.model = model
+        self.system_prompt = system_prompt
+        self.history = history
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=5.0))
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": "chat", "model": self.model}
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def messages(self, session: str, heard: Heard) -> list[dict[str, str]]:
+        system = self.system_prompt
+        if heard.language:
+            system += f"\nThe user is speaking the language with ISO code {heard.language!r}."
+        messages = [{"role": "system", "content": system}]
+        for user, assistant in self.history.get(session):
+            messages += [{"role": "user", "content": user},
+                         {"role": "assistant", "content": assistant}]
+        messages.append({"role": "user", "content": heard.text})
+        return messages
+
+    def remember(self, session: str, user: str, assistant: str) -> None:
+        self.history.add(session, user, assistant)
+
+    async def reply(self, session: str, heard: Heard, cancel: Cancel) -> AsyncIterator[str]:
+        payload: dict[str, Any] = {"model": self.model, "stream": True,
+                                   "messages": self.messages(session, heard)}
+        if self.max_tokens:
+            payload["max_tokens"] = self.max_tokens
+        if self.temperature is not None:
+            payload["temperature"] = self.temperature
+        where = f"the chat model {self.model!r} at {self.base}"
+        try:
+            async with self.client.stream("POST", self.url, json=payload,
+                                          headers=self.headers) as answer:
+                if answer.status_code != 200:
+                    body = (await answer.aread()).decode("utf-8", "replace")
+                    raise StageError("brain", f"{where} answered HTTP {answer.status_code}: "
+                                     f"{_error_text(body)}", "chat_failed")
+                async for line in answer.aiter_lines():
+                    if cancel:
+                        return
+                    delta = _delta(line)
+                    if delta is _DONE:
+                        return
+                    if delta:
+                        yield delta
+        except httpx.ConnectError as exc:
+            raise StageError("brain", f"{where} is not reachable ({exc}); start it or unset "
+                             "SECRETARY_UI_CHAT_URL", "chat_unreachable") from None
+        except httpx.TimeoutException:
+            raise StageError("brain", f"{where} did not answer in time",
+                             "chat_timeout") from None
+        except httpx.HTTPError as exc:
+            raise StageError("brain", f"{where} broke off its answer ({exc})",
+                             "chat_failed") from None
+
+
+_DONE = object()
+
+
+def _delta(line: str) -> Any:
+    """The text of one server-sent event line ('' for anything else)."""
+    if not line.startswith("data:"):
+        return ""
+    data = line[5:].strip()
+    if data == "[DONE]":
+        return _DONE
+    try:
+        choice = json.loads(data)["choices"][0]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return ""
+    content = (choice.get("delta") or {}).get("content")
+    return content if isinstance(content, str) else ""
+
+
+def _error_text(body: str) -> str:
+    try:
+        error = json.loads(body).get("error")
+        message = error.get("message") if isinstance(error, dict) else error
+        if message:
+            return str(message)
+    except (ValueError, AttributeError):
+        pass
+    return body[:200] or "no body"
+
+
+class SentenceSplitter:
+    """Text deltas in, finished sentences out, as soon as each one is known to be finished
+    (the next one has begun). The first sentence may be cut at a clause past
+    ``first_clause_chars`` so speech starts sooner; later ones are whole."""
+
+    def __init__(self, max_chars: int = 250, first_clause_chars: int = 0) -> None:
+        self.max_chars = max_chars
+        self.first_clause_chars = first_clause_chars
+        self.buffer = ""
+        self.emitted = 0
+
+    def feed(self, delta: str) -> list[str]:
+        self.buffer += delta
+        out: list[str] = []
+        if self.emitted == 0 and self.first_clause_chars:
+            match = next((m for m in _CLAUSE.finditer(self.buffer)
+                          if m.start() >= self.first_clause_chars), None)
+            pieces = split_sentences(self.buffer, self.max_chars)
+            if match is not None and len(pieces) < 2:
+                out.append(self.buffer[:match.end()].strip())
+                self.buffer = self.buffer[match.end():]
+        pieces = split_sentences(self.buffer, self.max_chars)
+        if len(pieces) >= 2:
+            out += pieces[:-1]
+            # The unfinished tail, with the space it ended on (the next word follows it).
+            tail = " " if self.buffer[-1:].isspace() else ""
+            self.buffer = pieces[-1] + tail
+        self.emitted += len(out)
+        return [s for s in out if s]
+
+    def flush(self) -> list[str]:
+        pieces = split_sentences(self.buffer, self.max_chars) if self.buffer.strip() else []
+        self.buffer = ""
+        self.emitted += len(pieces)
+        return pieces

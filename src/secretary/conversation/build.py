@@ -1,0 +1,73 @@
+"""Wiring a pipeline from the settings: each stage in-process or over HTTP."""
+
+from __future__ import annotations
+
+from secretary.config import Settings
+from secretary.conversation.brain import ChatBrain, EchoBrain, History
+from secretary.conversation.metrics import TurnMetrics
+from secretary.conversation.runner import Pipeline, PipelineOptions
+from secretary.conversation.stages import Animator, Brain, Speaker, Transcriber
+from secretary.stt.fastfinal import FastFinalPolicy
+
+
+def build_brain(settings: Settings) -> Brain:
+    ui, conversation = settings.ui, settings.conversation
+    history = History(conversation.history_turns, conversation.max_sessions)
+    if not ui.chat_url:
+        return EchoBrain(history)
+    assert ui.chat_model  # checked by UiSettings
+    key = ui.chat_api_key.get_secret_value() if ui.chat_api_key else None
+    return ChatBrain(ui.chat_url, ui.chat_model, ui.system_prompt, history, api_key=key,
+                     timeout=ui.chat_timeout, max_tokens=conversation.chat_max_tokens,
+                     temperature=conversation.chat_temperature)
+
+
+def build_pipeline(settings: Settings, metrics: TurnMetrics) -> Pipeline:
+    """Engines are imported only for the stages that run here."""
+    conversation, ui = settings.conversation, settings.ui
+    timeout = ui.upstream_timeout
+
+    transcriber: Transcriber
+    if conversation.stage("stt") == "local":
+        from secretary.conversation.local import LocalTranscriber
+        from secretary.stt.models import WhisperModels
+        from secretary.stt.whisper import WhisperEngine
+
+        policy = FastFinalPolicy(enabled=conversation.fast_final,
+                                 min_window=conversation.fast_final_min_window)
+        whisper = WhisperEngine(settings.stt, WhisperModels(settings.models_dir))
+        transcriber = LocalTranscriber(whisper, policy, conversation.beam_size)
+    else:
+        from secretary.conversation.remote import RemoteTranscriber
+
+        transcriber = RemoteTranscriber(ui.stt_url, timeout)
+
+    speaker: Speaker
+    if conversation.stage("tts") == "local":
+        from secretary.conversation.local import LocalSpeaker
+        from secretary.tts.service import TtsService
+
+        speaker = LocalSpeaker(TtsService(settings))
+    else:
+        from secretary.conversation.remote import RemoteSpeaker
+
+        speaker = RemoteSpeaker(ui.tts_url, timeout)
+
+    animator: Animator | None = None
+    fps, size, quality = (conversation.avatar_fps, conversation.avatar_size,
+                          conversation.avatar_jpeg_quality)
+    if conversation.avatar and conversation.stage("avatar") == "local":
+        from secretary.avatar.app import create_engine
+        from secretary.conversation.local import LocalAnimator
+
+        # SECRETARY_AVATAR_ENGINE's engine: mesh warp on a laptop, LivePortrait on a GPU.
+        animator = LocalAnimator(create_engine(settings), fps, size, quality)
+    elif conversation.avatar:
+        from secretary.conversation.remote import RemoteAnimator
+
+        animator = RemoteAnimator(ui.avatar_url, timeout, fps, size, quality)
+
+    options = PipelineOptions(sentence_pause=conversation.sentence_pause_ms / 1000,
+                              max_sentence_chars=settings.tts.max_sentence_chars,
+                              first_clause_chars=conversation.first_clause_chars)
+    return Pipeline(transcriber, build_brain(settings), speaker, animator, metrics, options)

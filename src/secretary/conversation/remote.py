@@ -1,0 +1,201 @@
+"""The stages over HTTP: the speech and avatar services elsewhere (a GPU box, replicas
+behind a load balancer), called with their public APIs.
+
+Speech comes back as streamed 16-bit PCM, so the first sentence's audio is passed on as it
+arrives. The avatar service answers a clip with an MP4; its frames are decoded and sent
+on with their times, so both kinds of avatar stage give the runner the same frames.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import av
+import cv2
+import httpx
+import numpy as np
+
+from secretary import audio
+from secretary.conversation.blocking import Lane, check
+from secretary.conversation.stages import Cancel, Frame, Heard, Look, Speech, StageError
+from secretary.ui.upstream import client_ssl_context
+
+_ANIMATE_RATE = 24000  # the avatar service's audio track rate
+
+
+def _client(timeout: float) -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=5.0),
+                             verify=client_ssl_context())
+
+
+def _failure(stage: str, label: str, url: str, exc: Exception) -> StageError:
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return StageError(stage, f"the {label} service at {url} is not reachable ({exc})",
+                          "upstream_unavailable")
+    if isinstance(exc, httpx.TimeoutException):
+        return StageError(stage, f"the {label} service at {url} did not answer in time",
+                          "upstream_timeout")
+    return StageError(stage, f"the {label} service at {url} gave a broken answer ({exc})",
+                      "bad_gateway")
+
+
+def _error_message(answer: httpx.Response) -> str:
+    try:
+        return str(answer.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return answer.text[:200] or f"HTTP {answer.status_code}"
+
+
+class RemoteTranscriber:
+    def __init__(self, url: str, timeout: float) -> None:
+        self.url = url.rstrip("/")
+        self.client = _client(timeout)
+
+    def describe(self) -> dict[str, Any]:
+        return {"where": self.url}
+
+    def load(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def transcribe(self, samples: np.ndarray, language: str | None,
+                         cancel: Cancel) -> Heard:
+        # 16-bit PCM is what the service's decoder would make of any upload: the model sees
+        # the same samples as in-process.
+        wav = audio.encode(samples, audio.WHISPER_SAMPLE_RATE, "wav")
+        # ``final``: the service's fitted window for a whole short utterance.
+        data = {"final": "true", **({"language": language} if language else {})}
+        try:
+            answer = await self.client.post(
+                f"{self.url}/transcribe", files={"file": ("speech.wav", wav, "audio/wav")},
+                data=data)
+        except httpx.HTTPError as exc:
+            raise _failure("transcribe", "speech-to-text", self.url, exc) from None
+        if answer.status_code != 200:
+            raise StageError("transcribe", f"the speech-to-text service at {self.url} "
+                             f"answered {answer.status_code}: {_error_message(answer)}",
+                             "bad_gateway")
+        body = answer.json()
+        return Heard(text=str(body.get("text", "")).strip(), language=body.get("language", ""),
+                     language_probability=float(body.get("language_probability", 0.0)),
+                     duration=float(body.get("duration", len(samples) / 16000)),
+                     window=int(body.get("window", 30)))
+
+
+class RemoteSpeaker:
+    def __init__(self, url: str, timeout: float) -> None:
+        self.url = url.rstrip("/")
+        self.client = _client(timeout)
+
+    def describe(self) -> dict[str, Any]:
+        return {"where": self.url}
+
+    def load(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def speak(self, text: str, language: str, voice: str | None,
+                    cancel: Cancel) -> AsyncIterator[tuple[np.ndarray, int]]:
+        body: dict[str, Any] = {"text": text, "language": language, "format": "pcm",
+                                "stream": True}
+        if voice:
+            body["voice"] = voice
+        try:
+            async with self.client.stream("POST", f"{self.url}/synthesize",
+                                          json=body) as answer:
+                if answer.status_code != 200:
+                    await answer.aread()
+                    raise StageError("speech", f"the text-to-speech service at {self.url} "
+                                     f"answered {answer.status_code}: "
+                                     f"{_error_message(answer)}", "bad_gateway")
+                rate = int(answer.headers.get("x-sample-rate", "22050"))
+                # Network reads split the audio anywhere; pass it on in pieces of at least
+                # a quarter second (whole samples), which the avatar can animate.
+                piece = int(rate * 0.25) * 2
+                buffered = b""
+                async for data in answer.aiter_bytes():
+                    if cancel:
+                        return
+                    buffered += data
+                    if len(buffered) >= piece:
+                        usable = len(buffered) - len(buffered) % 2
+                        yield _pcm(buffered[:usable]), rate
+                        buffered = buffered[usable:]
+                if len(buffered) >= 2:
+                    yield _pcm(buffered[: len(buffered) - len(buffered) % 2]), rate
+        except httpx.HTTPError as exc:
+            raise _failure("speech", "text-to-speech", self.url, exc) from None
+
+
+def _pcm(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, "<i2").astype(np.float32) / 32768
+
+
+class RemoteAnimator:
+    def __init__(self, url: str, timeout: float, fps: int, size: int,
+                 jpeg_quality: int) -> None:
+        self.url = url.rstrip("/")
+        self.client = _client(timeout)
+        self.fps = fps
+        self.size = size
+        self.jpeg_quality = jpeg_quality
+        self.lane = Lane("avatar-decode")
+
+    def describe(self) -> dict[str, Any]:
+        return {"where": self.url, "fps": self.fps, "size": self.size}
+
+    def load(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def prepare(self, portrait: bytes) -> str:
+        # A small render checks the photo holds a face (the service caches its analysis).
+        try:
+            answer = await self.client.post(
+                f"{self.url}/api/render", files={"source_image": ("portrait", portrait)},
+                data={"size": "64"})
+        except httpx.HTTPError as exc:
+            raise _failure("avatar", "avatar", self.url, exc) from None
+        if answer.status_code != 200:
+            raise StageError("avatar", _error_message(answer), "portrait_rejected")
+        return "remote"
+
+    async def frames(self, look: Look, speech: Speech, cancel: Cancel) -> AsyncIterator[Frame]:
+        if speech.duration < 1 / self.fps:
+            return  # shorter than a frame: nothing to show
+        samples = audio.resample(speech.samples, speech.sample_rate, _ANIMATE_RATE)
+        wav = audio.encode(samples, _ANIMATE_RATE, "wav")
+        form = {"fps": str(self.fps), "size": str(self.size), "expression": look.expression,
+                "intensity": str(look.intensity)}
+        try:
+            answer = await self.client.post(
+                f"{self.url}/api/animate", data=form,
+                files={"source_image": ("portrait", look.photo),
+                       "audio": ("speech.wav", wav, "audio/wav")})
+        except httpx.HTTPError as exc:
+            raise _failure("avatar", "avatar", self.url, exc) from None
+        if answer.status_code != 200:
+            raise StageError("avatar", f"the avatar service at {self.url} answered "
+                             f"{answer.status_code}: {_error_message(answer)}", "bad_gateway")
+        video = answer.content
+        async for frame in self.lane.iterate(lambda: self._decode(video, speech, cancel),
+                                             cancel):
+            yield frame
+
+    def _decode(self, video: bytes, speech: Speech, cancel: Cancel) -> Iterator[Frame]:
+        params = [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality]
+        with av.open(io.BytesIO(video)) as container:
+            for index, frame in enumerate(container.decode(video=0)):
+                check(cancel)
+                ok, buffer = cv2.imencode(".jpg", frame.to_ndarray(format="bgr24"), params)
+                if ok:
+                    yield Frame(buffer.tobytes(), speech.start + index / self.fps,
+                                speech.sentence)
