@@ -133,9 +133,8 @@ class SttService(EngineService):
             options = replace(options, temperature=0.0)
             # Only Whisper encodes in fixed windows; other engines decode the clip as it is.
             policy = FastFinalPolicy(enabled=self.engine.name == "faster-whisper")
-            return await self.queue.run(
-                lambda: final_transcript(self.engine, decoded.samples, options, policy),
-                ticket=ticket)
+            return await self.queue.run(final_transcript, self.engine, decoded.samples,
+                                        options, policy, ticket=ticket)
 
     async def stream_text(self, data: bytes, options: TranscriptionOptions
                           ) -> AsyncIterator[str]:
