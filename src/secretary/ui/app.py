@@ -102,7 +102,12 @@ def build_router(ui: UiService) -> APIRouter:
         """Upload the avatar's portrait once per page session; turns name its key."""
         return await conversation.add_portrait(await read_upload(image, "image"))
 
-    @router.post("/api/turn")
+    @router.post("/api/turn", response_class=StreamingResponse, responses={200: {
+        "description": "The turn's events, one JSON object a line, as they happen",
+        "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
+        404: {"description": "The portrait key is not known here: upload it again",
+              "content": {"application/json": {
+                  "schema": {"$ref": "#/components/schemas/Error"}}}}})
     async def turn(
         audio: Annotated[UploadFile | None, File()] = None,
         session: Annotated[str, Form()] = "default",
@@ -135,7 +140,9 @@ def build_router(ui: UiService) -> APIRouter:
         played = request.played if request is not None else None
         return conversation.interrupt(turn_id, played)
 
-    @router.post("/api/realtime/calls")
+    @router.post("/api/realtime/calls", response_class=Response, status_code=201, responses={
+        201: {"description": "The realtime service's SDP answer",
+              "content": {"application/sdp": {"schema": {"type": "string"}}}}})
     async def live_call(request: Request) -> Response:
         """Live mode's WebRTC signalling: the page's SDP offer goes to the realtime service
         and its answer comes back, so the page talks only to this origin (media then flows
@@ -145,10 +152,14 @@ def build_router(ui: UiService) -> APIRouter:
             request.url.query)
         return Response(body, status_code=status, media_type=media_type, headers=headers)
 
-    @router.api_route("/api/{service}/{path:path}", methods=["GET", "POST"],
-                      response_class=Response,
-                      responses={200: {"description": "The service's answer, as it sent it",
-                                       "content": {"*/*": {}}}})
+    relayed = {200: {"description": "The service's answer, as it sent it",
+                     "content": {"*/*": {}}}}
+
+    # One route per method, so each has its own OpenAPI operation id.
+    @router.get("/api/{service}/{path:path}", response_class=Response, responses=relayed,
+                operation_id="forward_get")
+    @router.post("/api/{service}/{path:path}", response_class=Response, responses=relayed,
+                 operation_id="forward_post")
     async def forward(service: str, path: str, request: Request) -> Response:
         return await forwarder.forward(service, path, request)
 

@@ -76,6 +76,10 @@ class UiService:
 
         from secretary.ui.upstream import http_failure
 
+        if not content_type.startswith("multipart/") and not sdp.lstrip().startswith(b"v="):
+            # Refused here, so a malformed offer never costs the realtime service a call.
+            raise InvalidRequestError("the body must be a WebRTC SDP offer (application/sdp, "
+                                      "starting with v=0)", param="sdp")
         base = (self.settings.ui.realtime_url or self.settings.local_url("realtime")).rstrip("/")
         try:
             answer = await self.forwarder.client.post(
