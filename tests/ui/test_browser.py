@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import httpx
 import numpy as np
 import pytest
@@ -30,6 +31,8 @@ from secretary.tts.app import create_app as create_tts_app
 from secretary.ui.app import create_app as create_ui_app
 from tests.helpers import FACES, SPEECH, free_port, needs, reference_text, running_server, wer
 from tests.ui.support import ui_settings
+
+PORTRAIT = FACES / "pexels_woman_neutral.jpg"
 
 # Read at import: the session fixture in conftest.py clears SECRETARY_* variables later.
 CHROMIUM = Path(os.environ.get("SECRETARY_TEST_CHROMIUM", "/usr/bin/chromium"))
@@ -164,12 +167,25 @@ def screenshot_dir(tmp_path: Path) -> Path:
 
 
 def _page(browser, url: str):
-    # bypass_csp: Playwright's own helpers evaluate strings, which the page's CSP forbids.
-    context = browser.new_context(ignore_https_errors=True, bypass_csp=True,
+    # The page's own Content Security Policy applies: the tests wait on functions (no
+    # string evaluation) and read media the way a person can (the download link, the
+    # picture as drawn), since the policy's connect-src 'self' forbids fetch() of blob: URLs.
+    context = browser.new_context(ignore_https_errors=True, accept_downloads=True,
                                   viewport={"width": 1280, "height": 900})
     page = context.new_page()
+    # The page's own code must keep to its policy too: every violation is reported on the
+    # console, and ``_close`` fails the test on any.
+    page.csp_violations = []
+    page.on("console", lambda message: page.csp_violations.append(message.text)
+            if "Content Security Policy" in message.text else None)
     page.goto(url)
     return page
+
+
+def _close(page) -> None:
+    violations = list(page.csp_violations)
+    page.context.close()
+    assert not violations, violations
 
 
 def _media(page, testid: str) -> dict:
@@ -192,16 +208,26 @@ def _hear(stack: Stack, wav: bytes) -> dict:
     return response.json()
 
 
-def _blob_bytes(page, testid: str) -> bytes:
-    encoded = page.evaluate(
-        """async (id) => {
-        const src = document.querySelector(`[data-testid="${id}"]`).src;
-        const bytes = new Uint8Array(await (await fetch(src)).arrayBuffer());
-        let text = ""; for (const b of bytes) text += String.fromCharCode(b);
-        return btoa(text); }""",
+def _downloaded(page, testid: str) -> bytes:
+    """What the page's download link saves (a blob: URL), captured as a download."""
+    with page.expect_download() as download:
+        page.get_by_test_id(testid).click()
+    return Path(download.value.path()).read_bytes()
+
+
+def _drawn_image(page, testid: str) -> np.ndarray:
+    """The picture an <img> shows, as BGR pixels: drawn onto a canvas in the page and read
+    back as PNG (a blob: image drawn by its own origin leaves the canvas readable)."""
+    url = page.evaluate(
+        """(id) => { const img = document.querySelector(`[data-testid="${id}"]`);
+        const canvas = document.createElement("canvas");
+        canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+        canvas.getContext("2d").drawImage(img, 0, 0);
+        return canvas.toDataURL("image/png"); }""",
         testid,
     )
-    return base64.b64decode(encoded)
+    png = base64.b64decode(url.split(",", 1)[1])
+    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
 
 
 def _expect_badges(page, states: dict[str, str], timeout: float = 60_000) -> None:
@@ -220,7 +246,7 @@ def test_full_flow_speaks_back_with_a_talking_avatar(stack: Stack, browser,
     from playwright.sync_api import expect
 
     page = _page(browser, stack.https_url)  # HTTPS with the self-signed certificate
-    assert page.evaluate("window.isSecureContext")
+    assert page.evaluate("() => window.isSecureContext")
     _expect_badges(page, {"stt": "up", "tts": "up", "avatar": "up"})
     turns: list = []
     page.on("response", lambda r: turns.append(r) if r.url.endswith("/api/turn") else None)
@@ -228,7 +254,7 @@ def test_full_flow_speaks_back_with_a_talking_avatar(stack: Stack, browser,
     page.get_by_test_id("full-flow").click()
     # The level meter follows the microphone while the clip plays.
     page.wait_for_function(
-        "Number(document.querySelector('[data-testid=mic-level]').dataset.level) > 0.4",
+        "() => Number(document.querySelector('[data-testid=mic-level]').dataset.level) > 0.4",
         timeout=20_000)
     expect(page.get_by_test_id("transcript")).not_to_be_empty(timeout=120_000)
     # The server's voice detector heard the speaker finish (not the 1.3 s loudness rule).
@@ -241,7 +267,7 @@ def test_full_flow_speaks_back_with_a_talking_avatar(stack: Stack, browser,
 
     # The reply plays in the reply <audio>, fed piece by piece; the face moves with it.
     page.wait_for_function(
-        "document.querySelector('[data-testid=reply-audio]').currentTime > 0.8",
+        "() => document.querySelector('[data-testid=reply-audio]').currentTime > 0.8",
         timeout=120_000)
     canvas = page.get_by_test_id("avatar-canvas")
     expect(canvas).to_be_visible()
@@ -264,7 +290,7 @@ def test_full_flow_speaks_back_with_a_talking_avatar(stack: Stack, browser,
 
     speech = _media(page, "reply-audio")
     page.wait_for_function(
-        "document.querySelector('[data-testid=reply-audio]').ended", timeout=60_000)
+        "() => document.querySelector('[data-testid=reply-audio]').ended", timeout=60_000)
     for step in ("listen", "transcribe", "think", "speak", "animate"):
         expect(page.locator(f'#steps li[data-step="{step}"]')).to_have_attribute(
             "data-status", "done")
@@ -278,7 +304,7 @@ def test_full_flow_speaks_back_with_a_talking_avatar(stack: Stack, browser,
     played = _hear(stack, mp3)
     assert wer(transcript, played["text"], "en") <= 0.25, played["text"]
     assert abs(speech["duration"] - audio.decode(mp3).duration) < 0.3
-    page.context.close()
+    _close(page)
 
 
 @needs_chromium
@@ -291,7 +317,7 @@ def test_speech_to_text_only_with_record_and_stop(stack: Stack, browser) -> None
     page.get_by_test_id("record").click()
     expect(page.get_by_test_id("stop")).to_be_enabled(timeout=10_000)
     page.wait_for_function(
-        "Number(document.querySelector('[data-testid=mic-level]').dataset.level) > 0.4",
+        "() => Number(document.querySelector('[data-testid=mic-level]').dataset.level) > 0.4",
         timeout=20_000)
     page.wait_for_timeout(7_500)  # the clip is 6.4 s; this mode records until Stop
     page.get_by_test_id("stop").click()
@@ -303,7 +329,7 @@ def test_speech_to_text_only_with_record_and_stop(stack: Stack, browser) -> None
     assert segments.count() >= 1
     assert " s" in segments.first.locator("time").text_content()  # timings shown
     expect(page.get_by_test_id("reply-text")).to_be_empty()  # transcription only
-    page.context.close()
+    _close(page)
 
 
 @needs_chromium
@@ -317,11 +343,13 @@ def test_text_to_speech_only(stack: Stack, browser) -> None:
     page.get_by_test_id("tts-language").select_option("en")
     page.get_by_test_id("tts-speak").click()
     page.wait_for_function(
-        "document.querySelector('[data-testid=tts-audio]').currentTime > 0.5", timeout=60_000)
+        "() => document.querySelector('[data-testid=tts-audio]').currentTime > 0.5", timeout=60_000)
     played = _media(page, "tts-audio")
     assert 1.5 < played["duration"] < 10
     assert page.get_by_test_id("tts-download").get_attribute("href").startswith("blob:")
-    heard = _hear(stack, _blob_bytes(page, "tts-audio"))
+    saved = _downloaded(page, "tts-download")
+    assert saved.startswith(b"RIFF")  # the WAV the page asked for
+    heard = _hear(stack, saved)
     assert wer(text, heard["text"], "en") <= 0.25, heard["text"]
 
     # German goes to another engine; the page only names the language.
@@ -329,11 +357,11 @@ def test_text_to_speech_only(stack: Stack, browser) -> None:
     page.get_by_test_id("tts-text").fill("Guten Morgen, Ihr Termin ist um neun Uhr.")
     page.get_by_test_id("tts-speak").click()
     page.wait_for_function(
-        "(() => { const a = document.querySelector('[data-testid=tts-audio]');"
-        " return a.src.startsWith('blob:') && a.currentTime > 0.3 && a.duration > 1; })()",
+        "() => { const a = document.querySelector('[data-testid=tts-audio]');"
+        " return a.src.startsWith('blob:') && a.currentTime > 0.3 && a.duration > 1; }",
         timeout=60_000)
     expect(page.get_by_test_id("notice")).to_be_hidden()
-    page.context.close()
+    _close(page)
 
 
 @needs_chromium
@@ -344,16 +372,25 @@ def test_avatar_mode_with_an_uploaded_portrait(stack: Stack, browser) -> None:
     _expect_badges(page, {"avatar": "up"})
     # The expression list comes from the avatar service.
     page.wait_for_function(
-        "document.querySelectorAll('[data-testid=avatar-expression] option').length >= 5")
-    page.get_by_test_id("avatar-upload").set_input_files(str(FACES / "pexels_woman_neutral.jpg"))
+        "() => document.querySelectorAll('[data-testid=avatar-expression] option').length >= 5")
+    page.get_by_test_id("avatar-upload").set_input_files(str(PORTRAIT))
     page.get_by_test_id("avatar-expression").select_option("surprised")
     page.get_by_test_id("avatar-render").click()
     image = page.get_by_test_id("avatar-image")
     expect(image).to_be_visible(timeout=60_000)
     page.wait_for_function(
-        "document.querySelector('[data-testid=avatar-image]').naturalWidth > 100")
-    rendered = _blob_bytes(page, "avatar-image")
-    assert rendered.startswith(b"\x89PNG")  # the uploaded photo, rendered by the service
+        "() => document.querySelector('[data-testid=avatar-image]').naturalWidth > 100")
+    shown = _drawn_image(page, "avatar-image")
+    # The uploaded photo, rendered by the service: the same pixels as asking it directly.
+    intensity = page.get_by_test_id("avatar-intensity").input_value()
+    direct = httpx.post(f"{stack.service_urls['avatar']}/api/render", timeout=120,
+                        files={"source_image": ("p.jpg", PORTRAIT.read_bytes())},
+                        data={"expression": "surprised", "intensity": intensity,
+                              "format": "png"})
+    assert direct.status_code == 200, direct.text
+    expected = cv2.imdecode(np.frombuffer(direct.content, np.uint8), cv2.IMREAD_COLOR)
+    assert shown.shape == expected.shape
+    assert np.abs(shown.astype(int) - expected).max() <= 2  # colour handling may round
     expect(page.get_by_test_id("notice")).to_be_hidden()
 
     # A photo without a face: the service's 422 message reaches the person.
@@ -362,7 +399,7 @@ def test_avatar_mode_with_an_uploaded_portrait(stack: Stack, browser) -> None:
     expect(page.get_by_test_id("notice-text")).to_contain_text("face", timeout=60_000)
     page.get_by_test_id("avatar-default").click()
     expect(page.get_by_test_id("portrait")).to_have_attribute("src", "/static/portrait.png")
-    page.context.close()
+    _close(page)
 
 
 @needs_chromium
@@ -399,7 +436,7 @@ def test_stopped_service_shows_down_and_a_clear_message(browser, cache_dir: Path
                 "speech-to-text service", timeout=60_000)
             expect(page.locator('#steps li[data-step="transcribe"]')).to_have_attribute(
                 "data-status", "failed")
-            page.context.close()
+            _close(page)
     finally:
         if tts_server is not None:
             tts_server.__exit__(None, None, None)
@@ -423,7 +460,7 @@ def test_an_unreachable_chat_model_is_named_on_the_page(browser, cache_dir: Path
         expect(page.locator('#steps li[data-step="think"]')).to_have_attribute(
             "data-status", "failed")
         expect(page.get_by_test_id("full-flow")).to_be_enabled()
-        page.context.close()
+        _close(page)
 
 
 def _trimmed(samples: np.ndarray) -> np.ndarray:
@@ -464,7 +501,7 @@ def test_stop_during_the_reply_stops_it_here_and_on_the_server(
             page = _page(browser, ui_url)
             page.get_by_test_id("full-flow").click()
             page.wait_for_function(
-                "document.querySelector('[data-testid=reply-audio]').currentTime > 0.3",
+                "() => document.querySelector('[data-testid=reply-audio]').currentTime > 0.3",
                 timeout=120_000)
             page.get_by_test_id("stop").click()
             expect(page.get_by_test_id("stop")).to_be_disabled()
@@ -480,7 +517,7 @@ def test_stop_during_the_reply_stops_it_here_and_on_the_server(
                           if line.startswith("secretary_turn_frames_total "))
             assert frames < 15 * 60  # the whole reply's frames were not rendered
             expect(page.get_by_test_id("notice")).to_be_hidden()
-            page.context.close()
+            _close(page)
     finally:
         browser.close()
 
@@ -502,7 +539,7 @@ def test_denied_microphone_gets_a_clear_message(playwright, cache_dir: Path) -> 
             expect(page.locator('#steps li[data-step="listen"]')).to_have_attribute(
                 "data-status", "failed")
             expect(page.get_by_test_id("full-flow")).to_be_enabled()
-            assert page.evaluate("document.body.dataset.busy") == "false"
+            assert page.evaluate("() => document.body.dataset.busy") == "false"
     finally:
         browser.close()
 
