@@ -32,16 +32,13 @@ from secretary.avatar.engine import (
 )
 from secretary.avatar.landmarks import Landmarker
 from secretary.avatar.models import FaceLandmarkerModel
+from secretary.avatar.variants import cached_source, cached_variant
 from secretary.config import AvatarSettings
 from secretary.errors import (
     InvalidRequestError,
-    NotFoundError,
     UnprocessableError,
     UnsupportedMediaError,
 )
-
-# Sizes a source keeps ready at once (a client usually asks for one or two).
-_SIZES_PER_SOURCE = 3
 
 
 @dataclass
@@ -179,32 +176,13 @@ class MeshWarpEngine:
         )
 
     def _source(self, key: str) -> _Source:
-        with self._lock:
-            source = self._sources.get(key)
-            if source is None:
-                raise NotFoundError(f"source {key!r} is not prepared (or left the cache)")
-            self._sources.move_to_end(key)
-            return source
+        return cached_source(self._sources, self._lock, key)
 
     def _variant(self, source: _Source, size: int | None) -> _Variant:
-        height, width = source.image.shape[:2]
-        longest = max(width, height)
-        size = longest if size is None else int(size)
-        with source.lock:
-            variant = source.variants.get(size)
-            if variant is not None:
-                source.variants.move_to_end(size)
-                return variant
-            factor = size / longest
-            dims = (max(1, round(width * factor)), max(1, round(height * factor)))
-            interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
-            image = cv2.resize(source.image, dims, interpolation=interpolation)
-            variant = self._make_variant(image, source.points * np.float32(factor), factor,
-                                         source.frame)
-            source.variants[size] = variant
-            while len(source.variants) > _SIZES_PER_SOURCE:
-                source.variants.popitem(last=False)
-            return variant
+        return cached_variant(
+            source.image, source.variants, source.lock, size,
+            lambda image, factor, _dims: self._make_variant(
+                image, source.points * np.float32(factor), factor, source.frame))
 
     # ------------------------------------------------------------------ rendering
     def displacement(self, source: _Source, pose: Pose) -> np.ndarray:

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from secretary.avatar.engine import EXPRESSIONS, VISEMES, FaceBox, Pose, Rendered, SourceInfo
@@ -31,11 +30,11 @@ from secretary.avatar.landmarks import Landmarker
 from secretary.avatar.liveportrait import crop as cropping
 from secretary.avatar.liveportrait.models import LivePortraitModels
 from secretary.avatar.meshwarp import decode_image
+from secretary.avatar.variants import cached_source, cached_variant
 from secretary.config import AvatarSettings
 from secretary.errors import (
     InvalidRequestError,
     ModelUnavailableError,
-    NotFoundError,
     UnprocessableError,
 )
 
@@ -44,7 +43,6 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = "pip install 'secretary[liveportrait]'"
 # A failed load is not retried on every request (each retry may wait on the network).
 _RETRY_SECONDS = 30.0
-_SIZES_PER_SOURCE = 3
 
 
 @dataclass
@@ -218,32 +216,14 @@ class LivePortraitEngine:
         return _Variant(paste, FaceBox(x0, y0, x1 - x0, y1 - y0))
 
     def _source(self, key: str) -> _Source:
-        with self._lock:
-            source = self._sources.get(key)
-            if source is None:
-                raise NotFoundError(f"source {key!r} is not prepared (or left the cache)")
-            self._sources.move_to_end(key)
-            return source
+        return cached_source(self._sources, self._lock, key)
 
     def _variant(self, source: _Source, size: int | None) -> _Variant:
         height, width = source.image.shape[:2]
-        longest = max(width, height)
-        size = longest if size is None else int(size)
-        with source.lock:
-            variant = source.variants.get(size)
-            if variant is not None:
-                source.variants.move_to_end(size)
-                return variant
-            factor = size / longest
-            dims = (max(1, round(width * factor)), max(1, round(height * factor)))
-            interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
-            image = cv2.resize(source.image, dims, interpolation=interpolation)
-            variant = self._make_variant(image, cropping.resize_matrix(width, height, *dims)
-                                         @ source.to_photo)
-            source.variants[size] = variant
-            while len(source.variants) > _SIZES_PER_SOURCE:
-                source.variants.popitem(last=False)
-            return variant
+        return cached_variant(
+            source.image, source.variants, source.lock, size,
+            lambda image, _factor, dims: self._make_variant(
+                image, cropping.resize_matrix(width, height, *dims) @ source.to_photo))
 
     # ------------------------------------------------------------------ rendering
     def render(self, key: str, pose: Pose, size: int | None = None) -> Rendered:
