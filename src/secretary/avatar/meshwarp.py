@@ -32,11 +32,16 @@ from secretary.avatar.engine import (
 )
 from secretary.avatar.landmarks import Landmarker
 from secretary.avatar.models import FaceLandmarkerModel
-from secretary.avatar.variants import cached_source, cached_variant
+from secretary.avatar.variants import (
+    cached_source,
+    cached_variant,
+    find_face,
+    remember,
+    remembered,
+)
 from secretary.config import AvatarSettings
 from secretary.errors import (
     InvalidRequestError,
-    UnprocessableError,
     UnsupportedMediaError,
 )
 
@@ -128,21 +133,13 @@ class MeshWarpEngine:
     # ------------------------------------------------------------------ analysis
     def prepare(self, image_bytes: bytes) -> SourceInfo:
         key = hashlib.sha256(image_bytes).hexdigest()
-        with self._lock:
-            cached = self._sources.get(key)
-            if cached is not None:
-                self._sources.move_to_end(key)
-                return cached.info
+        cached = remembered(self._sources, self._lock, key)
+        if cached is not None:
+            return cached.info
         self.load()
         started = time.perf_counter()
         image = decode_image(image_bytes, self.settings.max_side)
-        found = self._landmarker.detect(image)  # type: ignore[union-attr]
-        if found is None:
-            raise UnprocessableError(
-                "source_image: no face was found in this image; send a photo in which one "
-                "face is clearly visible",
-                param="source_image",
-            )
+        found = find_face(self._landmarker, image)  # type: ignore[arg-type]
         points = found.points
         frame = facemesh.FaceFrame.from_points(points)
         uv = frame.to_uv(points[:, :2].astype(np.float64))
@@ -160,10 +157,7 @@ class MeshWarpEngine:
         )
         source = _Source(info, image, points, frame, bases)
         source.variants[max(width, height)] = variant
-        with self._lock:
-            self._sources[key] = source
-            while len(self._sources) > self.settings.cache_size:
-                self._sources.popitem(last=False)
+        remember(self._sources, self._lock, key, source, self.settings.cache_size)
         return info
 
     @staticmethod

@@ -11,7 +11,8 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-from secretary.errors import NotFoundError
+from secretary.avatar.landmarks import FaceLandmarks, Landmarker
+from secretary.errors import NotFoundError, UnprocessableError
 
 # Output sizes kept per photo: a page asks for one or two, so more would only hold memory.
 SIZES_PER_SOURCE = 3
@@ -51,3 +52,33 @@ def cached_variant(image: np.ndarray, variants: OrderedDict[int, V], lock: threa
         while len(variants) > SIZES_PER_SOURCE:
             variants.popitem(last=False)
         return variant
+
+
+def remembered(sources: OrderedDict[str, S], lock: threading.Lock, key: str) -> S | None:
+    """The photo prepared under ``key`` if it is still cached (marked as recently used)."""
+    with lock:
+        source = sources.get(key)
+        if source is not None:
+            sources.move_to_end(key)
+        return source
+
+
+def remember(sources: OrderedDict[str, S], lock: threading.Lock, key: str, source: S,
+             limit: int) -> None:
+    """Cache a prepared photo, dropping the least recently used beyond ``limit``."""
+    with lock:
+        sources[key] = source
+        while len(sources) > limit:
+            sources.popitem(last=False)
+
+
+def find_face(landmarker: Landmarker, image: np.ndarray) -> FaceLandmarks:
+    """The face the landmarker finds in a source photo, or the 422 that says there is none."""
+    found = landmarker.detect(image)
+    if found is None:
+        raise UnprocessableError(
+            "source_image: no face was found in this image; send a photo in which one "
+            "face is clearly visible",
+            param="source_image",
+        )
+    return found

@@ -30,12 +30,17 @@ from secretary.avatar.landmarks import Landmarker
 from secretary.avatar.liveportrait import crop as cropping
 from secretary.avatar.liveportrait.models import LivePortraitModels
 from secretary.avatar.meshwarp import decode_image
-from secretary.avatar.variants import cached_source, cached_variant
+from secretary.avatar.variants import (
+    cached_source,
+    cached_variant,
+    find_face,
+    remember,
+    remembered,
+)
 from secretary.config import AvatarSettings
 from secretary.errors import (
     InvalidRequestError,
     ModelUnavailableError,
-    UnprocessableError,
 )
 
 log = logging.getLogger(__name__)
@@ -177,21 +182,13 @@ class LivePortraitEngine:
     # ------------------------------------------------------------------ analysis
     def prepare(self, image_bytes: bytes) -> SourceInfo:
         key = hashlib.sha256(image_bytes).hexdigest()
-        with self._lock:
-            cached = self._sources.get(key)
-            if cached is not None:
-                self._sources.move_to_end(key)
-                return cached.info
+        cached = remembered(self._sources, self._lock, key)
+        if cached is not None:
+            return cached.info
         self.load()
         started = time.perf_counter()
         image = decode_image(image_bytes, self.settings.max_side)
-        found = self._landmarker.detect(image)  # type: ignore[union-attr]
-        if found is None:
-            raise UnprocessableError(
-                "source_image: no face was found in this image; send a photo in which one "
-                "face is clearly visible",
-                param="source_image",
-            )
+        found = find_face(self._landmarker, image)  # type: ignore[arg-type]
         renderer = self._renderer
         crop = cropping.face_crop(found.points, renderer.arch.output_size)
         pixels = cropping.cut(image, crop)
@@ -204,10 +201,7 @@ class LivePortraitEngine:
                           analysis_seconds=time.perf_counter() - started)
         source = _Source(info, image, crop.to_photo, state)
         source.variants[max(width, height)] = variant
-        with self._lock:
-            self._sources[key] = source
-            while len(self._sources) > self.settings.cache_size:
-                self._sources.popitem(last=False)
+        remember(self._sources, self._lock, key, source, self.settings.cache_size)
         return info
 
     def _make_variant(self, image: np.ndarray, to_photo: np.ndarray) -> _Variant:
