@@ -37,9 +37,10 @@ from tests.helpers import FACES, SPEECH, free_port, running_server, wer
 # Measured WER of the two-clip recording's transcript: 0.0 (3 runs); the ceiling leaves room
 # for a word of numeric noise across CPUs, not for broken audio.
 TRANSCRIPT_CEILING = 0.12
-# Piper's reading of the reply, transcribed back by Whisper base: measured 0.105 in 3 runs
-# (2 words of 19: "shook hands" heard as "menchuk hands"); one more wrong word is allowed.
-READ_BACK_CEILING = 0.16
+# Piper's reading of the reply (its noise on, as served), transcribed back by Whisper base:
+# measured 0.105 to 0.21 over 5 runs (2 to 4 words of 19, "shook hands" the usual loss);
+# the ceiling allows 6, while audio that is not the reply scores near 1.
+READ_BACK_CEILING = 0.32
 
 
 @pytest.fixture(scope="module")
