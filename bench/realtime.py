@@ -8,7 +8,8 @@ fitted window, Silero VAD with 500 ms of silence ending a turn). Each clip is fe
 time pace:
   - voice-to-voice: the wall clock when the last voiced audio of the clip was sent -> the
     first reply audio received (WebSocket: the first ``response.output_audio.delta``;
-    WebRTC: the first audible frame of the reply track), p50 and p95, with the server's
+    WebRTC: the first frame of the reply track with sound in it as its packets are decoded, and
+    again after aiortc's fixed 80 ms playout buffer), p50 and p95, with the server's
     split from the end of speech (VAD decision, final transcript, first reply text, first
     audio), which includes the 500 ms of silence the VAD waits for;
   - partial lag: arrival of each partial -> when the last audio it heard was sent;
@@ -114,7 +115,7 @@ async def ws_turn(url: str, name: str) -> dict[str, Any]:
     return out
 
 
-async def rtc_turn(url: str, name: str) -> dict[str, Any]:
+async def rtc_turn(url: str, name: str, *, playout_buffer: bool = False) -> dict[str, Any]:
     from aiortc import RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import MediaStreamError
     from tests.realtime.test_webrtc import ClipTrack
@@ -125,7 +126,10 @@ async def rtc_turn(url: str, name: str) -> dict[str, Any]:
     mic = ClipTrack(speech, delay=1.0)
     pc.addTrack(mic)
     pc.addTransceiver("video", direction="recvonly")
-    pc.createDataChannel("oai-events")
+    channel = pc.createDataChannel("oai-events")
+    stopped: list[float] = []
+    channel.on("message", lambda message: stopped.append(time.perf_counter()) if (
+        '"input_audio_buffer.speech_stopped"' in message and not stopped) else None)
     first_sound: list[float] = []
     heard = asyncio.Event()
     frames = {"video": 0}
@@ -140,7 +144,9 @@ async def rtc_turn(url: str, name: str) -> dict[str, Any]:
                 frames["video"] += 1
                 continue
             data = frame.to_ndarray().astype(np.float32) / 32768.0
-            if not first_sound and float(np.sqrt(np.mean(data ** 2))) > 0.01 and (
+            # The first frame with reply audio in it: over the -50 dB the reply's lead-in
+            # is trimmed at (a silent frame decodes to exact zeros).
+            if not first_sound and float(np.abs(data).max()) > 0.003 and (
                     mic.start and time.perf_counter() - mic.start > voiced_end):
                 first_sound.append(time.perf_counter())
                 heard.set()
@@ -154,6 +160,12 @@ async def rtc_turn(url: str, name: str) -> dict[str, Any]:
         answer = await client.post(f"{url}/v1/realtime", content=pc.localDescription.sdp,
                                    headers={"Content-Type": "application/sdp"})
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.text, type="answer"))
+    if not playout_buffer:
+        # "Received" as over WebSocket: the first reply packet decoded, not after a
+        # player's jitter buffer (aiortc's holds 80 ms; a browser's adapts to the network).
+        for transceiver in pc.getTransceivers():
+            if transceiver.kind == "audio":
+                webrtc.prompt_audio_input(transceiver.receiver)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(heard.wait(), 40)
     await asyncio.sleep(1.0)
@@ -164,6 +176,7 @@ async def rtc_turn(url: str, name: str) -> dict[str, Any]:
     for reader in readers:
         reader.cancel()
     return {"latency": first_sound[0] - (mic.start + voiced_end) if first_sound else None,
+            "stopped": stopped[0] - (mic.start + voiced_end) if stopped else None,
             "face_cpu": face_cpu / seconds, "video_fps": frames["video"] / seconds}
 
 
@@ -212,6 +225,7 @@ async def barge_in(url: str, service_min: float) -> dict[str, float]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--detail", action="store_true", help="print every turn")
     args = parser.parse_args()
     settings = Settings(_env_file=None)
     settings.conversation.avatar = False
@@ -219,12 +233,24 @@ async def main() -> None:
     service.load()
     ws: list[dict[str, Any]] = []
     rtc: list[dict[str, Any]] = []
+    rtc_buffered: list[dict[str, Any]] = []
     bargein: list[dict[str, float]] = []
     with running_server(create_app(service=service)) as url:
         for _ in range(args.rounds):
             for name in CLIPS:
                 ws.append(await ws_turn(url, name))
                 rtc.append(await rtc_turn(url, name))
+                rtc_buffered.append(await rtc_turn(url, name, playout_buffer=True))
+                if args.detail:
+                    split = " ".join(f"{k} {ws[-1]['timings'].get(k, float('nan')):+.3f}"
+                                     for k in STAGES)
+                    late = [t[-1]["latency"] for t in (rtc, rtc_buffered)] + [
+                        rtc[-1]["stopped"]]
+                    print(f"{name}: WebSocket {ws[-1]['latency']:.3f} s (VAD stop "
+                          f"{ws[-1]['stopped']:.3f} s; {split}), WebRTC "
+                          + ", ".join('-' if v is None else f'{v:.3f} s' for v in late)
+                          + " (the last: VAD stop)",
+                          flush=True)
             bargein.append(await barge_in(url, settings.realtime.barge_in_min_ms / 1000))
     print(f"{len(ws)} turns per transport ({len(CLIPS)} clips x {args.rounds} rounds)\n")
     print("| transport | p50 | p95 | end of speech -> VAD stop | final started | "
@@ -238,9 +264,14 @@ async def main() -> None:
           f"{stopped:.3f} s | {split['final_started']:+.3f} s | "
           f"+{split['transcribed']:.3f} s | "
           f"+{split['brain_first_delta']:.3f} s | +{split['first_audio']:.3f} s |")
-    lat = [t["latency"] for t in rtc if t["latency"] is not None]
-    print(f"| WebRTC | {statistics.median(lat):.3f} s | {pct(lat, 0.95):.3f} s | "
-          "same server path | | | | |")
+    for label, turns in (("WebRTC", rtc), ("WebRTC, after aiortc's playout buffer",
+                                           rtc_buffered)):
+        lat = [t["latency"] for t in turns if t["latency"] is not None]
+        missed = len(turns) - len(lat)
+        stops = [t["stopped"] for t in turns if t["stopped"] is not None]
+        print(f"| {label} | {statistics.median(lat):.3f} s | {pct(lat, 0.95):.3f} s | "
+              f"{statistics.median(stops):.3f} s (data channel)"
+              f"{f'; {missed} turns heard no reply' if missed else ''} | | | | |")
     partials = [p for t in ws for p in t["partials"]]
     print(f"\npartial transcript lag: median {statistics.median(partials):.3f} s, "
           f"p95 {pct(partials, 0.95):.3f} s ({len(partials)} partials)")

@@ -501,8 +501,13 @@ class RealtimeSettings(ServiceSettings):
         default=600, ge=0, description="Speech starting this soon after the reply begins "
         "is not a barge-in (the echo canceller settling).")
     early_final_ms: int = Field(
-        default=250, ge=0, description="Silence after which the final transcript starts, "
-        "before the turn's end is certain (it is kept if the turn ends, dropped if not).")
+        default=96, ge=0, description="Silence after which the final transcript starts, "
+        "before the turn's end is certain (it is kept if the turn ends, dropped if not); "
+        "the default is three 32 ms VAD frames.")
+    reply_ahead: bool = Field(
+        default=True, description="Start the reply to that early transcript while the "
+        "silence runs, so its first audio is ready when the turn ends (dropped unheard if "
+        "the user goes on).")
     audio_lead_ms: int = Field(
         default=300, ge=0, description="How far ahead of real time reply audio is sent over "
         "WebSocket (the client's jitter buffer).")

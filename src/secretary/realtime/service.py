@@ -80,7 +80,8 @@ class RealtimeService:
                       sentence_pause=c.sentence_pause_ms / 1000,
                       max_sentence_chars=self.settings.tts.max_sentence_chars,
                       first_clause_chars=c.first_clause_chars,
-                      early_final_ms=o.early_final_ms)
+                      early_final_ms=o.early_final_ms,
+                      reply_ahead=o.reply_ahead)
 
     def load(self) -> None:
         """Blocking: the stages' engines and the VAD."""

@@ -28,7 +28,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from secretary.conversation.brain import SentenceSplitter
 from secretary.conversation.stages import Cancel, Heard, StageError
 from secretary.realtime.partials import PartialText, PartialTranscriber
 from secretary.realtime.protocol import (
@@ -43,6 +42,7 @@ from secretary.realtime.protocol import (
     error_event,
     new_id,
 )
+from secretary.realtime.reply import ReplyStream, Sentence
 from secretary.realtime.vad import RATE, Resampler, TurnDetector, VadConfig
 from secretary.tts.text import has_speech
 
@@ -62,7 +62,8 @@ class Limits:
     sentence_pause: float = 0.2
     max_sentence_chars: int = 250
     first_clause_chars: int = 24
-    early_final_ms: int = 250  # silence after which the final transcript starts early
+    early_final_ms: int = 96  # silence after which the final transcript starts early
+    reply_ahead: bool = True  # start the reply to that transcript before the turn ends
 
 
 class Output(Protocol):
@@ -160,6 +161,7 @@ class Response:
     task: asyncio.Task[None] | None = None
     audio_started: float | None = None  # wall clock of the first audio
     reason: str = "client_cancelled"
+    stream: ReplyStream | None = None  # made ahead, in the silence before the response
 
     @property
     def speaking(self) -> bool:
@@ -177,6 +179,13 @@ class _Utterance:
     # The final transcript started early, in the silence that may end the turn.
     early: asyncio.Task[Heard] | None = None
     early_at: float = 0.0
+    # The reply to that transcript, being made while the silence runs.
+    reply: ReplyStream | None = None
+
+    def drop_reply(self) -> None:
+        if self.reply is not None:
+            self.reply.drop()
+            self.reply = None
 
 
 class RealtimeSession:
@@ -248,6 +257,8 @@ class RealtimeSession:
 
     async def close(self) -> None:
         self.closed = True
+        if self.utterance is not None:
+            self.utterance.drop_reply()
         if self.response is not None:
             self.response.cancel.set("closed")
             self.output.clear()
@@ -286,6 +297,10 @@ class RealtimeSession:
                                     code="invalid_event", param="type")
             if self.on_activity is not None:
                 self.on_activity()
+            if kind != "input_audio_buffer.append" and self.utterance is not None:
+                # The session or the conversation may change: a reply made ahead of this
+                # event could answer the wrong question or in the wrong voice.
+                self.utterance.drop_reply()
             await handler(self, event)
         except ProtocolError as exc:
             await self.emit(error_event(exc, event_id))
@@ -355,6 +370,7 @@ class RealtimeSession:
             return
         if detector.silence_ms == 0 and utterance.early is not None:
             utterance.early = None  # speech again: that transcript would be short
+            utterance.drop_reply()
         elif (detector.silence_ms >= self.limits.early_final_ms and utterance.early is None
               and self.config.kind in ("realtime", "transcription")):
             turn = self.config.turn_detection
@@ -363,6 +379,24 @@ class RealtimeSession:
             utterance.early = self._spawn(self.stages.transcriber.transcribe(
                 audio, self.config.language, Cancel()))
             utterance.early_at = time.perf_counter()
+            if self.limits.reply_ahead:
+                self._spawn(self._reply_ahead(utterance, utterance.early))
+
+    async def _reply_ahead(self, utterance: _Utterance, early: asyncio.Task[Heard]) -> None:
+        """Start the reply to the early transcript while the silence runs: if the turn
+        ends, its first audio is ready then; if the user goes on, it is dropped unheard."""
+        with contextlib.suppress(StageError):
+            heard = await early
+            turn = self.config.turn_detection
+            if (self.utterance is not utterance or utterance.early is not early
+                    or utterance.over_reply or self.response is not None
+                    or self.config.kind != "realtime" or turn is None
+                    or not turn.create_response or not has_speech(heard.text)):
+                return  # the turn ended first (the response starts from the final), or
+                # there will be no response to this
+            audio = "audio" in self.config.output_modalities
+            utterance.reply = self._reply_stream(
+                self._heard(heard.text.strip(), heard.language), audio).start()
 
     def _trim_buffer(self) -> None:
         """Outside speech keep only what the prefix padding may need."""
@@ -394,6 +428,8 @@ class RealtimeSession:
         self.buffer, self.buffer_start = [], self.clock
         if self.utterance and self.utterance.partial_task:
             self.utterance.partial_task.cancel()
+        if self.utterance:
+            self.utterance.drop_reply()
         self.utterance = None
         await self.emit({"type": "input_audio_buffer.cleared"})
 
@@ -576,6 +612,7 @@ class RealtimeSession:
         if utterance.ignored and self.response is not None:
             # The reply's first moments: most likely its own echo settling.
             self.buffer, self.buffer_start = [], self.clock
+            utterance.drop_reply()
             return
         task = await self._add_user_audio(utterance.item_id, audio, utterance.early)
         if self.config.kind == "transcription" or turn is None:
@@ -585,20 +622,26 @@ class RealtimeSession:
     async def _after_utterance(self, utterance: _Utterance, transcript: asyncio.Task[str]
                                ) -> None:
         turn = self.config.turn_detection
-        text = await transcript
-        response = self.response
-        if response is not None and utterance.over_reply and not response.cancel:
-            if is_backchannel(text) or not has_speech(text):
-                return  # "mhm" over the reply: it goes on
-            if turn is not None and turn.interrupt_response:
-                self._cancel_response("turn_detected")
-        if not has_speech(text) or turn is None or not turn.create_response:
-            return
-        if self.response is not None and self.response.task is not None:
-            with contextlib.suppress(BaseException):
-                await self.response.task
-        if self.response is None and not self.closed:
-            self._start_response("audio" in self.config.output_modalities)
+        stream, utterance.reply = utterance.reply, None
+        try:
+            text = await transcript
+            response = self.response
+            if response is not None and utterance.over_reply and not response.cancel:
+                if is_backchannel(text) or not has_speech(text):
+                    return  # "mhm" over the reply: it goes on
+                if turn is not None and turn.interrupt_response:
+                    self._cancel_response("turn_detected")
+            if not has_speech(text) or turn is None or not turn.create_response:
+                return
+            if self.response is not None and self.response.task is not None:
+                with contextlib.suppress(BaseException):
+                    await self.response.task
+            if self.response is None and not self.closed:
+                self._start_response("audio" in self.config.output_modalities, stream)
+                stream = None  # the response owns it now
+        finally:
+            if stream is not None:
+                stream.drop()
 
     async def _partials(self, utterance: _Utterance) -> None:
         assert self.partials is not None
@@ -638,9 +681,10 @@ class RealtimeSession:
             brain.system_prompt = self.config.instructions
         return brain
 
-    def _start_response(self, audio: bool) -> None:
+    def _start_response(self, audio: bool, stream: ReplyStream | None = None) -> None:
         response = Response(new_id("resp"), new_id("item"),
-                            {**self.marks, "response_created": time.perf_counter()})
+                            {**self.marks, "response_created": time.perf_counter()},
+                            stream=stream)
         self.marks = {}
         self.response = response
         response.task = self._spawn(self._respond(response, audio))
@@ -698,11 +742,16 @@ class RealtimeSession:
                              "part": {"type": part, "transcript": ""} if audio
                              else {"type": "text", "text": ""}})
             await self.output.begin(response.id, item["id"])
-            heard = Heard(text=user, language=language or self.config.language or "en",
-                          language_probability=1.0, duration=0.0)
+            stream, response.stream = response.stream, None
+            heard = self._heard(user, language)
+            if stream is not None and (stream.heard != heard or stream.audio != audio):
+                stream.drop()  # made for another text: start over
+                stream = None
+            if stream is None:
+                stream = self._reply_stream(heard, audio).start()
             # Shielded: a cancel ends the response at once, while the speech engine finishes
             # the piece it is on in its thread (its output is dropped).
-            inner = asyncio.create_task(self._speak_reply(response, heard, audio, spoken))
+            inner = asyncio.create_task(self._speak_reply(response, stream, audio, spoken))
             inner.add_done_callback(lambda t: t.cancelled() or t.exception())
             try:
                 reply = await asyncio.shield(inner)
@@ -738,78 +787,58 @@ class RealtimeSession:
             if self.response is response:
                 self.response = None
 
-    async def _speak_reply(self, response: Response, heard: Heard, audio: bool,
+    def _heard(self, text: str, language: str | None) -> Heard:
+        return Heard(text=text, language=language or self.config.language or "en",
+                     language_probability=1.0, duration=0.0)
+
+    def _reply_stream(self, heard: Heard, audio: bool) -> ReplyStream:
+        limits = self.limits
+        return ReplyStream(self.brain(), self.stages.speaker, self.id, heard,
+                           voice=self.config.voice, audio=audio,
+                           max_sentence_chars=limits.max_sentence_chars,
+                           first_clause_chars=limits.first_clause_chars,
+                           sentence_pause=limits.sentence_pause)
+
+    async def _speak_reply(self, response: Response, stream: ReplyStream, audio: bool,
                            spoken: list[_Spoken]) -> str:
-        stages, limits = self.stages, self.limits
-        splitter = SentenceSplitter(limits.max_sentence_chars, limits.first_clause_chars)
-        sentences: asyncio.Queue[str | None] = asyncio.Queue()
-        reply = ""
-
-        async def think() -> None:
-            nonlocal reply
-            try:
-                async for delta in self.brain().reply(self.id, heard, response.cancel):
-                    response.marks.setdefault("brain_first_delta", time.perf_counter())
-                    reply += delta
-                    for sentence in splitter.feed(delta):
-                        sentences.put_nowait(sentence)
-                for sentence in splitter.flush():
-                    sentences.put_nowait(sentence)
-            finally:
-                sentences.put_nowait(None)
-
-        thinker = asyncio.create_task(think())
+        """Play ``stream``: each sentence's transcript delta, then its audio at the pace it
+        is heard, noting which sentences began playing (what the history keeps)."""
         clock = 0.0
         first = True
+        began = False
+        current = ""
         try:
-            while (sentence := await sentences.get()) is not None:
-                if not has_speech(sentence):
+            async for piece in stream:
+                if stream.first_delta is not None:
+                    response.marks.setdefault("brain_first_delta", stream.first_delta)
+                if isinstance(piece, Sentence):
+                    text = piece.text if first else " " + piece.text
+                    first, began = False, False
+                    delta_type = ("response.output_audio_transcript.delta" if audio
+                                  else "response.output_text.delta")
+                    await self.emit({"type": delta_type, "response_id": response.id,
+                                     "item_id": response.item_id, "output_index": 0,
+                                     "content_index": 0, "delta": text})
+                    if not audio:
+                        spoken.append(_Spoken(piece.text, 0.0, 0.0))
+                    current = piece.text
                     continue
-                text = sentence if first else " " + sentence
-                first = False
-                delta_type = ("response.output_audio_transcript.delta" if audio
-                              else "response.output_text.delta")
-                await self.emit({"type": delta_type, "response_id": response.id,
-                                 "item_id": response.item_id, "output_index": 0,
-                                 "content_index": 0, "delta": text})
-                if not audio:
-                    spoken.append(_Spoken(sentence, 0.0, 0.0))
-                    continue
-                resampler: Resampler | None = None
-                began = False
-                async for samples, rate in stages.speaker.speak(
-                        sentence, heard.language or "en", self.config.voice, response.cancel):
-                    if resampler is None:
-                        resampler = Resampler(rate, OUTPUT_RATE)
-                    out = resampler.push(samples)
-                    if not len(out):
-                        continue
-                    if response.audio_started is None:
-                        response.audio_started = time.perf_counter()
-                        response.marks["first_audio"] = response.audio_started
-                        self.output.state("speaking")
-                    if not began:
-                        spoken.append(_Spoken(sentence, clock, clock))
-                        began = True
-                    await self.output.play(out)
-                    clock += len(out) / OUTPUT_RATE
+                if not began and piece.sentence_end:
+                    continue  # a sentence that made no sound gets no pause either
+                if response.audio_started is None:
+                    response.audio_started = time.perf_counter()
+                    response.marks["first_audio"] = response.audio_started
+                    self.output.state("speaking")
+                if not began:
+                    spoken.append(_Spoken(current, clock, clock))
+                    began = True
+                await self.output.play(piece.samples)
+                clock += len(piece.samples) / OUTPUT_RATE
+                if not piece.sentence_end:
                     spoken[-1].end = clock
-                tail = resampler.flush() if resampler is not None else None
-                if tail is not None and len(tail) and began:
-                    await self.output.play(tail)
-                    clock += len(tail) / OUTPUT_RATE
-                    spoken[-1].end = clock
-                pause = np.zeros(int(limits.sentence_pause * OUTPUT_RATE), np.float32)
-                if len(pause):
-                    await self.output.play(pause)
-                    clock += len(pause) / OUTPUT_RATE
-            await thinker
         finally:
-            if not thinker.done():
-                thinker.cancel()
-                with contextlib.suppress(BaseException):
-                    await thinker
-        return reply
+            await stream.aclose()
+        return stream.reply
 
     async def _finish(self, response: Response, item: dict[str, Any], body: dict[str, Any],
                       audio: bool, spoken: list[_Spoken], reply: str, user: str, status: str,

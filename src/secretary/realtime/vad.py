@@ -110,8 +110,9 @@ class TurnDetector:
     def feed(self, samples: np.ndarray) -> list[VadEvent]:
         config, events = self.config, []
         frame_ms = FRAME * 1000 / RATE
-        # Hysteresis as Silero's own segmenter does: a frame well under the threshold ends
-        # speech, one just under it does not.
+        # Hysteresis as Silero's own segmenter does: silence begins at a frame well under
+        # the threshold and lasts until one over it, so a breath or a rustle after the last
+        # word (0.35-0.5) neither starts silence nor ends it.
         low = max(config.threshold - 0.15, 0.01)
         for prob in self.stream.feed(samples):
             self.frames += 1
@@ -125,11 +126,11 @@ class TurnDetector:
                     began = (self.frames - self._above) * frame_ms
                     events.append(VadEvent("started", max(0, int(began))))
             else:
-                if prob < low:
-                    self._below += 1
-                else:
+                if prob >= config.threshold or (prob >= low and not self._below):
                     self._below = 0
                     self._last_speech_frame = self.frames
+                else:
+                    self._below += 1
                 if self._below * frame_ms >= config.silence_duration_ms:
                     self.speaking = False
                     self._above = 0
