@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.helpers import running_server  # noqa: E402
-from tests.realtime.support import clip, connect, pcm16, silence  # noqa: E402
+from tests.realtime.support import clip, connect, pcm16, silence, voiced  # noqa: E402
 
 from secretary.config import Settings  # noqa: E402
 from secretary.realtime import webrtc  # noqa: E402
@@ -50,20 +50,6 @@ CLIPS = ("en_cheetah_platforms.wav", "en_cmu_arctic_aew_a0003.wav",
 RATE = 24000
 CHUNK = 0.02
 STAGES = ("final_started", "transcribed", "brain_first_delta", "first_audio")
-
-
-def voiced(samples: np.ndarray) -> tuple[float, float]:
-    """Seconds into the clip where its speech begins and ends (Silero over the clip)."""
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
-
-    from secretary import audio
-
-    at16 = audio.resample(samples, RATE, 16000)
-    stamps = get_speech_timestamps(at16, VadOptions(min_silence_duration_ms=100,
-                                                    speech_pad_ms=0))
-    if not stamps:
-        return 0.0, len(samples) / RATE
-    return stamps[0]["start"] / 16000, stamps[-1]["end"] / 16000
 
 
 def pct(values: list[float], q: float) -> float:
@@ -278,6 +264,10 @@ async def main() -> None:
     print(f"barge-in: user speech past the minimum -> response.done cancelled: median "
           f"{statistics.median(b['stop'] for b in bargein):.3f} s; reply audio sent after "
           f"that point {statistics.median(b['audio_after'] for b in bargein):.3f} s")
+    ahead = {o: service.metrics.registry.get_sample_value(
+        "secretary_realtime_replies_ahead_total", {"outcome": o}) or 0 for o in ("started", "used")}
+    print(f"replies made in the silence before the turn ended: {ahead['started']:.0f}, of "
+          f"which played {ahead['used']:.0f} (the rest dropped when the speaker went on)")
     face = [t["face_cpu"] for t in rtc]
     fps = [t["video_fps"] for t in rtc]
     print(f"face track: render CPU {100 * statistics.median(face):.1f}% of one core at "

@@ -70,9 +70,9 @@ def settings_from(environment: dict[str, str], monkeypatch: pytest.MonkeyPatch) 
 @needs_compose
 @pytest.mark.parametrize(("profiles", "expected"), [
     (("cpu",), {"secretary"}),
-    (("gpu",), {"stt", "tts", "avatar", "ui"}),
+    (("gpu",), {"stt", "tts", "avatar", "ui", "realtime"}),
     (("canary",), {"canary"}),
-    (("gpu", "canary"), {"stt", "tts", "avatar", "ui", "canary"}),
+    (("gpu", "canary"), {"stt", "tts", "avatar", "ui", "realtime", "canary"}),
 ])
 def test_each_profile_starts_its_services_with_health_checks_ports_and_the_model_volume(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, profiles: tuple[str, ...],
@@ -108,13 +108,18 @@ def test_each_profile_starts_its_services_with_health_checks_ports_and_the_model
 
 
 @needs_compose
-def test_the_gpu_ui_reaches_the_other_containers_by_name(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("name", ["ui", "realtime"])
+def test_the_gpu_conversation_runs_its_stages_on_the_other_containers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     config = compose_config(tmp_path, "gpu")
-    settings = settings_from(config["services"]["ui"]["environment"], monkeypatch)
+    settings = settings_from(config["services"][name]["environment"], monkeypatch)
     assert settings.ui.stt_url == "http://stt:8083"
     assert settings.ui.tts_url == "http://tts:8082"
     assert settings.ui.avatar_url == "http://avatar:8081"
+    # Not the embedded CPU engines inside a container without a GPU.
+    assert {settings.conversation.stage(s) for s in ("stt", "tts", "avatar")} == {"remote"}
+    if name == "ui":
+        assert settings.ui.realtime_url == "http://realtime:8086"  # Live mode's calls
 
 
 def test_env_example_lists_every_setting_as_generated() -> None:

@@ -55,6 +55,18 @@ async def feed(connection: Any, samples: np.ndarray, *, speed: float = 1.0,
     return time.perf_counter()
 
 
+def voiced(samples: np.ndarray, rate: int = RATE) -> tuple[float, float]:
+    """Seconds into a clip where its speech begins and ends (Silero over the whole clip)."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    at16 = audio.resample(samples, rate, 16000)
+    stamps = get_speech_timestamps(at16, VadOptions(min_silence_duration_ms=100,
+                                                    speech_pad_ms=0))
+    if not stamps:
+        return 0.0, len(samples) / rate
+    return stamps[0]["start"] / 16000, stamps[-1]["end"] / 16000
+
+
 def silence(seconds: float) -> np.ndarray:
     return np.zeros(int(seconds * RATE), np.float32)
 

@@ -116,4 +116,6 @@ def create_app(settings: Settings | None = None,
                service: RealtimeService | None = None) -> FastAPI:
     if service is None:
         service = RealtimeService(settings or Settings())
-    return create_service_app(service, build_router)
+    app = create_service_app(service, build_router)
+    app.state.metrics.include(service.metrics.registry)
+    return app

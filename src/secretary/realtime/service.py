@@ -23,6 +23,7 @@ from secretary.conversation.runner import Pipeline
 from secretary.errors import ServiceBusyError
 from secretary.realtime import vad
 from secretary.realtime.face import FaceRenderer
+from secretary.realtime.metrics import RealtimeMetrics
 from secretary.realtime.partials import PartialTranscriber
 from secretary.realtime.session import Limits, Output, RealtimeSession, Send
 
@@ -56,6 +57,7 @@ class RealtimeService:
         self.options = settings.realtime
         self.preload = self.options.preload
         self.metrics = TurnMetrics()
+        self.realtime_metrics = RealtimeMetrics(self.metrics.registry)
         self._pipeline = pipeline
         self.partials: PartialTranscriber | None = None
         self.leases: dict[str, Lease] = {}
@@ -144,7 +146,7 @@ class RealtimeService:
         holder: list[Lease] = []
         session = RealtimeSession(self.pipeline, send, model=model or MODELS[0], kind=kind,
                                   limits=self.limits(), partials=self.partials,
-                                  output=output, beta=beta,
+                                  output=output, beta=beta, metrics=self.realtime_metrics,
                                   on_activity=lambda: holder[0].touch() if holder else None)
         lease = Lease(session)
         holder.append(lease)

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from secretary.conversation.stages import Cancel, Heard, StageError
+from secretary.realtime.metrics import RESPONSE_STAGES, RealtimeMetrics
 from secretary.realtime.partials import PartialText, PartialTranscriber
 from secretary.realtime.protocol import (
     BACKCHANNELS,
@@ -192,7 +193,8 @@ class RealtimeSession:
     def __init__(self, stages: Any, send: Send, *, model: str, kind: str = "realtime",
                  limits: Limits | None = None, partials: PartialTranscriber | None = None,
                  output: Output | None = None, beta: bool = False,
-                 on_activity: Callable[[], None] | None = None) -> None:
+                 on_activity: Callable[[], None] | None = None,
+                 metrics: RealtimeMetrics | None = None) -> None:
         self.stages = stages  # the conversation pipeline: transcriber, brain, speaker
         self.send = send
         self.limits = limits or Limits()
@@ -203,6 +205,7 @@ class RealtimeSession:
         self.output: Output = output or PacedEvents(self)
         self.partials = partials if self.limits.partials else None
         self.on_activity = on_activity
+        self.metrics = metrics
         self.resampler = Resampler(INPUT_RATE, RATE)
         self.track_resampler: Resampler | None = None
         self.detector: TurnDetector | None = None
@@ -397,6 +400,8 @@ class RealtimeSession:
             audio = "audio" in self.config.output_modalities
             utterance.reply = self._reply_stream(
                 self._heard(heard.text.strip(), heard.language), audio).start()
+            if self.metrics is not None:
+                self.metrics.replies_ahead.labels("started").inc()
 
     def _trim_buffer(self) -> None:
         """Outside speech keep only what the prefix padding may need."""
@@ -749,6 +754,8 @@ class RealtimeSession:
                 stream = None
             if stream is None:
                 stream = self._reply_stream(heard, audio).start()
+            elif self.metrics is not None:
+                self.metrics.replies_ahead.labels("used").inc()
             # Shielded: a cancel ends the response at once, while the speech engine finishes
             # the piece it is on in its thread (its output is dropped).
             inner = asyncio.create_task(self._speak_reply(response, stream, audio, spoken))
@@ -877,6 +884,11 @@ class RealtimeSession:
         # of the user's speech (or from response.create), for benchmarks and dashboards.
         marks = response.marks
         base = marks.get("speech_stopped", marks["response_created"])
+        if self.metrics is not None and "speech_stopped" in marks:
+            for stage in RESPONSE_STAGES:
+                if stage in marks:
+                    self.metrics.response_seconds.labels(stage).observe(
+                        max(0.0, marks[stage] - base))
         done["timings"] = {k: round(v - base, 4) for k, v in marks.items()}
         await self.emit({"type": "response.done", "response": done})
 

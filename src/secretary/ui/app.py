@@ -178,7 +178,7 @@ def create_app(settings: Settings | None = None, replies: ReplyEngine | None = N
         settings, TurnMetrics(), (STATIC / DEFAULT_PORTRAIT).read_bytes())
     app = create_service_app(UiService(settings, conversation, replies), build_router)
     # The turn metrics are served with the app's own on /metrics.
-    app.state.metrics.registry.register(_Collected(conversation.metrics))
+    app.state.metrics.include(conversation.metrics.registry)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
@@ -205,13 +205,3 @@ def listeners(settings: Settings) -> list[Listener]:
              "in the browser)%s", found[0].url, cert,
              f", or {found[1].url} on this machine" if len(found) > 1 else "")
     return found
-
-
-class _Collected:
-    """Exposes another registry's metrics through the app's registry."""
-
-    def __init__(self, metrics: TurnMetrics) -> None:
-        self.metrics = metrics
-
-    def collect(self):
-        return self.metrics.registry.collect()

@@ -284,8 +284,20 @@ class Metrics:
         )
         self.service = service
 
+    def include(self, registry: CollectorRegistry) -> None:
+        """Serve another registry's metrics (a service's own) on this app's /metrics."""
+        self.registry.register(_Collected(registry))
+
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class _Collected:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Any:
+        return self.registry.collect()
 
 
 S = TypeVar("S", bound=Service)
