@@ -248,8 +248,8 @@ async def main() -> None:
     stopped = statistics.median(t["stopped"] for t in ws)
     print(f"| WebSocket | {statistics.median(lat):.3f} s | {pct(lat, 0.95):.3f} s | "
           f"{stopped:.3f} s | {split['final_started']:+.3f} s | "
-          f"+{split['transcribed']:.3f} s | "
-          f"+{split['brain_first_delta']:.3f} s | +{split['first_audio']:.3f} s |")
+          f"{split['transcribed']:+.3f} s | "
+          f"{split['brain_first_delta']:+.3f} s | {split['first_audio']:+.3f} s |")
     for label, turns in (("WebRTC", rtc), ("WebRTC, after aiortc's playout buffer",
                                            rtc_buffered)):
         lat = [t["latency"] for t in turns if t["latency"] is not None]

@@ -56,16 +56,17 @@ async def test_reply_made_in_a_pause_is_dropped_when_the_user_goes_on(url: str) 
         before = (await http.get(f"{url}/metrics")).text
     async with connect(url) as connection:
         await events_until(connection, "session.created")
-        # A long silence duration, so the 1.2 s pause between the two sentences is a pause,
-        # not the end of the turn, and the reply to the first sentence is surely made in it.
+        # A long silence duration, so the 1.7 s pause between the two sentences is a pause,
+        # not the end of the turn, and the reply to the first sentence is surely made in it
+        # (its final transcript takes 0.3 s here).
         await connection.session.update(session={
             "type": "realtime", "audio": {"input": {"turn_detection": {
-                "type": "server_vad", "silence_duration_ms": 1500}}}})
+                "type": "server_vad", "silence_duration_ms": 2000}}}})
         await events_until(connection, "session.updated")
         await feed(connection, parts[0], speed=2.0)
-        await feed(connection, silence(1.0))  # at real time: the early final and reply run
+        await feed(connection, silence(1.5))  # at real time: the early final and reply run
         await feed(connection, parts[1], speed=2.0)
-        await feed(connection, silence(2.0))
+        await feed(connection, silence(2.5))
         events = await events_until(connection, "response.done")
     async with httpx.AsyncClient() as http:
         after = (await http.get(f"{url}/metrics")).text
