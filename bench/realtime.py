@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.helpers import running_server  # noqa: E402
-from tests.realtime.support import clip, connect, pcm16, silence, voiced  # noqa: E402
+from tests.realtime.support import ask, clip, connect, pcm16, silence, voiced  # noqa: E402
 
 from secretary.config import Settings  # noqa: E402
 from secretary.realtime import webrtc  # noqa: E402
@@ -102,9 +102,8 @@ async def ws_turn(url: str, name: str) -> dict[str, Any]:
 
 
 async def rtc_turn(url: str, name: str, *, playout_buffer: bool = False) -> dict[str, Any]:
-    from aiortc import RTCPeerConnection, RTCSessionDescription
-    from aiortc.mediastreams import MediaStreamError
-    from tests.realtime.test_webrtc import ClipTrack
+    from aiortc import RTCPeerConnection
+    from tests.realtime.rtc import ClipTrack, frames, offer, record_events
 
     speech = clip(name)
     voiced_end = 1.0 + voiced(speech)[1]
@@ -112,22 +111,16 @@ async def rtc_turn(url: str, name: str, *, playout_buffer: bool = False) -> dict
     mic = ClipTrack(speech, delay=1.0)
     pc.addTrack(mic)
     pc.addTransceiver("video", direction="recvonly")
-    channel = pc.createDataChannel("oai-events")
-    stopped: list[float] = []
-    channel.on("message", lambda message: stopped.append(time.perf_counter()) if (
-        '"input_audio_buffer.speech_stopped"' in message and not stopped) else None)
+    events: list[dict[str, Any]] = []
+    record_events(pc.createDataChannel("oai-events"), events)
     first_sound: list[float] = []
     heard = asyncio.Event()
-    frames = {"video": 0}
+    received = {"video": 0}
 
     async def read(track: Any) -> None:
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
+        async for frame in frames(track):
             if track.kind == "video":
-                frames["video"] += 1
+                received["video"] += 1
                 continue
             data = frame.to_ndarray().astype(np.float32) / 32768.0
             # The first frame with reply audio in it: over the -50 dB the reply's lead-in
@@ -139,13 +132,7 @@ async def rtc_turn(url: str, name: str, *, playout_buffer: bool = False) -> dict
 
     readers: list[asyncio.Task[None]] = []
     pc.on("track", lambda track: readers.append(asyncio.create_task(read(track))))
-    await pc.setLocalDescription(await pc.createOffer())
-    import httpx
-
-    async with httpx.AsyncClient(timeout=60) as client:
-        answer = await client.post(f"{url}/v1/realtime", content=pc.localDescription.sdp,
-                                   headers={"Content-Type": "application/sdp"})
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.text, type="answer"))
+    await offer(pc, f"{url}/v1/realtime")
     if not playout_buffer:
         # "Received" as over WebSocket: the first reply packet decoded, not after a
         # player's jitter buffer (aiortc's holds 80 ms; a browser's adapts to the network).
@@ -162,8 +149,9 @@ async def rtc_turn(url: str, name: str, *, playout_buffer: bool = False) -> dict
     for reader in readers:
         reader.cancel()
     return {"latency": first_sound[0] - (mic.start + voiced_end) if first_sound else None,
-            "stopped": stopped[0] - (mic.start + voiced_end) if stopped else None,
-            "face_cpu": face_cpu / seconds, "video_fps": frames["video"] / seconds}
+            "stopped": next((e["_at"] - (mic.start + voiced_end) for e in events
+                             if e["type"] == "input_audio_buffer.speech_stopped"), None),
+            "face_cpu": face_cpu / seconds, "video_fps": received["video"] / seconds}
 
 
 async def barge_in(url: str, service_min: float) -> dict[str, float]:
@@ -174,10 +162,7 @@ async def barge_in(url: str, service_min: float) -> dict[str, float]:
         async for event in connection:
             if event.type == "session.created":
                 break
-        await connection.conversation.item.create(item={
-            "type": "message", "role": "user",
-            "content": [{"type": "input_text", "text": text}]})
-        await connection.response.create()
+        await ask(connection, text)
         async for event in connection:
             if event.type == "response.output_audio.delta":
                 break

@@ -24,7 +24,7 @@ from secretary.avatar.meshwarp import MeshWarpEngine
 from secretary.avatar.models import FaceLandmarkerModel
 from tests.avatar.conftest import Judge
 from tests.conftest import make_settings
-from tests.helpers import FACES, SPEECH, requests_counted, running_server
+from tests.helpers import FACES, SPEECH, EngineProxy, requests_counted, running_server
 
 WOMAN = FACES / "pexels_woman_neutral.jpg"  # 961x1116
 MAN = FACES / "pexels_man_angry_bw.jpg"
@@ -101,37 +101,17 @@ def test_landmarks_are_found_once_per_photo_content(counting_url: str) -> None:
 # --------------------------------------------------------------------------- streaming
 
 
-class OrderRecordingEngine:
+class OrderRecordingEngine(EngineProxy):
     """The real mesh-warp engine, which will not render the last frame until the client
     says the first piece of video has arrived (or ``PATIENCE`` runs out), and records which
     came first. A service that made the whole file before sending would wait in vain."""
 
     def __init__(self, engine: MeshWarpEngine, frames: int) -> None:
-        self._engine = engine
-        self.name = engine.name
+        super().__init__(engine)
         self.frames = frames
         self.rendered = 0
         self.client_has_video = threading.Event()
         self.order: list[str] = []
-
-    def __getattr__(self, name: str):
-        return getattr(self._engine, name)  # the rest of the engine interface, as it is
-
-    @property
-    def loaded(self) -> bool:
-        return self._engine.loaded
-
-    def load(self) -> None:
-        self._engine.load()
-
-    def close(self) -> None:
-        self._engine.close()
-
-    def describe(self):
-        return self._engine.describe()
-
-    def prepare(self, image_bytes: bytes):
-        return self._engine.prepare(image_bytes)
 
     def render(self, key: str, pose: Pose, size: int | None = None):
         if self.rendered == self.frames - 1:

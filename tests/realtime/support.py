@@ -40,6 +40,13 @@ async def connect(url: str, **query: str) -> AsyncIterator[Any]:
         yield connection
 
 
+async def ask(connection: Any, text: str) -> None:
+    """A typed user message, then ``response.create``."""
+    await connection.conversation.item.create(item={
+        "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]})
+    await connection.response.create()
+
+
 async def feed(connection: Any, samples: np.ndarray, *, speed: float = 1.0,
                chunk: float = 0.1) -> float:
     """Append ``samples`` in ``chunk``-second pieces at ``speed`` times real time; returns

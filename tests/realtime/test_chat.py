@@ -14,8 +14,8 @@ from secretary.realtime.service import RealtimeService
 from tests.conversation.llama import MODEL_NAME, llama_server, needs_llama
 from tests.helpers import running_server
 from tests.realtime.conftest import realtime_settings
+from tests.realtime.support import ask, connect, of_type, reply_audio
 from tests.realtime.support import collect as events_until
-from tests.realtime.support import connect, of_type, reply_audio
 
 pytestmark = needs_llama
 
@@ -48,10 +48,7 @@ async def test_instructions_are_the_chat_models_system_prompt(
             # The pipeline's own brain keeps the configured prompt for other sessions.
             assert not chat_service.pipeline.brain.system_prompt.startswith(instructions)
 
-            await connection.conversation.item.create(item={
-                "type": "message", "role": "user",
-                "content": [{"type": "input_text", "text": "What is your name?"}]})
-            await connection.response.create()
+            await ask(connection, "What is your name?")
             events = await events_until(connection, "response.done")
             assert events[-1].response.status == "completed", events[-1].response
             said = of_type(events, "response.output_audio_transcript.done")[0].transcript

@@ -5,7 +5,6 @@ flow on the data channel ``oai-events``."""
 from __future__ import annotations
 
 import asyncio
-import fractions
 import json
 import time
 from pathlib import Path
@@ -14,46 +13,12 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
-from av import AudioFrame
+from aiortc import RTCPeerConnection
 
 from secretary.avatar.landmarks import Landmarker
 from secretary.catalog import ModelStore
-from tests.realtime.support import clip, silence
-
-RATE = 24000
-
-
-class ClipTrack(MediaStreamTrack):
-    """A microphone that says a clip after ``delay`` seconds, then stays silent."""
-
-    kind = "audio"
-
-    def __init__(self, samples: np.ndarray, delay: float = 1.0) -> None:
-        super().__init__()
-        self.samples = np.concatenate([silence(delay), samples, silence(30)])
-        self.index = 0
-        self.start = 0.0
-
-    async def recv(self) -> AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        step = RATE // 50
-        if self.index == 0:
-            self.start = time.perf_counter()
-        due = self.start + self.index * 0.02
-        await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        piece = self.samples[self.index * step:(self.index + 1) * step]
-        if len(piece) < step:
-            piece = np.zeros(step, np.float32)
-        frame = AudioFrame.from_ndarray((piece * 32767).astype(np.int16).reshape(1, -1),
-                                        format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.pts = self.index * step
-        frame.time_base = fractions.Fraction(1, RATE)
-        self.index += 1
-        return frame
+from tests.realtime.rtc import ClipTrack, CueTrack, frames, offer, record_events
+from tests.realtime.support import clip
 
 
 @pytest.fixture(scope="module")
@@ -67,23 +32,10 @@ async def _call(url: str, path: str = "/v1/realtime", *, seconds: float = 60.0
     events: list[dict[str, Any]] = []
     audio: list[tuple[float, np.ndarray]] = []
     video: list[tuple[float, np.ndarray]] = []
-    done = asyncio.Event()
-    channel = pc.createDataChannel("oai-events")
-
-    @channel.on("message")
-    def on_message(message: str) -> None:
-        event = json.loads(message)
-        event["_at"] = time.perf_counter()
-        events.append(event)
-        if event["type"] == "response.done":
-            done.set()
+    done = record_events(pc.createDataChannel("oai-events"), events)
 
     async def read(track: Any) -> None:
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
+        async for frame in frames(track):
             now = time.perf_counter()
             if track.kind == "audio":
                 data = frame.to_ndarray().astype(np.float32) / 32768.0
@@ -100,14 +52,9 @@ async def _call(url: str, path: str = "/v1/realtime", *, seconds: float = 60.0
 
     pc.addTrack(ClipTrack(clip("en_cheetah_platforms.wav")))
     pc.addTransceiver("video", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    async with httpx.AsyncClient(timeout=60) as client:
-        answer = await client.post(f"{url}{path}?model=secretary-realtime",
-                                   content=pc.localDescription.sdp,
-                                   headers={"Content-Type": "application/sdp"})
+    answer = await offer(pc, f"{url}{path}?model=secretary-realtime")
     assert answer.status_code == 201, answer.text
     assert answer.headers["content-type"].startswith("application/sdp")
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.text, type="answer"))
     try:
         try:
             await asyncio.wait_for(done.wait(), seconds)
@@ -196,45 +143,13 @@ async def test_bad_sdp_is_a_400(rtc_url: str) -> None:
             assert answer.json()["error"]["message"]
 
 
-class CueTrack(MediaStreamTrack):
-    """A microphone that stays silent until ``cue`` is set, then says a clip."""
-
-    kind = "audio"
-
-    def __init__(self, samples: np.ndarray, cue: asyncio.Event) -> None:
-        super().__init__()
-        self.samples, self.cue = samples, cue
-        self.index = self.position = 0
-        self.start = 0.0
-
-    async def recv(self) -> AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        step = RATE // 50
-        if self.index == 0:
-            self.start = time.perf_counter()
-        await asyncio.sleep(max(0.0, self.start + self.index * 0.02 - time.perf_counter()))
-        piece = np.zeros(step, np.float32)
-        if self.cue.is_set() and self.position < len(self.samples):
-            part = self.samples[self.position:self.position + step]
-            piece[:len(part)] = part
-            self.position += step
-        frame = AudioFrame.from_ndarray((piece * 32767).astype(np.int16).reshape(1, -1),
-                                        format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.pts = self.index * step
-        frame.time_base = fractions.Fraction(1, RATE)
-        self.index += 1
-        return frame
-
-
 async def test_barge_in_stops_the_reply_track_at_once(rtc_url: str) -> None:
     pc = RTCPeerConnection()
     cue = asyncio.Event()
     events: list[dict[str, Any]] = []
     loud: list[float] = []
-    done = asyncio.Event()
     channel = pc.createDataChannel("oai-events")
+    done = record_events(channel, events)
     story = ("Let me tell you a long story about the railway. It starts early in the morning "
              "at the station. The first train leaves at six. The second one leaves at seven. "
              "Nobody knows when the last one leaves.")
@@ -246,20 +161,8 @@ async def test_barge_in_stops_the_reply_track_at_once(rtc_url: str) -> None:
             "content": [{"type": "input_text", "text": story}]}}))
         channel.send(json.dumps({"type": "response.create"}))
 
-    @channel.on("message")
-    def on_message(message: str) -> None:
-        event = json.loads(message)
-        event["_at"] = time.perf_counter()
-        events.append(event)
-        if event["type"] == "response.done":
-            done.set()
-
     async def read(track: Any) -> None:
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
+        async for frame in frames(track):
             if track.kind != "audio":
                 continue
             data = frame.to_ndarray().astype(np.float32) / 32768.0
@@ -271,12 +174,8 @@ async def test_barge_in_stops_the_reply_track_at_once(rtc_url: str) -> None:
     readers: list[asyncio.Task[None]] = []
     pc.on("track", lambda track: readers.append(asyncio.create_task(read(track))))
     pc.addTrack(CueTrack(clip("en_cheetah_platforms.wav"), cue))
-    await pc.setLocalDescription(await pc.createOffer())
-    async with httpx.AsyncClient(timeout=60) as client:
-        answer = await client.post(f"{rtc_url}/v1/realtime/calls",
-                                   content=pc.localDescription.sdp,
-                                   headers={"Content-Type": "application/sdp"})
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.text, type="answer"))
+    answer = await offer(pc, f"{rtc_url}/v1/realtime/calls")
+    assert answer.status_code == 201, answer.text
     try:
         await asyncio.wait_for(done.wait(), 60)
         await asyncio.sleep(1.0)

@@ -15,6 +15,7 @@ from secretary.stt.engine import TranscriptionOptions, collect
 from secretary.stt.whisper import WhisperEngine
 from tests.helpers import SPEECH, reference_text, wer
 from tests.realtime.support import (
+    ask,
     clip,
     connect,
     feed,
@@ -118,10 +119,7 @@ async def test_manual_turns_commit_typed_input_and_response_cancel(url: str) -> 
         # item keeps only what had begun playing.
         text = ("This is the first sentence of a long reply. Here is the second one. "
                 "And a third sentence follows it. Then a fourth to be sure.")
-        await connection.conversation.item.create(item={
-            "type": "message", "role": "user",
-            "content": [{"type": "input_text", "text": text}]})
-        await connection.response.create()
+        await ask(connection, text)
         events = await events_until(connection, "response.output_audio.delta")
         await connection.response.cancel()
         events = await events_until(connection, "response.done", events=events)
@@ -147,10 +145,7 @@ async def test_barge_in_cancels_the_reply_and_keeps_what_was_heard(url: str) -> 
         text = ("Let me tell you a long story about the railway. It starts early in the "
                 "morning at the station. The first train leaves at six. The second one leaves "
                 "at seven. Nobody knows when the last one leaves.")
-        await connection.conversation.item.create(item={
-            "type": "message", "role": "user",
-            "content": [{"type": "input_text", "text": text}]})
-        await connection.response.create()
+        await ask(connection, text)
         events = await events_until(connection, "response.output_audio.delta")
         # Silence past the reply's first moments, then the user talks over it.
         await feed(connection, silence(1.0))
@@ -185,10 +180,7 @@ async def test_backchannel_over_the_reply_does_not_stop_it(url: str,
         await events_until(connection, "session.created")
         text = ("The first train leaves at six in the morning. The second one leaves at seven "
                 "in the morning. The third one leaves at eight.")
-        await connection.conversation.item.create(item={
-            "type": "message", "role": "user",
-            "content": [{"type": "input_text", "text": text}]})
-        await connection.response.create()
+        await ask(connection, text)
         events = await events_until(connection, "response.output_audio.delta")
         await feed(connection, silence(1.0))
         await feed(connection, yeah)

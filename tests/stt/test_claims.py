@@ -25,6 +25,7 @@ from secretary.stt.whisper import WhisperEngine
 from tests.conftest import make_settings
 from tests.helpers import (
     SPEECH,
+    EngineProxy,
     reference_text,
     requests_counted,
     running_server,
@@ -49,7 +50,7 @@ def _long_english() -> tuple[np.ndarray, str]:
 # --------------------------------------------------------------------------- streaming
 
 
-class OrderRecordingEngine:
+class OrderRecordingEngine(EngineProxy):
     """The real Whisper engine, with its segments handed out lazily as faster-whisper
     decodes them. After the first segment, the engine does not decode the next one until
     the client says it has received text (or ``PATIENCE`` runs out), and records which
@@ -57,26 +58,9 @@ class OrderRecordingEngine:
     in vain."""
 
     def __init__(self, engine: WhisperEngine) -> None:
-        self._engine = engine
-        self.name = engine.name
+        super().__init__(engine)
         self.client_has_text = threading.Event()
         self.order: list[str] = []
-
-    def __getattr__(self, name: str):
-        return getattr(self._engine, name)  # the rest of the engine interface, as it is
-
-    @property
-    def loaded(self) -> bool:
-        return self._engine.loaded
-
-    def load(self) -> None:
-        self._engine.load()
-
-    def describe(self):
-        return self._engine.describe()
-
-    def languages(self):
-        return self._engine.languages()
 
     def transcribe(self, samples: np.ndarray, options: TranscriptionOptions):
         info, segments = self._engine.transcribe(samples, options)

@@ -20,7 +20,7 @@ from secretary.tts.engine import SynthesisRequest
 from secretary.tts.espeak import EspeakEngine
 from secretary.tts.piper import PiperEngine
 from tests.conftest import make_settings
-from tests.helpers import requests_counted, running_server
+from tests.helpers import EngineProxy, requests_counted, running_server
 
 ENGLISH = "Your meeting with the design team has moved to Thursday afternoon."
 SENTENCES = ["Good morning, this is your secretary.", "You have three new messages.",
@@ -29,34 +29,16 @@ SENTENCES = ["Good morning, this is your secretary.", "You have three new messag
 PATIENCE = 30
 
 
-class OrderRecordingEngine:
+class OrderRecordingEngine(EngineProxy):
     """The real Piper engine, which will not start on the last sentence until the client
     says the first audio has arrived (or ``PATIENCE`` runs out), and records which came
     first. A service that made the whole file before sending would make it wait in vain."""
 
     def __init__(self, engine: PiperEngine, last_sentence: str) -> None:
-        self._engine = engine
-        self.name = engine.name
+        super().__init__(engine)
         self.last_sentence = last_sentence
         self.client_has_audio = threading.Event()
         self.order: list[str] = []
-
-    def __getattr__(self, name: str):
-        return getattr(self._engine, name)  # the rest of the engine interface, as it is
-
-    @property
-    def sample_rate(self) -> int:
-        return self._engine.sample_rate
-
-    @property
-    def loaded(self) -> bool:
-        return self._engine.loaded
-
-    def load(self) -> None:
-        self._engine.load()
-
-    def voices(self):
-        return self._engine.voices()
 
     def synthesize(self, request: SynthesisRequest) -> Iterator[np.ndarray]:
         if request.text == self.last_sentence:

@@ -48,7 +48,9 @@ def _error_message(answer: httpx.Response) -> str:
         return answer.text[:200] or f"HTTP {answer.status_code}"
 
 
-class RemoteTranscriber:
+class _RemoteStage:
+    """A stage that calls one service: its URL and an HTTP client kept for its calls."""
+
     def __init__(self, url: str, timeout: float) -> None:
         self.url = url.rstrip("/")
         self.client = _client(timeout)
@@ -62,6 +64,8 @@ class RemoteTranscriber:
     async def aclose(self) -> None:
         await self.client.aclose()
 
+
+class RemoteTranscriber(_RemoteStage):
     async def transcribe(self, samples: np.ndarray, language: str | None,
                          cancel: Cancel) -> Heard:
         # 16-bit PCM is what the service's decoder would make of any upload: the model sees
@@ -86,20 +90,7 @@ class RemoteTranscriber:
                      window=int(body.get("window", 30)))
 
 
-class RemoteSpeaker:
-    def __init__(self, url: str, timeout: float) -> None:
-        self.url = url.rstrip("/")
-        self.client = _client(timeout)
-
-    def describe(self) -> dict[str, Any]:
-        return {"where": self.url}
-
-    def load(self) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-
+class RemoteSpeaker(_RemoteStage):
     async def speak(self, text: str, language: str, voice: str | None,
                     cancel: Cancel) -> AsyncIterator[tuple[np.ndarray, int]]:
         body: dict[str, Any] = {"text": text, "language": language, "format": "pcm",
@@ -137,24 +128,17 @@ def _pcm(data: bytes) -> np.ndarray:
     return np.frombuffer(data, "<i2").astype(np.float32) / 32768
 
 
-class RemoteAnimator:
+class RemoteAnimator(_RemoteStage):
     def __init__(self, url: str, timeout: float, fps: int, size: int,
                  jpeg_quality: int) -> None:
-        self.url = url.rstrip("/")
-        self.client = _client(timeout)
+        super().__init__(url, timeout)
         self.fps = fps
         self.size = size
         self.jpeg_quality = jpeg_quality
         self.lane = Lane("avatar-decode")
 
     def describe(self) -> dict[str, Any]:
-        return {"where": self.url, "fps": self.fps, "size": self.size}
-
-    def load(self) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
+        return {**super().describe(), "fps": self.fps, "size": self.size}
 
     async def prepare(self, portrait: bytes) -> str:
         # A small render checks the photo holds a face (the service caches its analysis).

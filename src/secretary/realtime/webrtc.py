@@ -130,6 +130,17 @@ class RtcOutput:
         self.playout.state = name
 
 
+def audio_frame(samples: np.ndarray, index: int, rate: int) -> AudioFrame:
+    """Frame ``index`` of a mono track in frames of ``len(samples)``: float32 -> s16."""
+    frame = AudioFrame.from_ndarray(
+        (np.clip(samples, -1, 1) * 32767).astype(np.int16).reshape(1, -1),
+        format="s16", layout="mono")
+    frame.sample_rate = rate
+    frame.pts = index * len(samples)
+    frame.time_base = fractions.Fraction(1, rate)
+    return frame
+
+
 def _tracks() -> tuple[type, type]:
     from aiortc import MediaStreamTrack
     from aiortc.mediastreams import MediaStreamError
@@ -146,13 +157,7 @@ def _tracks() -> tuple[type, type]:
                 raise MediaStreamError
             media_time = self.index * FRAME_SECONDS
             await self.clock.wait_until(media_time)
-            samples = self.playout.pull(media_time)
-            frame = AudioFrame.from_ndarray(
-                (np.clip(samples, -1, 1) * 32767).astype(np.int16).reshape(1, -1),
-                format="s16", layout="mono")
-            frame.sample_rate = OUTPUT_RATE
-            frame.pts = self.index * FRAME
-            frame.time_base = fractions.Fraction(1, OUTPUT_RATE)
+            frame = audio_frame(self.playout.pull(media_time), self.index, OUTPUT_RATE)
             self.index += 1
             return frame
 
