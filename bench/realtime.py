@@ -15,8 +15,11 @@ time pace:
   - partial lag: arrival of each partial -> when the last audio it heard was sent;
   - barge-in: a clip spoken over a long reply; from when its voiced audio reached the
     barge-in minimum -> the cancelled ``response.done`` (WebSocket) with the audio sent
-    after that point;
-  - face track: render CPU seconds per second of call (25 fps, 320 px), from the track.
+    after that point; over WebRTC, the cancelled ``response.done`` on the data channel ->
+    the last reply frame with sound on the track;
+  - face track: render CPU seconds per second of call (25 fps, 320 px), from the track;
+    and lip sync: the shift of the received audio against the received video (by arrival)
+    that best lines the Face Landmarker's jawOpen up with the loudness (0: in sync).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import json
 import statistics
 import sys
 import time
@@ -39,6 +43,8 @@ sys.path.insert(0, str(ROOT))
 from tests.helpers import running_server  # noqa: E402
 from tests.realtime.support import ask, clip, connect, pcm16, silence, voiced  # noqa: E402
 
+from secretary.avatar.landmarks import Landmarker  # noqa: E402
+from secretary.catalog import ModelStore  # noqa: E402
 from secretary.config import Settings  # noqa: E402
 from secretary.realtime import webrtc  # noqa: E402
 from secretary.realtime.app import create_app  # noqa: E402
@@ -101,7 +107,28 @@ async def ws_turn(url: str, name: str) -> dict[str, Any]:
     return out
 
 
-async def rtc_turn(url: str, name: str, *, playout_buffer: bool = False) -> dict[str, Any]:
+def lip_sync(sound: list[tuple[float, float]], video: list[tuple[float, np.ndarray]],
+             landmarker: Landmarker) -> float | None:
+    """Seconds to shift the received audio (arrival, loudness) by to line it up best with
+    the jaw in the received video (arrival, image); None where no face or no sound."""
+    jaw_t, jaw = [], []
+    for t, image in video:
+        found = landmarker.detect(image)
+        if found is not None:
+            jaw_t.append(t)
+            jaw.append(found.blendshapes["jawOpen"])
+    if len(jaw) < 25 or len(sound) < 25:
+        return None
+    times = np.array([t for t, _ in sound])
+    level = np.array([v for _, v in sound])
+    at = np.array(jaw_t)
+    lags = np.arange(-0.2, 0.2001, 0.01)
+    scores = [np.corrcoef(np.interp(at + lag, times, level), jaw)[0, 1] for lag in lags]
+    return float(lags[int(np.nanargmax(scores))])
+
+
+async def rtc_turn(url: str, name: str, *, playout_buffer: bool = False,
+                   landmarker: Landmarker | None = None) -> dict[str, Any]:
     from aiortc import RTCPeerConnection
     from tests.realtime.rtc import ClipTrack, frames, offer, record_events
 
@@ -116,13 +143,20 @@ async def rtc_turn(url: str, name: str, *, playout_buffer: bool = False) -> dict
     first_sound: list[float] = []
     heard = asyncio.Event()
     received = {"video": 0}
+    # For lip sync: every frame's arrival, with its loudness or its image.
+    sound: list[tuple[float, float]] = []
+    video: list[tuple[float, np.ndarray]] = []
 
     async def read(track: Any) -> None:
         async for frame in frames(track):
             if track.kind == "video":
                 received["video"] += 1
+                if landmarker is not None:
+                    video.append((time.perf_counter(), frame.to_ndarray(format="bgr24")))
                 continue
             data = frame.to_ndarray().astype(np.float32) / 32768.0
+            if landmarker is not None:
+                sound.append((time.perf_counter(), float(np.sqrt(np.mean(np.square(data))))))
             # The first frame with reply audio in it: over the -50 dB the reply's lead-in
             # is trimmed at (a silent frame decodes to exact zeros).
             if not first_sound and float(np.abs(data).max()) > 0.003 and (
@@ -151,7 +185,61 @@ async def rtc_turn(url: str, name: str, *, playout_buffer: bool = False) -> dict
     return {"latency": first_sound[0] - (mic.start + voiced_end) if first_sound else None,
             "stopped": next((e["_at"] - (mic.start + voiced_end) for e in events
                              if e["type"] == "input_audio_buffer.speech_stopped"), None),
-            "face_cpu": face_cpu / seconds, "video_fps": received["video"] / seconds}
+            "face_cpu": face_cpu / seconds, "video_fps": received["video"] / seconds,
+            "lip_sync": lip_sync(sound, video, landmarker) if landmarker else None}
+
+
+async def rtc_barge_in(url: str) -> float | None:
+    """A clip spoken over a long typed reply on a WebRTC call: seconds from the cancelled
+    ``response.done`` on the data channel to the last reply frame with sound on the track
+    (negative: the sound stopped before the event came)."""
+    from aiortc import RTCPeerConnection
+    from tests.realtime.rtc import CueTrack, frames, offer, record_events
+
+    text = ("Let me tell you a long story about the railway. It starts early in the morning "
+            "at the station. The first train leaves at six. The second one leaves at seven.")
+    pc = RTCPeerConnection()
+    cue = asyncio.Event()
+    events: list[dict[str, Any]] = []
+    loud: list[float] = []
+    channel = pc.createDataChannel("oai-events")
+    done = record_events(channel, events)
+
+    @channel.on("open")
+    def on_open() -> None:
+        channel.send(json.dumps({"type": "conversation.item.create", "item": {
+            "type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": text}]}}))
+        channel.send(json.dumps({"type": "response.create"}))
+
+    async def read(track: Any) -> None:
+        async for frame in frames(track):
+            if track.kind != "audio":
+                continue
+            data = frame.to_ndarray().astype(np.float32) / 32768.0
+            if float(np.sqrt(np.mean(data ** 2))) > 0.01:
+                loud.append(time.perf_counter())
+                if len(loud) == 75:  # 1.5 s into the reply: the user talks over it
+                    cue.set()
+
+    readers: list[asyncio.Task[None]] = []
+    pc.on("track", lambda track: readers.append(asyncio.create_task(read(track))))
+    pc.addTrack(CueTrack(clip("en_cheetah_platforms.wav"), cue))
+    await offer(pc, f"{url}/v1/realtime/calls")
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), 60)
+        await asyncio.sleep(1.0)
+    finally:
+        await pc.close()
+        for reader in readers:
+            reader.cancel()
+    ended = next((e for e in events if e["type"] == "response.done"), None)
+    if ended is None or ended["response"]["status"] != "cancelled":
+        return None
+    # Within a second: the reply to the user's words comes later than that.
+    heard = [t for t in loud if t < ended["_at"] + 1.0]
+    return max(heard) - ended["_at"] if heard else None
 
 
 async def barge_in(url: str, service_min: float) -> dict[str, float]:
@@ -206,11 +294,14 @@ async def main() -> None:
     rtc: list[dict[str, Any]] = []
     rtc_buffered: list[dict[str, Any]] = []
     bargein: list[dict[str, float]] = []
+    rtc_bargein: list[float | None] = []
+    landmarker = Landmarker(ModelStore(settings.models_dir).face_landmarker_path())
+    landmarker.load()
     with running_server(create_app(service=service)) as url:
         for _ in range(args.rounds):
             for name in CLIPS:
                 ws.append(await ws_turn(url, name))
-                rtc.append(await rtc_turn(url, name))
+                rtc.append(await rtc_turn(url, name, landmarker=landmarker))
                 rtc_buffered.append(await rtc_turn(url, name, playout_buffer=True))
                 if args.detail:
                     split = " ".join(f"{k} {ws[-1]['timings'].get(k, float('nan')):+.3f}"
@@ -223,6 +314,8 @@ async def main() -> None:
                           + " (the last: VAD stop)",
                           flush=True)
             bargein.append(await barge_in(url, settings.realtime.barge_in_min_ms / 1000))
+            rtc_bargein.append(await rtc_barge_in(url))
+    landmarker.close()
     print(f"{len(ws)} turns per transport ({len(CLIPS)} clips x {args.rounds} rounds)\n")
     print("| transport | p50 | p95 | end of speech -> VAD stop | final started | "
           "final transcript | first reply text | first audio (server) |")
@@ -249,6 +342,11 @@ async def main() -> None:
     print(f"barge-in: user speech past the minimum -> response.done cancelled: median "
           f"{statistics.median(b['stop'] for b in bargein):.3f} s; reply audio sent after "
           f"that point {statistics.median(b['audio_after'] for b in bargein):.3f} s")
+    stops = [b for b in rtc_bargein if b is not None]
+    print(f"WebRTC barge-in: the cancelled response.done -> the last reply sound on the "
+          f"track: median {statistics.median(stops) if stops else float('nan'):+.3f} s, "
+          f"max {max(stops) if stops else float('nan'):+.3f} s ({len(stops)} of "
+          f"{len(rtc_bargein)} calls cancelled)")
     ahead = {o: service.metrics.registry.get_sample_value(
         "secretary_realtime_replies_ahead_total", {"outcome": o}) or 0 for o in ("started", "used")}
     print(f"replies made in the silence before the turn ended: {ahead['started']:.0f}, of "
@@ -257,6 +355,12 @@ async def main() -> None:
     fps = [t["video_fps"] for t in rtc]
     print(f"face track: render CPU {100 * statistics.median(face):.1f}% of one core at "
           f"{statistics.median(fps):.1f} fps received")
+    sync = [t["lip_sync"] for t in rtc if t["lip_sync"] is not None]
+    if sync:
+        print(f"lip sync: the audio shift that best lines the jaw up with the sound: median "
+              f"{1000 * statistics.median(sync):+.0f} ms, largest "
+              f"{1000 * max(sync, key=abs):+.0f} ms ({len(sync)} calls; the target is "
+              f"within 40 ms)")
 
 
 if __name__ == "__main__":

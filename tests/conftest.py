@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,22 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One model cache for the whole run, so the packaged base model is assembled once.
     SECRETARY_TEST_CACHE_DIR reuses a cache across runs."""
     configured = os.environ.get("SECRETARY_TEST_CACHE_DIR")
-    if configured:
-        return Path(configured)
-    return tmp_path_factory.mktemp("secretary-cache")
+    cache = Path(configured) if configured else tmp_path_factory.mktemp("secretary-cache")
+    _take_end_of_turn_model(cache / "models")
+    return cache
+
+
+def _take_end_of_turn_model(models: Path) -> None:
+    """Smart Turn comes out of a wheel from the package index: scripts/test.sh pulls it into
+    the user's cache once, and each run's cache takes a copy of that (or fetches it)."""
+    from secretary.turns.models import SmartTurnModels
+
+    if SmartTurnModels(models).locate_smart_turn() is not None:
+        return
+    source = SmartTurnModels(Settings(_env_file=None).models_dir).smart_turn_path()
+    target = models / "smart-turn" / source.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
 
 
 @pytest.fixture(scope="session", autouse=True)

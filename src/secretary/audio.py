@@ -179,8 +179,16 @@ def _reason(exc: Exception) -> str:
 
 
 def to_pcm16(samples: np.ndarray) -> bytes:
+    """Float samples in [-1, 1] as 16-bit little-endian PCM (clipped)."""
     clipped = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
     return (clipped * 32767.0).round().astype("<i2").tobytes()
+
+
+def from_pcm16(data: bytes | np.ndarray) -> np.ndarray:
+    """16-bit PCM (little-endian bytes, or an int16 array) as float32 samples in [-1, 1)."""
+    pcm = np.frombuffer(data, "<i2") if isinstance(data, bytes | bytearray | memoryview) \
+        else np.asarray(data, np.int16)
+    return pcm.astype(np.float32) / 32768.0
 
 
 def wav_header(sample_rate: int, data_bytes: int | None, channels: int = 1) -> bytes:
@@ -354,6 +362,37 @@ def encode_chunks(chunks: Iterator[np.ndarray], sample_rate: int, fmt: str) -> I
     tail = encoder.close()
     if tail:
         yield tail
+
+
+class Resampler:
+    """Mono float32 chunks from one rate to another, one FFmpeg resampler for the stream
+    (no clicks at chunk edges)."""
+
+    def __init__(self, from_rate: int, to_rate: int) -> None:
+        self.from_rate, self.to_rate = from_rate, to_rate
+        self._resampler = (av.AudioResampler(format="flt", layout="mono", rate=to_rate)
+                           if from_rate != to_rate else None)
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        samples = np.asarray(samples, np.float32)
+        if self._resampler is None or len(samples) == 0:
+            return samples
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt",
+                                           layout="mono")
+        frame.sample_rate = self.from_rate
+        frame.pts = None
+        return self._convert(frame)
+
+    def flush(self) -> np.ndarray:
+        """The samples still inside the resampler (at the end of a stream)."""
+        if self._resampler is None:
+            return np.zeros(0, np.float32)
+        return self._convert(None)
+
+    def _convert(self, frame: av.AudioFrame | None) -> np.ndarray:
+        assert self._resampler is not None
+        out = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)]
+        return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
 
 
 def resample_stream(chunks: Iterable[np.ndarray], from_rate: int, to_rate: int

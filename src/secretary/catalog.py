@@ -12,9 +12,10 @@ from secretary.avatar.liveportrait.models import LIVEPORTRAIT_CATALOG, LivePortr
 from secretary.models import ModelInfo
 from secretary.stt.models import CanaryModels, WhisperModels
 from secretary.tts.models import TtsModels
+from secretary.turns.models import SmartTurnModels
 
 
-class ModelStore(WhisperModels, CanaryModels, TtsModels, LivePortraitModels):
+class ModelStore(WhisperModels, CanaryModels, TtsModels, LivePortraitModels, SmartTurnModels):
     """The cache folder with every capability's models."""
 
     # LivePortrait's models module answers `available` but not yet `fetch` and `find`: its

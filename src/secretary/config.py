@@ -508,6 +508,20 @@ class RealtimeSettings(ServiceSettings):
         default=True, description="Start the reply to that early transcript while the "
         "silence runs, so its first audio is ready when the turn ends (dropped unheard if "
         "the user goes on).")
+    end_of_turn: bool = Field(
+        default=True, description="Smart Turn decides at each pause whether the user is "
+        "done, from the sound of the words: sessions start with semantic_vad turn detection "
+        "(false: server_vad, a fixed silence ends each turn).")
+    end_of_turn_threshold: float = Field(
+        default=0.5, gt=0, lt=1, description="Smart Turn's probability from which a pause "
+        "ends a complete turn.")
+    end_of_turn_complete_ms: int = Field(
+        default=200, ge=32, le=2000, description="Silence that ends a turn Smart Turn calls "
+        "complete.")
+    end_of_turn_incomplete_ms: int = Field(
+        default=1200, ge=100, le=10000, description="Silence that ends a turn Smart Turn "
+        "calls unfinished (semantic_vad's eagerness auto and medium; low waits twice as "
+        "long, high half).")
     audio_lead_ms: int = Field(
         default=300, ge=0, description="How far ahead of real time reply audio is sent over "
         "WebSocket (the client's jitter buffer).")

@@ -18,14 +18,21 @@ _NAMES = {0x00: "NUL", 0x1B: "ESC", 0x7F: "DEL"}
 
 def check_text(text: str, param: str) -> str:
     """``text`` unchanged, or a 400 naming its first unusable character."""
+    problem = text_problem(text, param)
+    if problem is not None:
+        raise InvalidRequestError(problem, param=param)
+    return text
+
+
+def text_problem(text: str, param: str) -> str | None:
+    """What is wrong with ``text`` (its first unusable character, named), or None."""
     found = _BAD.search(text)
     if found is None:
-        return text
+        return None
     code = ord(found.group())
     if 0xD800 <= code <= 0xDFFF:
         what = f"a lone surrogate U+{code:04X} (not a character)"
     else:
         name = _NAMES.get(code)
         what = f"the control character U+{code:04X}" + (f" ({name})" if name else "")
-    raise InvalidRequestError(
-        f"{param} holds {what} at position {found.start()}; remove it", param=param)
+    return f"{param} holds {what} at position {found.start()}; remove it"

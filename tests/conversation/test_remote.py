@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +19,8 @@ from secretary.ui.app import create_app as create_ui_app
 from tests.conftest import make_settings
 from tests.conversation.support import (
     TWO_SENTENCE_CLIPS,
+    HoldingProxy,
+    holding_proxy,
     of_type,
     recording,
     reply_audio,
@@ -32,36 +35,60 @@ READ_BACK_CEILING = 0.32
 
 
 @pytest.fixture(scope="module")
-def urls(cache_dir: Path) -> Iterator[dict[str, str]]:
+def speech_service(cache_dir: Path) -> Iterator[HoldingProxy]:
+    """The text-to-speech service, reached through a proxy that can hold the end of each
+    of its answers (the end of a sentence's synthesis) back."""
+    with running_server(create_tts_app(make_settings(cache_dir))) as tts, \
+            holding_proxy(tts) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="module")
+def urls(cache_dir: Path, speech_service: HoldingProxy) -> Iterator[dict[str, str]]:
     settings = make_settings(cache_dir)
     with running_server(create_stt_app(settings)) as stt, \
-            running_server(create_tts_app(settings)) as tts, \
             running_server(create_avatar_app(settings)) as avatar:
         ui_settings = make_settings(cache_dir)
         ui_settings.ui = ui_settings.ui.model_copy(
-            update={"stt_url": stt, "tts_url": tts, "avatar_url": avatar})
+            update={"stt_url": stt, "tts_url": speech_service.url, "avatar_url": avatar})
         ui_settings.conversation = ui_settings.conversation.model_copy(
             update={"stages": "remote"})
         with running_server(create_ui_app(ui_settings)) as ui:
-            yield {"ui": ui, "stt": stt, "tts": tts, "avatar": avatar}
+            yield {"ui": ui, "stt": stt, "tts": speech_service.upstream, "avatar": avatar}
 
 
-def test_a_turn_over_http_streams_in_order(urls: dict[str, str]) -> None:
+def test_a_turn_over_http_streams_in_order(urls: dict[str, str],
+                                           speech_service: HoldingProxy) -> None:
     wav, said = recording(*TWO_SENTENCE_CLIPS)
-    events = turn_events(urls["ui"], wav)
+
+    def listen(event: dict[str, Any]) -> None:
+        if event["type"] == "audio" and "first audio" not in hold.log:
+            hold.note("first audio")
+            hold.release()
+
+    # Each sentence's synthesis passes on as the service sends it, but its end is held
+    # until the listener has the first reply audio: a speech stage that waited for a
+    # sentence's whole answer, or a turn that waited for the last sentence, would send the
+    # first audio only after the proxy gave up holding.
+    with speech_service.holding() as hold:
+        events = turn_events(urls["ui"], wav, on_event=listen)
     kinds = [e["type"] for e in events]
     assert kinds[:2] == ["turn", "transcript"] and kinds[-1] == "done", kinds
     assert "error" not in kinds, events
     transcript = of_type(events, "transcript")[0]
     assert transcript["language"] == "en"
     assert wer(said, transcript["text"], "en") <= TRANSCRIPT_CEILING, transcript["text"]
-    assert transcript["window"] < 30  # the service's fitted window for a final
+    # Seconds of audio the service's Whisper read (content, not a clock): the fitted window
+    # for a final, not the full 30 s one.
+    assert transcript["window"] < 30
 
     sentences = of_type(events, "sentence")
     assert len(sentences) >= 2
-    first_of_last = next(i for i, e in enumerate(events)
-                         if e["type"] == "audio" and e["sentence"] == sentences[-1]["index"])
-    assert kinds.index("audio") < first_of_last
+    # One answer of the service per sentence, and the first audio reached the listener
+    # before the first of them (so before the last) had ended.
+    ended = [i for i, what in enumerate(hold.log) if what == "answer ended"]
+    assert len(ended) == len(sentences), hold.log
+    assert hold.log.index("first audio") < ended[0], hold.log
 
     spoken = reply_audio(events)
     heard = httpx.post(f"{urls['stt']}/transcribe", timeout=120, data={"language": "en"},

@@ -7,8 +7,9 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import httpx
@@ -18,6 +19,7 @@ import pytest
 from secretary import audio
 from secretary.conversation.metrics import TurnMetrics
 from secretary.conversation.service import ConversationService
+from secretary.conversation.stages import Cancel, Speaker
 from secretary.stt.engine import TranscriptionOptions, collect
 from secretary.stt.whisper import WhisperEngine
 from secretary.ui.app import create_app
@@ -25,6 +27,7 @@ from tests.conftest import make_settings
 from tests.conversation.support import (
     PORTRAIT,
     TWO_SENTENCE_CLIPS,
+    Hold,
     metric,
     of_type,
     recording,
@@ -65,10 +68,46 @@ def whisper(service: ConversationService) -> WhisperEngine:
     return engine
 
 
+class _HeldSpeaker:
+    """The real speaker, but the end of each sentence's synthesis waits for the hold's
+    release (noted as ``held``, then ``sentence synthesized``)."""
+
+    def __init__(self, speaker: Speaker, hold: Hold) -> None:
+        self.speaker = speaker
+        self.hold = hold
+
+    def describe(self) -> dict[str, Any]:
+        return self.speaker.describe()
+
+    async def speak(self, text: str, language: str, voice: str | None,
+                    cancel: Cancel) -> AsyncIterator[tuple[np.ndarray, int]]:
+        async for piece in self.speaker.speak(text, language, voice, cancel):
+            yield piece
+        self.hold.note("held")
+        await self.hold.wait(10.0)
+        self.hold.note("sentence synthesized")
+
+
 def test_a_turn_streams_transcript_reply_audio_and_frames_in_order(
-        url: str, whisper: WhisperEngine) -> None:
+        url: str, service: ConversationService, whisper: WhisperEngine) -> None:
     wav, said = recording(*TWO_SENTENCE_CLIPS)
-    events = turn_events(url, wav)
+    hold = Hold()
+
+    def listen(event: dict[str, Any]) -> None:
+        if event["type"] == "audio" and "first audio" not in hold.log:
+            hold.note("first audio")
+            hold.release()
+
+    # Each sentence's synthesis ends only once the listener has the first reply audio: a
+    # turn that waited for a sentence's (or the reply's) whole speech before sending any
+    # would send it only after the hold gave up.
+    speaker = service.pipeline.speaker
+    service.pipeline.speaker = _HeldSpeaker(speaker, hold)
+    try:
+        events = turn_events(url, wav, on_event=listen)
+    finally:
+        service.pipeline.speaker = speaker
+        hold.release()
     kinds = [e["type"] for e in events]
     assert kinds[0] == "turn" and kinds[1] == "transcript" and kinds[-1] == "done"
     assert "error" not in kinds, events
@@ -82,12 +121,11 @@ def test_a_turn_streams_transcript_reply_audio_and_frames_in_order(
     sentences = of_type(events, "sentence")
     assert len(sentences) >= 2
     audio_events = of_type(events, "audio")
-    # The first audio goes out before the last sentence's audio exists: streamed, not batched.
-    first_audio = kinds.index("audio")
-    last_sentence = sentences[-1]["index"]
-    first_of_last = next(i for i, e in enumerate(events)
-                         if e["type"] == "audio" and e["sentence"] == last_sentence)
-    assert first_audio < first_of_last
+    # The first audio went out before the first sentence's synthesis (so before the last's)
+    # had ended: streamed, not batched.
+    synthesized = [i for i, what in enumerate(hold.log) if what == "sentence synthesized"]
+    assert len(synthesized) == len(sentences), hold.log
+    assert hold.log.index("first audio") < synthesized[0], hold.log
     assert [e["seq"] for e in audio_events] == list(range(len(audio_events)))
     assert all(a["start"] <= b["start"] for a, b in zip(audio_events, audio_events[1:],
                                                          strict=False))
@@ -129,6 +167,7 @@ def test_the_voice_detector_hears_the_speaker_finish(url: str) -> None:
     ask = lambda tail: httpx.post(f"{url}/api/vad", content=audio.to_pcm16(tail),  # noqa: E731
                                   timeout=30).json()
     talking = ask(speech[-int(1.2 * rate):])
+    # Seconds of silence at the end of the audio sent (its content, not a clock).
     assert talking["speech"] and talking["trailing_silence"] < 0.2, talking
     finished = ask(np.concatenate([speech, np.zeros(int(0.7 * rate), np.float32)])[
         -int(1.2 * rate):])
@@ -209,6 +248,8 @@ def test_closing_the_stream_mid_reply_stops_synthesis_and_rendering(url: str) ->
     sentences = len(of_type(events, "sentence"))
     assert sentences >= 3, events
 
+    # The turn ends on its own once the server sees the client gone; the deadline only
+    # stops the wait where it never does (generous: a loaded machine takes a second).
     deadline = time.monotonic() + 30
     while metric(url, "secretary_turns_total", outcome="cancelled") == cancelled:
         assert time.monotonic() < deadline, "the turn did not end after the client left"

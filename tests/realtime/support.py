@@ -99,3 +99,37 @@ def reply_audio(events: list[Any]) -> np.ndarray:
     data = b"".join(base64.b64decode(e.delta) for e in of_type(events,
                                                                  "response.output_audio.delta"))
     return np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
+
+
+async def synthesized(service: Any, text: str) -> np.ndarray:
+    """``text`` as the loaded service's Piper says it, at 24 kHz (a voice for the user's
+    part where no recording of those words is at hand)."""
+    from secretary.conversation.stages import Cancel
+
+    speaker = service.pipeline.speaker
+    pieces = [samples async for samples, _ in speaker.speak(text, "en", None, Cancel())]
+    rate = speaker.service.engine("piper").sample_rate
+    return audio.resample(np.concatenate(pieces), rate, RATE)
+
+
+def speech_only(samples: np.ndarray, margin: float = 0.1) -> np.ndarray:
+    """A clip cut to its speech with ``margin`` seconds either side (no leading pause)."""
+    start, end = voiced(samples)
+    return samples[max(0, int((start - margin) * RATE)):int((end + margin) * RATE)]
+
+
+async def feed_noting(connection: Any, samples: np.ndarray, sent: list[tuple[float, float]],
+                      *, speed: float = 1.0, chunk: float = 0.1) -> None:
+    """``feed``, noting after each piece the wall clock and the seconds of audio sent so far
+    (over every call with the same ``sent``)."""
+    step = int(chunk * RATE)
+    total = sent[-1][1] if sent else 0.0
+    began = time.perf_counter()
+    for index, start in enumerate(range(0, len(samples), step)):
+        delay = began + index * chunk / speed - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        piece = samples[start:start + step]
+        await connection.input_audio_buffer.append(audio=pcm16(piece))
+        total += len(piece) / RATE
+        sent.append((time.perf_counter(), total))

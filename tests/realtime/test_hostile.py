@@ -61,10 +61,40 @@ async def test_bad_events_get_error_events_and_the_session_goes_on(url: str) -> 
             await ws.send(message)
             event = await _next(ws, "error")
             assert event["error"]["code"] == code, (message[:80], event)
+        # A 200 KB event of nested brackets: the JSON parser's recursion error is an
+        # invalid_json error event, not a dropped connection.
+        await ws.send("[" * 100_000 + "]" * 100_000)
+        event = await _next(ws, "error")
+        assert event["error"]["code"] == "invalid_json", event
+        # Text the speech engines cannot take is named, as the HTTP APIs answer 400.
+        for text, named in (("call\x00me", "U+0000 (NUL)"), ("bell\x07", "U+0007"),
+                            ("\x1b[31mred", "U+001B (ESC)")):
+            await ws.send(json.dumps({"type": "conversation.item.create", "item": {
+                "type": "message", "role": "user",
+                "content": [{"type": "input_text", "text": text}]}}))
+            event = await _next(ws, "error")
+            assert event["error"]["param"] == "item.content.text", event
+            assert named in event["error"]["message"], event
+        await ws.send(json.dumps({"type": "session.update",
+                                  "session": {"instructions": "be\x00brief"}}))
+        event = await _next(ws, "error")
+        assert "NUL" in event["error"]["message"], event
+        assert event["error"]["param"] == "session.instructions", event
         # Still serving: a valid update is applied.
         await ws.send(json.dumps({"type": "session.update", "session": {
             "type": "realtime", "instructions": "still here"}}))
         assert (await _next(ws, "session.updated"))["session"]["instructions"] == "still here"
+
+
+async def test_a_webrtc_offer_with_a_bad_session_field_is_a_400(url: str) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        for session, said in (("{not json", "not valid JSON"), ("[" * 100_000, "not valid JSON"),
+                              ("[1, 2]", "JSON object")):
+            answer = await client.post(f"{url}/v1/realtime/calls", files={
+                "sdp": (None, "v=0\r\nm=audio\r\n"), "session": (None, session)})
+            assert answer.status_code == 400, answer.text
+            error = answer.json()["error"]
+            assert error["param"] == "session" and said in error["message"], error
 
 
 async def test_too_many_sessions_get_an_error_and_a_503(url: str) -> None:

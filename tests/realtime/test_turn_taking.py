@@ -3,15 +3,19 @@ before it (and dropped if the user goes on), and WebRTC input decoded as it arri
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 
 import httpx
 import numpy as np
 
 from secretary import audio
+from secretary.realtime import webrtc
 from secretary.realtime.vad import FRAME, RATE, TurnDetector, VadConfig
-from secretary.realtime.webrtc import _BUFFER, _EachPacket, prompt_audio_input
+from secretary.realtime.webrtc import _BUFFER, _EachPacket
 from tests.helpers import SPEECH, reference_text, wer
+from tests.realtime.rtc import ClipTrack, offer
 from tests.realtime.support import clip, connect, feed, of_type, silence, voiced
 from tests.realtime.support import collect as events_until
 
@@ -33,6 +37,8 @@ def test_a_breath_after_the_last_word_does_not_hold_the_turn_open() -> None:
             events.append((event, detector.now_ms))
     assert [e.kind for e, _ in events] == ["started", "stopped"]
     stopped, decided_ms = events[1]
+    # Times here are places in the audio (the detector's clock counts the samples fed it),
+    # not the wall clock: where the speech ends and when the turn ends are its content.
     assert abs(stopped.at_ms / 1000 - end) < 0.1
     # The decision comes one silence duration after the speech, to within a frame.
     assert decided_ms - stopped.at_ms <= 500 + FRAME_MS
@@ -95,15 +101,33 @@ async def test_reply_made_in_a_pause_is_dropped_when_the_user_goes_on(url: str) 
     assert "secretary_realtime_response_seconds_count" in after
 
 
-async def test_webrtc_audio_input_is_decoded_packet_by_packet() -> None:
+async def test_webrtc_audio_input_is_decoded_packet_by_packet(url: str) -> None:
     from aiortc import RTCPeerConnection
     from aiortc.rtp import RtpPacket
 
+    # Through the server's own offer and answer: its peer's audio receiver decodes each
+    # packet as it comes, in the _EachPacket buffer, not aiortc's.
     pc = RTCPeerConnection()
+    channel = pc.createDataChannel("oai-events")
+    heard = asyncio.Event()
+
+    @channel.on("message")
+    def on_message(message: str) -> None:
+        if json.loads(message)["type"] == "input_audio_buffer.speech_started":
+            heard.set()
+
+    pc.addTrack(ClipTrack(clip("en_cheetah_platforms.wav"), delay=0.5))
     try:
-        receiver = pc.addTransceiver("audio", direction="recvonly").receiver
-        assert prompt_audio_input(receiver)  # aiortc's internals are as expected
-        assert isinstance(getattr(receiver, _BUFFER), _EachPacket)
+        answer = await offer(pc, f"{url}/v1/realtime?model=secretary-realtime")
+        assert answer.status_code == 201, answer.text
+        call = webrtc._pcs[answer.headers["location"].rsplit("/", 1)[-1]]
+        receivers = [t.receiver for t in call.pc.getTransceivers() if t.kind == "audio"]
+        assert len(receivers) == 1
+        buffer = getattr(receivers[0], _BUFFER)
+        assert isinstance(buffer, _EachPacket)
+        # The microphone's audio came through that buffer to the VAD.
+        await asyncio.wait_for(heard.wait(), 30)
+        assert buffer.last is not None
     finally:
         await pc.close()
 

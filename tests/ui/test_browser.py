@@ -27,6 +27,8 @@ import numpy as np
 import pytest
 
 from secretary import audio
+from secretary.avatar.landmarks import Landmarker
+from secretary.catalog import ModelStore
 from secretary.tts.app import create_app as create_tts_app
 from secretary.ui.app import create_app as create_ui_app
 from tests.helpers import FACES, SPEECH, free_port, needs, reference_text, running_server, wer
@@ -40,7 +42,12 @@ SCREENSHOT_DIR = os.environ.get("SECRETARY_TEST_SCREENSHOT_DIR")
 MIC_CLIP = SPEECH / "en_librispeech_1272-128104-0000_quilter.wav"
 MIC_RATE = 48000  # Chromium's fake capture reads 16-bit PCM WAV; 48 kHz is its native rate
 STACK_SERVICES = ("stt", "tts", "avatar", "ui")
-STARTUP_TIMEOUT = 300.0
+# The Face Landmarker's jawOpen of the drawn avatar, sampled over a reply. Measured: the
+# talking face reached 0.10 to 0.27 in about a third of the samples and fell to 0.02 to
+# 0.05 between words; the same face with its mouth kept shut (head motion and blinks
+# only) stayed at 0.01 to 0.04.
+OPEN_JAW, CLOSED_JAW = 0.08, 0.05
+STARTUP_POLLS = 600  # 0.5 s apart: five minutes and more for the models to load
 
 needs_chromium = needs(
     CHROMIUM.exists(),
@@ -59,8 +66,7 @@ class Stack:
 
 def _wait_until_healthy(url: str, process: subprocess.Popen, log: Path,
                         verify: ssl.SSLContext | bool = True) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
+    for _ in range(STARTUP_POLLS):
         if process.poll() is not None:
             raise RuntimeError(f"secretary serve exited early:\n{log.read_text()[-4000:]}")
         with contextlib.suppress(httpx.HTTPError):
@@ -166,7 +172,7 @@ def screenshot_dir(tmp_path: Path) -> Path:
     return path
 
 
-def _page(browser, url: str):
+def open_page(browser, url: str):
     # The page's own Content Security Policy applies: the tests wait on functions (no
     # string evaluation) and read media the way a person can (the download link, the
     # picture as drawn), since the policy's connect-src 'self' forbids fetch() of blob: URLs.
@@ -182,7 +188,7 @@ def _page(browser, url: str):
     return page
 
 
-def _close(page) -> None:
+def close_page(page) -> None:
     violations = list(page.csp_violations)
     page.context.close()
     assert not violations, violations
@@ -238,14 +244,59 @@ def _expect_badges(page, states: dict[str, str], timeout: float = 60_000) -> Non
             "data-state", value, timeout=timeout)
 
 
+@pytest.fixture(scope="module")
+def landmarker(cache_dir: Path) -> Iterator[Landmarker]:
+    """mediapipe's Face Landmarker: the judge of how open a drawn face's mouth is."""
+    judge = Landmarker(ModelStore(cache_dir / "models").face_landmarker_path())
+    judge.load()
+    yield judge
+    judge.close()
+
+
+def landmarker_jaw(landmarker: Landmarker, picture: bytes) -> float:
+    """The ``jawOpen`` blendshape (0 closed to 1 wide open) of the face in a PNG or JPEG."""
+    image = cv2.imdecode(np.frombuffer(picture, np.uint8), cv2.IMREAD_COLOR)
+    face = landmarker.detect(image)
+    assert face is not None, "the judge found no face in the picture"
+    return face.blendshapes["jawOpen"]
+
+
+@dataclass
+class ReplySample:
+    frames: int  # frames drawn so far
+    frame_time: float  # the reply's time of the frame on the canvas
+    audio_time: float  # the reply audio's currentTime
+    picture: bytes  # the canvas, as PNG
+
+    def __repr__(self) -> str:
+        return f"({self.frames}, {self.frame_time:.3f}, {self.audio_time:.3f})"
+
+
+def _reply_samples(page, pause_ms: int = 150, most: int = 80) -> list[ReplySample]:
+    """The avatar canvas, read every ``pause_ms`` from now until the reply audio ends."""
+    samples = []
+    for _ in range(most):
+        sample = page.evaluate("""() => {
+            const c = document.querySelector('[data-testid=avatar-canvas]');
+            const a = document.querySelector('[data-testid=reply-audio]');
+            return {frames: Number(c.dataset.frames), time: Number(c.dataset.time),
+                    audio: a.currentTime, ended: a.ended, png: c.toDataURL('image/png')}; }""")
+        if sample["ended"]:
+            break
+        samples.append(ReplySample(sample["frames"], sample["time"], sample["audio"],
+                                   base64.b64decode(sample["png"].split(",", 1)[1])))
+        page.wait_for_timeout(pause_ms)
+    return samples
+
+
 @needs_chromium
-def test_full_flow_speaks_back_with_a_talking_avatar(stack: Stack, browser,
+def test_full_flow_speaks_back_with_a_talking_avatar(stack: Stack, browser, landmarker,
                                                      screenshot_dir: Path) -> None:
     """Talk mode through the streaming turn: the reply plays from its first audio piece,
     and the avatar's frames follow the audio's clock."""
     from playwright.sync_api import expect
 
-    page = _page(browser, stack.https_url)  # HTTPS with the self-signed certificate
+    page = open_page(browser, stack.https_url)  # HTTPS with the self-signed certificate
     assert page.evaluate("() => window.isSecureContext")
     _expect_badges(page, {"stt": "up", "tts": "up", "avatar": "up"})
     turns: list = []
@@ -272,21 +323,26 @@ def test_full_flow_speaks_back_with_a_talking_avatar(stack: Stack, browser,
     canvas = page.get_by_test_id("avatar-canvas")
     expect(canvas).to_be_visible()
     expect(page.get_by_test_id("portrait")).to_be_hidden()
-    samples = []
-    for _ in range(5):
-        samples.append(page.evaluate("""() => {
-            const c = document.querySelector('[data-testid=avatar-canvas]');
-            const a = document.querySelector('[data-testid=reply-audio]');
-            return [Number(c.dataset.frames), Number(c.dataset.time), a.currentTime]; }"""))
-        page.wait_for_timeout(200)
-    drawn = [s[0] for s in samples]
-    assert drawn == sorted(drawn) and drawn[-1] - drawn[0] >= 10, samples  # moving
-    # In sync: the frame on screen is the one due at the audio's time (20 fps frames).
-    offsets = sorted(abs(s[1] - s[2]) for s in samples)
-    assert offsets[2] < 0.2, samples
+    samples = _reply_samples(page)
+    drawn = [s.frames for s in samples]
+    assert drawn == sorted(drawn) and drawn[-1] - drawn[0] >= 10, drawn  # moving
+    # On the audio's clock: a frame is never drawn before its time in the audio (20 fps
+    # frames, drawn from 20 ms before), and the frame on screen moves on with the audio.
+    # How far behind it may lag is measured by bench/avsync.py.
+    ahead = [s for s in samples if s.frame_time > s.audio_time + 0.02 + 0.001]
+    assert not ahead, ahead
+    assert len({s.frame_time for s in samples}) >= len(samples) // 2, samples
+    # The face talks: its mouth opens and closes over the reply (the Face Landmarker as
+    # the judge); head motion, blinks or a picture that stops changing would not do it.
+    jaw = [round(landmarker_jaw(landmarker, s.picture), 3) for s in samples]
+    print("jaw over the reply:", jaw)
+    opened = sum(j >= OPEN_JAW for j in jaw)
+    closed = sum(j <= CLOSED_JAW for j in jaw)
+    assert opened >= 3 and closed >= 3, jaw
     page.screenshot(path=str(screenshot_dir / "ui.png"), full_page=True)
-    latency = float(page.get_by_test_id("reply-audio").get_attribute("data-latency"))
-    assert 0 < latency < 60
+    # The page measured the wait from the end of the recording to the reply's first
+    # sound (bench/turn.py reports it): playing began after the recording stopped.
+    assert float(page.get_by_test_id("reply-audio").get_attribute("data-latency")) > 0
 
     speech = _media(page, "reply-audio")
     page.wait_for_function(
@@ -304,14 +360,14 @@ def test_full_flow_speaks_back_with_a_talking_avatar(stack: Stack, browser,
     played = _hear(stack, mp3)
     assert wer(transcript, played["text"], "en") <= 0.25, played["text"]
     assert abs(speech["duration"] - audio.decode(mp3).duration) < 0.3
-    _close(page)
+    close_page(page)
 
 
 @needs_chromium
 def test_speech_to_text_only_with_record_and_stop(stack: Stack, browser) -> None:
     from playwright.sync_api import expect
 
-    page = _page(browser, stack.https_url)
+    page = open_page(browser, stack.https_url)
     _expect_badges(page, {"stt": "up"})
     expect(page.get_by_test_id("stop")).to_be_disabled()
     page.get_by_test_id("record").click()
@@ -329,14 +385,14 @@ def test_speech_to_text_only_with_record_and_stop(stack: Stack, browser) -> None
     assert segments.count() >= 1
     assert " s" in segments.first.locator("time").text_content()  # timings shown
     expect(page.get_by_test_id("reply-text")).to_be_empty()  # transcription only
-    _close(page)
+    close_page(page)
 
 
 @needs_chromium
 def test_text_to_speech_only(stack: Stack, browser) -> None:
     from playwright.sync_api import expect
 
-    page = _page(browser, stack.http_url)  # plain HTTP on localhost works as well
+    page = open_page(browser, stack.http_url)  # plain HTTP on localhost works as well
     _expect_badges(page, {"tts": "up"})
     text = "The meeting with the design team has moved to Thursday afternoon."
     page.get_by_test_id("tts-text").fill(text)
@@ -361,14 +417,14 @@ def test_text_to_speech_only(stack: Stack, browser) -> None:
         " return a.src.startsWith('blob:') && a.currentTime > 0.3 && a.duration > 1; }",
         timeout=60_000)
     expect(page.get_by_test_id("notice")).to_be_hidden()
-    _close(page)
+    close_page(page)
 
 
 @needs_chromium
 def test_avatar_mode_with_an_uploaded_portrait(stack: Stack, browser) -> None:
     from playwright.sync_api import expect
 
-    page = _page(browser, stack.http_url)
+    page = open_page(browser, stack.http_url)
     _expect_badges(page, {"avatar": "up"})
     # The expression list comes from the avatar service.
     page.wait_for_function(
@@ -399,7 +455,7 @@ def test_avatar_mode_with_an_uploaded_portrait(stack: Stack, browser) -> None:
     expect(page.get_by_test_id("notice-text")).to_contain_text("face", timeout=60_000)
     page.get_by_test_id("avatar-default").click()
     expect(page.get_by_test_id("portrait")).to_have_attribute("src", "/static/portrait.png")
-    _close(page)
+    close_page(page)
 
 
 @needs_chromium
@@ -417,7 +473,7 @@ def test_stopped_service_shows_down_and_a_clear_message(browser, cache_dir: Path
         # The turn's stages call the services over HTTP here, so a stopped one shows.
         settings.conversation = settings.conversation.model_copy(update={"stages": "remote"})
         with running_server(create_ui_app(settings)) as ui_url:
-            page = _page(browser, ui_url)
+            page = open_page(browser, ui_url)
             _expect_badges(page, {"tts": "up", "stt": "down", "avatar": "down"})
             tts_server.__exit__(None, None, None)  # stop the text-to-speech service
             tts_server = None
@@ -436,7 +492,7 @@ def test_stopped_service_shows_down_and_a_clear_message(browser, cache_dir: Path
                 "speech-to-text service", timeout=60_000)
             expect(page.locator('#steps li[data-step="transcribe"]')).to_have_attribute(
                 "data-status", "failed")
-            _close(page)
+            close_page(page)
     finally:
         if tts_server is not None:
             tts_server.__exit__(None, None, None)
@@ -450,7 +506,7 @@ def test_an_unreachable_chat_model_is_named_on_the_page(browser, cache_dir: Path
     settings = ui_settings(cache_dir, chat_url=f"http://127.0.0.1:{port}/v1",
                            chat_model="smollm2")
     with running_server(create_ui_app(settings)) as ui_url:
-        page = _page(browser, ui_url)
+        page = open_page(browser, ui_url)
         page.get_by_test_id("full-flow").click()
         notice = page.get_by_test_id("notice-text")
         expect(notice).to_contain_text("chat model", timeout=120_000)
@@ -460,7 +516,7 @@ def test_an_unreachable_chat_model_is_named_on_the_page(browser, cache_dir: Path
         expect(page.locator('#steps li[data-step="think"]')).to_have_attribute(
             "data-status", "failed")
         expect(page.get_by_test_id("full-flow")).to_be_enabled()
-        _close(page)
+        close_page(page)
 
 
 def _trimmed(samples: np.ndarray) -> np.ndarray:
@@ -498,7 +554,7 @@ def test_stop_during_the_reply_stops_it_here_and_on_the_server(
         update={"avatar_fps": 60, "avatar_size": 1024})
     try:
         with running_server(create_ui_app(settings)) as ui_url:
-            page = _page(browser, ui_url)
+            page = open_page(browser, ui_url)
             page.get_by_test_id("full-flow").click()
             page.wait_for_function(
                 "() => document.querySelector('[data-testid=reply-audio]').currentTime > 0.3",
@@ -506,18 +562,18 @@ def test_stop_during_the_reply_stops_it_here_and_on_the_server(
             page.get_by_test_id("stop").click()
             expect(page.get_by_test_id("stop")).to_be_disabled()
             assert _media(page, "reply-audio")["paused"]
-            deadline = time.monotonic() + 30
-            while True:
+            for _ in range(150):  # 0.2 s apart: 30 s and more for the turn to wind down
                 text = httpx.get(f"{ui_url}/metrics", timeout=10).text
                 if 'secretary_turns_total{outcome="cancelled"} 1.0' in text:
                     break
-                assert time.monotonic() < deadline, text[-2000:]
                 time.sleep(0.2)
+            else:
+                raise AssertionError(f"the turn was not cancelled: {text[-2000:]}")
             frames = next(float(line.split()[-1]) for line in text.splitlines()
                           if line.startswith("secretary_turn_frames_total "))
             assert frames < 15 * 60  # the whole reply's frames were not rendered
             expect(page.get_by_test_id("notice")).to_be_hidden()
-            _close(page)
+            close_page(page)
     finally:
         browser.close()
 
@@ -532,7 +588,7 @@ def test_denied_microphone_gets_a_clear_message(playwright, cache_dir: Path) -> 
                                              *QUIET_CHROMIUM])
     try:
         with running_server(create_ui_app(ui_settings(cache_dir))) as ui_url:
-            page = _page(browser, ui_url)
+            page = open_page(browser, ui_url)
             page.get_by_test_id("full-flow").click()
             expect(page.get_by_test_id("notice-text")).to_contain_text(
                 "Microphone access was denied", timeout=15_000)

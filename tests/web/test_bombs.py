@@ -1,10 +1,11 @@
-"""Small uploads that would cost gigabytes are refused within seconds, and the server's
-memory barely moves.
+"""Small uploads that would cost gigabytes are refused before they are decoded, and the
+server's memory barely moves.
 
 The reproducers: a 2.7 MB FLAC of four hours of silence (decoded in full it is gigabytes of
 samples), an 875 KB PNG of 30000x30000 pixels (2.7 GB once decoded), a PNG header that
 claims 65535x65535, and a 99 MB JSON body. The server runs in this process; a sampler
-thread records the process's peak RSS while each request runs.
+thread records the process's peak RSS while each request runs. How long a refusal takes is
+measured by ``bench/responsiveness.py``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,11 @@ from tests.helpers import FACES, running_server
 # the test client's own, in this process; the rest the refused body's
 # buffers); decoded in full the same files took 2.5 to 3.9 GB.
 MAX_GROWTH_MB = 200
-MAX_SECONDS = 15.0  # measured 0.07 to 0.4 s on a 2-core machine under load
+# A /health request that takes longer than this while a bomb is refused counts as the
+# service stalling. Time is the behaviour here (the event loop keeps serving), so the
+# bound is generous: answers take milliseconds, and parsing the 99 MB body on the loop
+# would stall it for seconds; a loaded 2-core machine never takes this long.
+HEALTH_TIMEOUT = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -107,15 +112,11 @@ def peak_growth_mb() -> Iterator[list[float]]:
 
 
 def _refused(send, status: int) -> httpx.Response:
-    started = time.monotonic()
     with peak_growth_mb() as growth:
         answer = send()
-    elapsed = time.monotonic() - started
-    print(f"{answer.request.url.path}: {answer.status_code} in {elapsed:.2f} s, "
-          f"peak growth {growth[0]:.0f} MB")
+    print(f"{answer.request.url.path}: {answer.status_code}, peak growth {growth[0]:.0f} MB")
     assert answer.status_code == status, answer.text[:300]
     assert answer.json()["error"]["message"]
-    assert elapsed < MAX_SECONDS, elapsed
     assert growth[0] < MAX_GROWTH_MB, f"the server grew by {growth[0]:.0f} MB"
     return answer
 
@@ -170,15 +171,21 @@ def test_huge_json_is_refused_while_health_keeps_answering(cache_dir: Path) -> N
     body = b'{"text": "hello", "history": [' + history[:-1] + b"]}"
     settings = make_settings(cache_dir)
     with running_server(create_ui_app(settings)) as url:
-        slowest = 0.0
+        # The poller's thread only records; the test's thread asserts (an assertion in
+        # another thread would only print a warning).
+        answered: list[int] = []
+        failures: list[str] = []
         done = threading.Event()
 
         def poll() -> None:
-            nonlocal slowest
-            while not done.is_set():
-                started = time.monotonic()
-                assert httpx.get(f"{url}/health", timeout=10).status_code == 200
-                slowest = max(slowest, time.monotonic() - started)
+            while True:
+                try:
+                    answered.append(httpx.get(f"{url}/health",
+                                              timeout=HEALTH_TIMEOUT).status_code)
+                except httpx.HTTPError as exc:
+                    failures.append(f"{type(exc).__name__}: {exc}")
+                if done.is_set():
+                    return
                 time.sleep(0.02)
 
         poller = threading.Thread(target=poll)
@@ -195,4 +202,5 @@ def test_huge_json_is_refused_while_health_keeps_answering(cache_dir: Path) -> N
             done.set()
             poller.join()
         assert "not a file upload" in answer.json()["error"]["message"]
-        assert slowest < 1.0, slowest
+        assert not failures, failures
+        assert answered and set(answered) == {200}, answered

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from secretary.launcher import warn_if_open
 from secretary.tts.app import create_app as create_tts_app
 from secretary.tts.espeak import EspeakEngine
 from secretary.ui.app import create_app as create_ui_app
+from secretary.web.security import LOOPBACK_HOSTS
 from tests.conftest import make_settings
 from tests.helpers import running_server
 
@@ -22,11 +24,16 @@ KEYS = "first-key-0123456789,second-key-9876543210"
 
 
 @pytest.fixture(scope="module")
-def tts_url(cache_dir: Path) -> Iterator[str]:
-    settings = make_settings(cache_dir, api_key=KEYS, tts={"routes": "*=espeak"})
+def espeak() -> EspeakEngine:
     engine = EspeakEngine()
     engine.load()
-    with running_server(create_tts_app(settings, {"espeak": engine})) as url:
+    return engine
+
+
+@pytest.fixture(scope="module")
+def tts_url(cache_dir: Path, espeak: EspeakEngine) -> Iterator[str]:
+    settings = make_settings(cache_dir, api_key=KEYS, tts={"routes": "*=espeak"})
+    with running_server(create_tts_app(settings, {"espeak": espeak})) as url:
         yield url
 
 
@@ -95,6 +102,43 @@ def test_host_allow_list_refuses_a_rebound_name(tts_url: str, cache_dir: Path) -
     with running_server(create_ui_app(settings)) as url:
         assert httpx.get(f"{url}/health", headers={"host": "tts.internal"}).status_code == 200
         assert httpx.get(f"{url}/health", headers={"host": "other.internal"}).status_code == 400
+
+
+def _machine() -> str:
+    name = socket.gethostname().lower()
+    assert name not in LOOPBACK_HOSTS, "the test needs a machine name that is not loopback"
+    return name
+
+
+@pytest.mark.parametrize(("settings", "allowed", "refused"), [
+    # SECRETARY_HOST names the service (in any case); bound to a named address it is on
+    # the network, so the machine's name is fine too.
+    ({"host": "secretary.lan"}, ["secretary.lan", "Secretary.LAN:8082", "{machine}"],
+     ["attacker.example", "secretary.lan.attacker.example", "lan"]),
+    # Listening everywhere: the machine's name and its mDNS form reach it.
+    ({"host": "0.0.0.0"}, ["{machine}", "{machine}.local:8082", "localhost"],
+     ["attacker.example", "0.0.0.0.attacker.example", "{machine}.attacker.example"]),
+    # Loopback only: nobody else can use the machine's name to reach it.
+    ({"host": "127.0.0.1"}, ["localhost", "127.0.0.1:8082"], ["{machine}", "{machine}.local"]),
+    ({"allowed_hosts": "tts.internal,speech.example"}, ["tts.internal", "speech.example"],
+     ["other.internal", "{machine}"]),
+    # '*' among other names: any name at all.
+    ({"allowed_hosts": "tts.internal,*"}, ["attacker.example", "{machine}", "a.b.c"], []),
+], ids=["host", "any-address", "loopback", "allowed-hosts", "star"])
+def test_each_kind_of_allowed_host(cache_dir: Path, espeak: EspeakEngine,
+                                   settings: dict[str, str], allowed: list[str],
+                                   refused: list[str]) -> None:
+    machine = _machine()
+    app = create_tts_app(make_settings(cache_dir, tts={"routes": "*=espeak"}, **settings),
+                         {"espeak": espeak})
+    with running_server(app) as url:
+        for name in allowed:
+            answer = httpx.get(f"{url}/v1/models", headers={"host": name.format(machine=machine)})
+            assert answer.status_code == 200, (name, answer.text)
+        for name in refused:
+            answer = httpx.get(f"{url}/v1/models", headers={"host": name.format(machine=machine)})
+            assert answer.status_code == 400, name
+            assert answer.json()["error"]["code"] == "host_not_allowed"
 
 
 def test_cross_origin_browser_posts_are_refused(cache_dir: Path) -> None:

@@ -1,17 +1,21 @@
 """Every 200 carries its whole body: a full queue is decided before the status goes out.
 
 The reproducer of the lost answers: many concurrent requests against a small queue. Each
-answer must be either a 200 whose body decodes completely, or a 503 with Retry-After;
-never a 200 with an empty or cut body. Streamed and whole answers, directly and through
-the UI gateway.
+answer must be either a 200 whose body is the whole answer, or a 503 with Retry-After;
+never a 200 with an empty or cut body. "Whole" is measured against the same request sent
+alone first, on an idle queue: the same length of speech, the same transcript, the same
+number of video frames. Streamed and whole answers, directly and through the UI gateway.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
+import av
 import httpx
 import pytest
 
@@ -49,17 +53,27 @@ def tts_url(cache_dir: Path) -> Iterator[str]:
         yield url
 
 
-async def _burst(send: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]],
-                 count: int = CONCURRENT) -> list[httpx.Response]:
+Send = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
+
+
+async def _burst(send: Send, count: int = CONCURRENT) -> list[httpx.Response]:
     async with httpx.AsyncClient(timeout=300) as client:
         return await asyncio.gather(*(send(client) for _ in range(count)))
 
 
-def _check(answers: list[httpx.Response], valid: Callable[[bytes], None]) -> tuple[int, int]:
+async def _alone(send: Send) -> bytes:
+    """The answer to one request on an idle queue: what a whole answer is."""
+    async with httpx.AsyncClient(timeout=300) as client:
+        answer = await send(client)
+    assert answer.status_code == 200, answer.text[:300]
+    return answer.content
+
+
+def _check(answers: list[httpx.Response], whole: Callable[[bytes], None]) -> tuple[int, int]:
     served = refused = 0
     for answer in answers:
         if answer.status_code == 200:
-            valid(answer.content)  # the whole body, decodable
+            whole(answer.content)
             served += 1
         else:
             assert answer.status_code == 503, (answer.status_code, answer.text[:300])
@@ -70,9 +84,20 @@ def _check(answers: list[httpx.Response], valid: Callable[[bytes], None]) -> tup
     return served, refused
 
 
-def _speech_audio(body: bytes) -> None:
-    decoded = audio.decode(body)
-    assert decoded.duration > 2.0, decoded.duration  # both sentences, not a cut-off piece
+# The same text through the same engine gives the same samples; the containers differ by
+# at most a frame of padding (an MP3 or Opus frame is 20 to 26 ms). Losing the last
+# sentence takes away some 2 s, a last word some 0.3 s.
+SAME_SPEECH_WITHIN = 0.06
+
+
+def _same_speech_as(alone: bytes) -> Callable[[bytes], None]:
+    expected = audio.decode(alone).duration
+
+    def whole(body: bytes) -> None:
+        duration = audio.decode(body).duration
+        assert abs(duration - expected) <= SAME_SPEECH_WITHIN, (duration, expected)
+
+    return whole
 
 
 def test_openai_speech_streams_never_answer_an_empty_200(tts_url: str) -> None:
@@ -80,19 +105,17 @@ def test_openai_speech_streams_never_answer_an_empty_200(tts_url: str) -> None:
         return await client.post(f"{tts_url}/v1/audio/speech", json={
             "model": "tts-1", "input": SENTENCE, "voice": "alloy", "response_format": "wav"})
 
-    _check(asyncio.run(_burst(send)), _speech_audio)
+    _check(asyncio.run(_burst(send)), _same_speech_as(asyncio.run(_alone(send))))
     assert httpx.get(f"{tts_url}/health").json()["queue"]["in_progress"] == 0  # none leaked
 
 
-def test_synthesize_stream_and_whole_never_answer_an_empty_200(tts_url: str) -> None:
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
+def test_synthesize_never_answers_an_empty_200(tts_url: str, stream: bool) -> None:
     async def send(client: httpx.AsyncClient) -> httpx.Response:
-        stream = send.count % 2 == 0  # type: ignore[attr-defined]
-        send.count += 1  # type: ignore[attr-defined]
         return await client.post(f"{tts_url}/synthesize", json={
             "text": SENTENCE, "language": "en", "format": "mp3", "stream": stream})
 
-    send.count = 0  # type: ignore[attr-defined]
-    _check(asyncio.run(_burst(send)), _speech_audio)
+    _check(asyncio.run(_burst(send)), _same_speech_as(asyncio.run(_alone(send))))
 
 
 def test_through_the_ui_gateway_every_200_is_whole(cache_dir: Path, tts_url: str) -> None:
@@ -104,7 +127,7 @@ def test_through_the_ui_gateway_every_200_is_whole(cache_dir: Path, tts_url: str
                 "model": "tts-1", "input": SENTENCE, "voice": "alloy",
                 "response_format": "opus"})
 
-        _check(asyncio.run(_burst(send)), _speech_audio)
+        _check(asyncio.run(_burst(send)), _same_speech_as(asyncio.run(_alone(send))))
 
 
 def test_stt_event_stream_is_whole_or_refused(cache_dir: Path) -> None:
@@ -117,9 +140,11 @@ def test_stt_event_stream_is_whole_or_refused(cache_dir: Path) -> None:
                                      files={"file": ("a.wav", clip, "audio/wav")},
                                      data={"stream": "true", "language": "en"})
 
+        expected = _final_text(asyncio.run(_alone(send)))
+        assert "danger trail" in expected.lower(), expected
+
         def complete(body: bytes) -> None:
-            text = body.decode()
-            assert '"transcript.text.done"' in text and '"type": "error"' not in text, text
+            assert _final_text(body) == expected, body.decode()  # one decoding: the same words
 
         _check(asyncio.run(_burst(send, 8)), complete)
 
@@ -137,8 +162,29 @@ def test_avatar_stream_is_whole_or_refused(cache_dir: Path) -> None:
                        "audio": ("a.wav", speech, "audio/wav")},
                 data={"stream": "true", "fps": "8", "size": "128"})
 
+        alone = asyncio.run(_alone(send))
+        expected = (_video_frames(alone), audio.decode(alone).duration)
+        assert expected[0] >= 8 * 2, expected  # some 2.5 s of speech at 8 frames a second
+
         def whole_video(body: bytes) -> None:
-            decoded = audio.decode(body)  # the AAC track runs to the end of the speech
-            assert decoded.duration > 2.0, decoded.duration
+            # Every frame, and the AAC track to the end of the speech.
+            frames, duration = _video_frames(body), audio.decode(body).duration
+            assert frames == expected[0], (frames, expected)
+            assert abs(duration - expected[1]) <= SAME_SPEECH_WITHIN, (duration, expected)
 
         _check(asyncio.run(_burst(send, 8)), whole_video)
+
+
+def _final_text(body: bytes) -> str:
+    """The text of the stream's ``transcript.text.done`` event (none there: an error)."""
+    events = [json.loads(line[len("data: "):]) for line in body.decode().splitlines()
+              if line.startswith("data: ") and line != "data: [DONE]"]
+    assert not [e for e in events if e.get("type") == "error"], events
+    done = [e["text"] for e in events if e.get("type") == "transcript.text.done"]
+    assert len(done) == 1, events
+    return done[0]
+
+
+def _video_frames(body: bytes) -> int:
+    with av.open(io.BytesIO(body)) as container:
+        return sum(1 for _ in container.decode(video=0))

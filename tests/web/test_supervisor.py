@@ -1,6 +1,7 @@
 """``secretary serve`` runs each service in its own supervised process: a killed service
 comes back (and the log says so) while the others keep answering, and a service whose
-process is stuck does not delay another's ``/health``."""
+process is stuck does not delay another's ``/health``. How quickly the others answer
+meanwhile is measured by ``bench/responsiveness.py``."""
 
 from __future__ import annotations
 
@@ -17,10 +18,16 @@ import psutil
 
 from tests.helpers import free_port, wait_for_health
 
+# A /health request that takes longer than this counts as the UI stalling. Time is the
+# behaviour here (one service keeps answering while another is frozen): answers take
+# milliseconds, so the bound is generous enough for any loaded machine, and the avatar
+# stays frozen for longer than it, so a UI that waited on the avatar would miss it.
+HEALTH_TIMEOUT = 5.0
+FROZEN_SECONDS = 8.0
+
 
 def _child(parent: psutil.Process, name: str) -> psutil.Process:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    for _ in range(300):  # the supervisor starts it within a few polls; 30 s at most
         for child in parent.children():
             if name in child.cmdline():
                 return child
@@ -46,18 +53,19 @@ def test_killed_service_restarts_and_others_keep_answering(cache_dir: Path) -> N
         first = _child(supervisor, "avatar")
         assert first.pid != process.pid  # a process of its own
 
-        # The UI answers all along, quickly, while the avatar is killed and comes back.
-        slowest, failures, done = 0.0, [], threading.Event()
+        # The UI answers all along while the avatar is killed and comes back. The poller's
+        # thread only records; the test's thread asserts.
+        answered: list[int] = []
+        failures: list[str] = []
+        done = threading.Event()
 
         def poll() -> None:
-            nonlocal slowest
             while not done.is_set():
-                started = time.monotonic()
                 try:
-                    httpx.get(f"{ui}/health", timeout=5).raise_for_status()
+                    answered.append(
+                        httpx.get(f"{ui}/health", timeout=HEALTH_TIMEOUT).status_code)
                 except httpx.HTTPError as exc:
-                    failures.append(exc)
-                slowest = max(slowest, time.monotonic() - started)
+                    failures.append(f"{type(exc).__name__}: {exc}")
                 time.sleep(0.05)
 
         poller = threading.Thread(target=poll)
@@ -69,15 +77,20 @@ def test_killed_service_restarts_and_others_keep_answering(cache_dir: Path) -> N
             assert second.pid != first.pid
 
             # A stuck service (its whole process stopped, as a loop blocked for good would
-            # be) does not delay the other's answers.
+            # be) does not delay the other's answers: the UI goes on answering meanwhile.
             second.send_signal(signal.SIGSTOP)
-            time.sleep(2)
+            before_freeze = len(answered)
+            time.sleep(FROZEN_SECONDS)
+            during_freeze = len(answered) - before_freeze
             second.send_signal(signal.SIGCONT)
         finally:
             done.set()
             poller.join()
         assert not failures, failures
-        assert slowest < 1.0, slowest
+        assert set(answered) == {200}, answered
+        # A poll every 0.05 s: some 100 answers in those seconds when nothing waits on the
+        # frozen service, none when the UI stalls with it.
+        assert during_freeze >= 5, during_freeze
     finally:
         process.send_signal(signal.SIGTERM)
         try:

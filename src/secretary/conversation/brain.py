@@ -52,6 +52,21 @@ class History:
             while len(self._sessions) > self.max_sessions:
                 self._sessions.popitem(last=False)
 
+    def revise(self, session: str, user: str, before: str, after: str) -> None:
+        """The latest exchange ``(user, before)`` becomes ``(user, after)``, or goes when
+        ``after`` is empty: the listener turned out to have heard less of the reply."""
+        with self._lock:
+            turns = self._sessions.get(session)
+            if turns is None:
+                return
+            for index in reversed(range(len(turns))):
+                if turns[index] == (user, before):
+                    if after:
+                        turns[index] = (user, after)
+                    else:
+                        del turns[index]
+                    return
+
 
 class EchoBrain:
     """Without a chat model, the secretary reads back what it heard."""
@@ -67,6 +82,9 @@ class EchoBrain:
 
     def remember(self, session: str, user: str, assistant: str) -> None:
         self.history.add(session, user, assistant)
+
+    def revise(self, session: str, user: str, before: str, after: str) -> None:
+        self.history.revise(session, user, before, after)
 
 
 class ChatBrain:
@@ -104,6 +122,9 @@ class ChatBrain:
 
     def remember(self, session: str, user: str, assistant: str) -> None:
         self.history.add(session, user, assistant)
+
+    def revise(self, session: str, user: str, before: str, after: str) -> None:
+        self.history.revise(session, user, before, after)
 
     async def reply(self, session: str, heard: Heard, cancel: Cancel) -> AsyncIterator[str]:
         payload: dict[str, Any] = {"model": self.model, "stream": True,

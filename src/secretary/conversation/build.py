@@ -23,8 +23,9 @@ def build_brain(settings: Settings) -> Brain:
 
 
 def build_pipeline(settings: Settings, metrics: TurnMetrics) -> Pipeline:
-    """Engines are imported only for the stages that run here."""
-    conversation, ui = settings.conversation, settings.ui
+    """Engines are imported only for the stages that run here; a remote stage whose address
+    is not set is this machine's service on its port."""
+    conversation, ui = settings.conversation, settings.ui_upstreams()
     timeout = ui.upstream_timeout
 
     transcriber: Transcriber

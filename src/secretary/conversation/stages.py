@@ -107,6 +107,10 @@ class Brain(Protocol):
         """Keep a finished (or interrupted) exchange in the session's history."""
         ...
 
+    def revise(self, session: str, user: str, before: str, after: str) -> None:
+        """Cut a kept exchange's reply to what was heard (``after``; empty: forget it)."""
+        ...
+
 
 class Speaker(Protocol):
     """Text of one sentence to speech chunks."""

@@ -15,12 +15,35 @@ from fastapi import APIRouter, FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response
 
 from secretary.config import Settings
-from secretary.errors import SecretaryError
+from secretary.errors import InvalidRequestError, SecretaryError
 from secretary.realtime.protocol import ProtocolError, error_event
 from secretary.realtime.service import RealtimeService
 from secretary.web.app import create_service_app
 
 log = logging.getLogger(__name__)
+
+
+# What the WebRTC offer routes take and give, for the OpenAPI document (the routes read
+# the body themselves: an SDP offer as it is, or a form with the offer and a session).
+_OFFER: dict[str, Any] = {
+    "parameters": [
+        {"name": "model", "in": "query", "required": False, "schema": {"type": "string"}},
+        {"name": "intent", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "'transcription' for a transcription-only session"}],
+    "requestBody": {"required": True, "content": {
+        "application/sdp": {"schema": {"type": "string"}},
+        "multipart/form-data": {"schema": {
+            "type": "object", "required": ["sdp"],
+            "properties": {
+                "sdp": {"type": "string", "description": "The SDP offer"},
+                "session": {"type": "string",
+                            "description": "The session's configuration, a JSON object "
+                                           "as session.update takes it"}}}}}},
+}
+_ANSWER: dict[int | str, dict[str, Any]] = {201: {
+    "description": "The SDP answer; Location names the call (for its hangup)",
+    "content": {"application/sdp": {"schema": {"type": "string"}}},
+    "headers": {"Location": {"schema": {"type": "string"}}}}}
 
 
 def build_router(service: RealtimeService) -> APIRouter:
@@ -73,11 +96,13 @@ def build_router(service: RealtimeService) -> APIRouter:
             watcher.cancel()
             await service.release(lease)
 
-    @router.post("/v1/realtime")
+    @router.post("/v1/realtime", response_class=Response, status_code=201,
+                 responses=_ANSWER, openapi_extra=_OFFER)
     async def offer(request: Request) -> Response:
         return await _webrtc(service, request)
 
-    @router.post("/v1/realtime/calls")
+    @router.post("/v1/realtime/calls", response_class=Response, status_code=201,
+                 responses=_ANSWER, openapi_extra=_OFFER)
     async def calls(request: Request) -> Response:
         return await _webrtc(service, request)
 
@@ -100,8 +125,11 @@ async def _webrtc(service: RealtimeService, request: Request) -> Response:
         form = await request.form()
         sdp = form.get("sdp")
         session = form.get("session")
-        text = sdp if isinstance(sdp, str) else (await sdp.read()).decode() if sdp else ""
-        config = json.loads(session) if isinstance(session, str) and session else None
+        if isinstance(sdp, str):
+            text = sdp
+        else:  # a file part: decoded as the raw body is, so bytes that are not UTF-8 get a 400
+            text = (await sdp.read() if sdp is not None else b"").decode("utf-8", "replace")
+        config = _session_field(session) if isinstance(session, str) and session else None
     else:
         text = body.decode("utf-8", "replace")
         config = None
@@ -110,6 +138,18 @@ async def _webrtc(service: RealtimeService, request: Request) -> Response:
                                           intent=params.get("intent"), config=config)
     return Response(answer, status_code=201, media_type="application/sdp",
                     headers={"Location": f"/v1/realtime/calls/{call_id}"})
+
+
+def _session_field(text: str) -> dict[str, Any]:
+    """The multipart offer's ``session`` field: a JSON object, or a 400 that says so."""
+    try:
+        config = json.loads(text)
+    except (ValueError, RecursionError):
+        raise InvalidRequestError("the session field is not valid JSON",
+                                  param="session") from None
+    if not isinstance(config, dict):
+        raise InvalidRequestError("the session field must be a JSON object", param="session")
+    return config
 
 
 def create_app(settings: Settings | None = None,

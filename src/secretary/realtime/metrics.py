@@ -18,6 +18,17 @@ class RealtimeMetrics:
             ["stage"], registry=registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5),
         )
+        self.end_of_turn = Counter(
+            "secretary_realtime_end_of_turn_total",
+            "The end-of-turn model's verdicts at the user's pauses (semantic_vad): complete "
+            "(the turn ends after a short silence) or unfinished (it waits longer).",
+            ["verdict"], registry=registry,
+        )
+        self.end_of_turn_seconds = Histogram(
+            "secretary_realtime_end_of_turn_seconds",
+            "Wall time of one end-of-turn decision (features and the model, one thread).",
+            registry=registry, buckets=(0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1),
+        )
         self.replies_ahead = Counter(
             "secretary_realtime_replies_ahead_total",
             "Replies started in the silence before the turn ended: started, and used (played "

@@ -13,6 +13,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from secretary.validation import text_problem
+
 # Server events whose names changed between the beta and GA protocols.
 BETA_NAMES = {
     "response.output_audio.delta": "response.audio.delta",
@@ -54,6 +56,14 @@ def error_event(exc: ProtocolError, event_id: str | None = None) -> dict[str, An
                                        "event_id": event_id}}
 
 
+def check_event_text(text: str, param: str) -> None:
+    """A ``ProtocolError`` naming the first NUL, control character or lone surrogate in
+    ``text``, as the HTTP APIs answer 400 (the speech engines fail on them)."""
+    problem = text_problem(text, param)
+    if problem is not None:
+        raise ProtocolError(problem, param=param)
+
+
 def decode_pcm16(data: Any, max_bytes: int) -> bytes:
     if not isinstance(data, str):
         raise ProtocolError("audio must be a base64 string of 16-bit PCM", param="audio")
@@ -69,20 +79,32 @@ def decode_pcm16(data: Any, max_bytes: int) -> bytes:
     return raw
 
 
+EAGERNESS = ("low", "medium", "high", "auto")
+
+
 @dataclass
 class TurnDetection:
+    """``server_vad`` ends a turn after a fixed silence; ``semantic_vad`` asks the
+    end-of-turn model at each pause, and ``eagerness`` sets how long an unfinished
+    sentence is waited for."""
+
     threshold: float = 0.5
     prefix_padding_ms: int = 300
     silence_duration_ms: int = 500
     create_response: bool = True
     interrupt_response: bool = True
+    type: str = "server_vad"
+    eagerness: str = "auto"
 
     def as_json(self) -> dict[str, Any]:
+        common = {"create_response": self.create_response,
+                  "interrupt_response": self.interrupt_response}
+        if self.type == "semantic_vad":
+            return {"type": "semantic_vad", "eagerness": self.eagerness, **common}
         return {"type": "server_vad", "threshold": self.threshold,
                 "prefix_padding_ms": self.prefix_padding_ms,
-                "silence_duration_ms": self.silence_duration_ms,
-                "create_response": self.create_response,
-                "interrupt_response": self.interrupt_response, "idle_timeout_ms": None}
+                "silence_duration_ms": self.silence_duration_ms, **common,
+                "idle_timeout_ms": None}
 
 
 @dataclass
@@ -145,6 +167,7 @@ class SessionConfig:
             if not isinstance(body["instructions"], str) or len(body["instructions"]) > 16384:
                 raise ProtocolError("instructions must be a string of at most 16384 "
                                     "characters", param="session.instructions")
+            check_event_text(body["instructions"], "session.instructions")
             changes["instructions"] = body["instructions"]
         audio = body.get("audio") or {}
         if not isinstance(audio, dict):
@@ -223,14 +246,16 @@ def _turn_detection(value: Any, current: TurnDetection | None) -> TurnDetection 
         raise ProtocolError("turn_detection must be an object or null",
                             param="session.audio.input.turn_detection")
     kind = value.get("type", "server_vad")
-    if kind == "semantic_vad":
-        kind = "server_vad"  # no semantic model here: the same VAD with its defaults
-    if kind != "server_vad":
+    if kind not in ("server_vad", "semantic_vad"):
         raise ProtocolError(f"unknown turn_detection type {kind!r}",
                             param="session.audio.input.turn_detection.type")
+    eagerness = value.get("eagerness", "auto")
+    if eagerness not in EAGERNESS:
+        raise ProtocolError(f"turn_detection.eagerness is one of {', '.join(EAGERNESS)}",
+                            param="session.audio.input.turn_detection.eagerness")
     base = current or TurnDetection()
     out = TurnDetection(base.threshold, base.prefix_padding_ms, base.silence_duration_ms,
-                        base.create_response, base.interrupt_response)
+                        base.create_response, base.interrupt_response, kind, eagerness)
     checks = {"threshold": (float, 0.0, 1.0), "prefix_padding_ms": (int, 0, 2000),
               "silence_duration_ms": (int, 100, 10000)}
     for key, (kind_, low, high) in checks.items():

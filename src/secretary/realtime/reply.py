@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from secretary.audio import Resampler
 from secretary.conversation.brain import SentenceSplitter
 from secretary.conversation.stages import Cancel, Heard
 from secretary.realtime.protocol import OUTPUT_RATE
-from secretary.realtime.vad import Resampler
 from secretary.tts.text import has_speech
 
 # Below this a sample is silence; the reply's first sound goes out without the engine's

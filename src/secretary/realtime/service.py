@@ -20,12 +20,15 @@ from secretary.config import Settings
 from secretary.conversation.build import build_pipeline
 from secretary.conversation.metrics import TurnMetrics
 from secretary.conversation.runner import Pipeline
-from secretary.errors import ServiceBusyError
+from secretary.errors import ModelUnavailableError, ServiceBusyError
 from secretary.realtime import vad
 from secretary.realtime.face import FaceRenderer
 from secretary.realtime.metrics import RealtimeMetrics
 from secretary.realtime.partials import PartialTranscriber
 from secretary.realtime.session import Limits, Output, RealtimeSession, Send
+from secretary.turns.models import SmartTurnModels
+from secretary.turns.rule import EndOfTurnRule
+from secretary.turns.smartturn import SmartTurn
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,7 @@ class RealtimeService:
         self.created = int(time.time())
         self.loaded = False
         self.renderer: FaceRenderer | None = None
+        self.end_of_turn: EndOfTurnRule | None = None  # semantic_vad's model, once loaded
         # Face frames render here, one at a time, off the event loop.
         self.face_executor = ThreadPoolExecutor(1, thread_name_prefix="realtime-face")
 
@@ -83,7 +87,7 @@ class RealtimeService:
                       max_sentence_chars=self.settings.tts.max_sentence_chars,
                       first_clause_chars=c.first_clause_chars,
                       early_final_ms=o.early_final_ms,
-                      reply_ahead=o.reply_ahead)
+                      reply_ahead=o.reply_ahead, audio_lead=o.audio_lead_ms / 1000)
 
     def load(self) -> None:
         """Blocking: the stages' engines and the VAD."""
@@ -91,10 +95,27 @@ class RealtimeService:
             return
         self.pipeline.load()
         vad.load()
+        self.end_of_turn = self._end_of_turn()
         self.partials = PartialTranscriber(self.pipeline.transcriber)
         if self.options.face:
             self.renderer = self._face()
         self.loaded = True
+
+    def _end_of_turn(self) -> EndOfTurnRule | None:
+        """Smart Turn from the model cache; without it semantic_vad is the VAD's silence
+        alone, said once in the log."""
+        o = self.options
+        if not o.end_of_turn:
+            return None
+        try:
+            path = SmartTurnModels(self.settings.models_dir).smart_turn_path(download=False)
+        except ModelUnavailableError as exc:
+            log.warning("realtime: turns end on silence alone: %s", exc)
+            return None
+        model = SmartTurn(path)
+        model.load()
+        return EndOfTurnRule(model, o.end_of_turn_threshold, o.end_of_turn_complete_ms,
+                             o.end_of_turn_incomplete_ms)
 
     def _face(self) -> FaceRenderer:
         """The avatar engine in this process (the pipeline's, if it runs one here)."""
@@ -147,6 +168,7 @@ class RealtimeService:
         session = RealtimeSession(self.pipeline, send, model=model or MODELS[0], kind=kind,
                                   limits=self.limits(), partials=self.partials,
                                   output=output, beta=beta, metrics=self.realtime_metrics,
+                                  end_of_turn=self.end_of_turn,
                                   on_activity=lambda: holder[0].touch() if holder else None)
         lease = Lease(session)
         holder.append(lease)

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from secretary.audio import Resampler
 from secretary.conversation.stages import Cancel, Heard, StageError
 from secretary.realtime.metrics import RESPONSE_STAGES, RealtimeMetrics
 from secretary.realtime.partials import PartialText, PartialTranscriber
@@ -39,13 +40,16 @@ from secretary.realtime.protocol import (
     OUTPUT_RATE,
     ProtocolError,
     SessionConfig,
+    TurnDetection,
+    check_event_text,
     decode_pcm16,
     error_event,
     new_id,
 )
 from secretary.realtime.reply import ReplyStream, Sentence
-from secretary.realtime.vad import RATE, Resampler, TurnDetector, VadConfig
+from secretary.realtime.vad import RATE, TurnDetector, VadConfig
 from secretary.tts.text import has_speech
+from secretary.turns.rule import EndOfTurnRule
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,7 @@ class Limits:
     first_clause_chars: int = 24
     early_final_ms: int = 96  # silence after which the final transcript starts early
     reply_ahead: bool = True  # start the reply to that transcript before the turn ends
+    audio_lead: float = 0.3  # seconds reply audio is sent ahead of real time (WebSocket)
 
 
 class Output(Protocol):
@@ -194,7 +199,9 @@ class RealtimeSession:
                  limits: Limits | None = None, partials: PartialTranscriber | None = None,
                  output: Output | None = None, beta: bool = False,
                  on_activity: Callable[[], None] | None = None,
-                 metrics: RealtimeMetrics | None = None) -> None:
+                 metrics: RealtimeMetrics | None = None,
+                 end_of_turn: EndOfTurnRule | None = None) -> None:
+        self.end_of_turn = end_of_turn  # semantic_vad's model and waits (None: VAD alone)
         self.stages = stages  # the conversation pipeline: transcriber, brain, speaker
         self.send = send
         self.limits = limits or Limits()
@@ -202,7 +209,9 @@ class RealtimeSession:
         self.config = SessionConfig(id=new_id("sess"), model=model, kind=kind)
         if kind == "transcription":
             self.config.output_modalities = ["text"]
-        self.output: Output = output or PacedEvents(self)
+        if end_of_turn is not None:
+            self.config.turn_detection = TurnDetection(type="semantic_vad")
+        self.output: Output = output or PacedEvents(self, lead=self.limits.audio_lead)
         self.partials = partials if self.limits.partials else None
         self.on_activity = on_activity
         self.metrics = metrics
@@ -273,8 +282,18 @@ class RealtimeSession:
 
     def _reset_detector(self) -> None:
         turn = self.config.turn_detection
-        self.detector = None if turn is None else TurnDetector(VadConfig(
-            turn.threshold, turn.prefix_padding_ms, turn.silence_duration_ms))
+        if turn is None:
+            self.detector = None
+            return
+        rule = self.end_of_turn if turn.type == "semantic_vad" else None
+        if rule is None:  # server_vad, or semantic_vad without its model: silence alone
+            self.detector = TurnDetector(VadConfig(
+                turn.threshold, turn.prefix_padding_ms, turn.silence_duration_ms))
+            return
+        self.detector = TurnDetector(VadConfig(
+            turn.threshold, turn.prefix_padding_ms, rule.incomplete_wait(turn.eagerness),
+            semantic=True, ask_ms=max(32, self.limits.early_final_ms),
+            complete_ms=rule.complete_ms, complete_threshold=rule.threshold))
 
     # ------------------------------------------------------------------ client events
     async def handle(self, raw: str | bytes) -> None:
@@ -289,6 +308,9 @@ class RealtimeSession:
                 event = json.loads(raw)
             except (ValueError, UnicodeDecodeError):
                 raise ProtocolError("the event is not valid JSON", code="invalid_json") from None
+            except RecursionError:  # [[[[...]]]]: the parser's stack, not the session's end
+                raise ProtocolError("the event's JSON is nested too deeply",
+                                    code="invalid_json") from None
             if not isinstance(event, dict) or not isinstance(event.get("type"), str):
                 raise ProtocolError("an event is a JSON object with a 'type'",
                                     code="invalid_event", param="type")
@@ -352,9 +374,15 @@ class RealtimeSession:
         self.clock += len(samples)
         if self.detector is None:
             return
-        for vad in self.detector.feed(samples):
+        events = self.detector.feed(samples)
+        while events:
+            vad = events.pop(0)
             if vad.kind == "started":
                 await self._speech_started(vad.at_ms)
+            elif vad.kind == "paused":
+                # The frames after the pause wait for the verdict, so the rule is judged on
+                # the audio alone, whatever the machine's speed.
+                events += self.detector.decide(await self._judge_pause(vad.at_ms))
             else:
                 await self._speech_stopped(vad.at_ms)
         if self.utterance is None:
@@ -384,6 +412,22 @@ class RealtimeSession:
             utterance.early_at = time.perf_counter()
             if self.limits.reply_ahead:
                 self._spawn(self._reply_ahead(utterance, utterance.early))
+            if utterance.over_reply and not utterance.ignored and self.response is not None:
+                self._spawn(self._early_barge_in(utterance, utterance.early, self.response))
+
+    async def _early_barge_in(self, utterance: _Utterance, early: asyncio.Task[Heard],
+                              response: Response) -> None:
+        """Speech over the reply too short to stop it by its length ("Stop!") stops it as
+        soon as the transcript made in its first pause shows it is no backchannel, without
+        waiting for the turn to end."""
+        with contextlib.suppress(StageError):
+            heard = await early
+            turn = self.config.turn_detection
+            if (utterance.early is not early or self.response is not response
+                    or response.cancel or turn is None or not turn.interrupt_response):
+                return
+            if has_speech(heard.text) and not is_backchannel(heard.text):
+                self._cancel_response("turn_detected")
 
     async def _reply_ahead(self, utterance: _Utterance, early: asyncio.Task[Heard]) -> None:
         """Start the reply to the early transcript while the silence runs: if the turn
@@ -402,6 +446,25 @@ class RealtimeSession:
                 self._heard(heard.text.strip(), heard.language), audio).start()
             if self.metrics is not None:
                 self.metrics.replies_ahead.labels("started").inc()
+
+    async def _judge_pause(self, at_ms: int) -> float:
+        """The end-of-turn model's probability that the utterance paused at ``at_ms`` is
+        complete (0 where it cannot tell: the turn then waits the long silence)."""
+        rule, utterance = self.end_of_turn, self.utterance
+        if rule is None or utterance is None:
+            return 0.0
+        audio = self._take(utterance.start_ms, at_ms)
+        began = time.perf_counter()
+        try:
+            complete = await asyncio.to_thread(rule.model.complete, audio)
+        except Exception:
+            log.exception("realtime session %s: the end-of-turn model failed", self.id)
+            return 0.0
+        if self.metrics is not None:
+            self.metrics.end_of_turn_seconds.observe(time.perf_counter() - began)
+            self.metrics.end_of_turn.labels(
+                "complete" if complete >= rule.threshold else "unfinished").inc()
+        return complete
 
     def _trim_buffer(self) -> None:
         """Outside speech keep only what the prefix padding may need."""
@@ -459,6 +522,7 @@ class RealtimeSession:
             if not isinstance(text, str) or len(text) > 16384:
                 raise ProtocolError("content text must be a string of at most 16384 "
                                     "characters", param="item.content.text")
+            check_event_text(text, "item.content.text")
             texts.append(text)
         stored = {"id": item.get("id") if isinstance(item.get("id"), str) else new_id("item"),
                   "object": "realtime.item", "type": "message", "role": item["role"],
@@ -555,6 +619,11 @@ class RealtimeSession:
         spoken = item.get("_spoken", [])
         text = " ".join(s.text for s in spoken if s.start * 1000 < end)
         item["content"][0]["transcript"] = text
+        remembered = item.get("_remembered")
+        if remembered is not None and remembered[1] != text:
+            # The chat history, too, keeps only what was heard.
+            self.stages.brain.revise(self.id, *remembered, text)
+            item["_remembered"] = (remembered[0], text) if text else None
         await self.emit({"type": "conversation.item.truncated", "item_id": item_id,
                          "content_index": 0, "audio_end_ms": end})
 
@@ -876,6 +945,7 @@ class RealtimeSession:
             output = [public]
             if user and text:
                 self.stages.brain.remember(self.id, user, text)
+                item["_remembered"] = (user, text)
         done = dict(body, status=status, status_details=details, output=output,
                     usage={"total_tokens": 0, "input_tokens": 0, "output_tokens": 0})
         if played is not None:

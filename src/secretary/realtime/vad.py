@@ -4,18 +4,22 @@ millisecond and the decision is never more than one frame behind the microphone.
 
 ``TurnDetector`` turns frame probabilities into the Realtime API's two events: speech
 started (after ``min_speech_ms`` above the threshold, dated back by the prefix padding) and
-speech stopped (after ``silence_duration_ms`` below it).
+speech stopped (after ``silence_duration_ms`` below it). With ``semantic`` set, a pause of
+``ask_ms`` is a third event, ``paused``: the detector holds its later frames until the
+caller answers with an end-of-turn model's verdict (``decide``), so the rule is the same
+on any machine and at any feeding speed. A turn the model calls complete ends after
+``complete_ms`` of silence; one it calls unfinished after ``silence_duration_ms``.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 
 RATE = 16000  # what Silero and Whisper take
@@ -72,11 +76,15 @@ class VadConfig:
     prefix_padding_ms: int = 300
     silence_duration_ms: int = 500
     min_speech_ms: int = 96  # a click or a cough is not a turn
+    semantic: bool = False  # ask an end-of-turn model at each pause
+    ask_ms: int = 96  # silence after which the model is asked
+    complete_ms: int = 200  # silence that ends a turn the model calls complete
+    complete_threshold: float = 0.5  # the model's probability that counts as complete
 
 
 @dataclass(frozen=True)
 class VadEvent:
-    kind: str  # "started" or "stopped"
+    kind: str  # "started", "paused" (semantic: ask the model, then ``decide``) or "stopped"
     at_ms: int  # on the input buffer's clock (ms of audio since the session began)
 
 
@@ -90,6 +98,9 @@ class TurnDetector:
         self._below = 0  # consecutive frames under it (while speaking)
         self._last_speech_frame = 0
         self._start_frame = 0
+        self._probs: deque[float] = deque()  # frame probabilities not judged yet
+        self._asking = False  # held until ``decide``
+        self._verdict: float | None = None  # the model's answer for the current pause
 
     @property
     def silence_ms(self) -> int:
@@ -107,64 +118,70 @@ class TurnDetector:
     def now_ms(self) -> int:
         return self.frames * FRAME * 1000 // RATE
 
+    @property
+    def waiting(self) -> bool:
+        """Whether frames are held until ``decide`` answers a ``paused`` event."""
+        return self._asking
+
     def feed(self, samples: np.ndarray) -> list[VadEvent]:
+        self._probs.extend(self.stream.feed(samples))
+        return self._run()
+
+    def decide(self, complete: float) -> list[VadEvent]:
+        """The end-of-turn model's probability that the paused utterance is complete; the
+        frames held since the pause are then judged by it."""
+        self._asking = False
+        self._verdict = complete
+        events: list[VadEvent] = []
+        self._check_stop(events)
+        return events + self._run()
+
+    def _run(self) -> list[VadEvent]:
         config, events = self.config, []
         frame_ms = FRAME * 1000 / RATE
         # Hysteresis as Silero's own segmenter does: silence begins at a frame well under
         # the threshold and lasts until one over it, so a breath or a rustle after the last
         # word (0.35-0.5) neither starts silence nor ends it.
         low = max(config.threshold - 0.15, 0.01)
-        for prob in self.stream.feed(samples):
+        while self._probs and not self._asking:
+            prob = self._probs.popleft()
             self.frames += 1
             if not self.speaking:
                 self._above = self._above + 1 if prob >= config.threshold else 0
                 if self._above * frame_ms >= config.min_speech_ms:
                     self.speaking = True
                     self._below = 0
+                    self._verdict = None
                     self._start_frame = self.frames - self._above
                     self._last_speech_frame = self.frames
                     began = (self.frames - self._above) * frame_ms
                     events.append(VadEvent("started", max(0, int(began))))
+                continue
+            if prob >= config.threshold or (prob >= low and not self._below):
+                self._below = 0
+                self._verdict = None  # speech again: a new pause gets a new verdict
+                self._last_speech_frame = self.frames
             else:
-                if prob >= config.threshold or (prob >= low and not self._below):
-                    self._below = 0
-                    self._last_speech_frame = self.frames
-                else:
-                    self._below += 1
-                if self._below * frame_ms >= config.silence_duration_ms:
-                    self.speaking = False
-                    self._above = 0
-                    end = (self.frames - self._below) * frame_ms
-                    events.append(VadEvent("stopped", int(end)))
+                self._below += 1
+            if (config.semantic and self._verdict is None
+                    and self._below * frame_ms >= config.ask_ms):
+                self._asking = True
+                events.append(VadEvent("paused", int(self.now_ms)))
+                continue
+            self._check_stop(events)
         return events
 
-
-class Resampler:
-    """Mono float32 chunks from one rate to another, one FFmpeg resampler for the stream
-    (no clicks at chunk edges)."""
-
-    def __init__(self, from_rate: int, to_rate: int) -> None:
-        self.from_rate, self.to_rate = from_rate, to_rate
-        self._resampler = (av.AudioResampler(format="flt", layout="mono", rate=to_rate)
-                           if from_rate != to_rate else None)
-
-    def push(self, samples: np.ndarray) -> np.ndarray:
-        samples = np.asarray(samples, np.float32)
-        if self._resampler is None or len(samples) == 0:
-            return samples
-        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt",
-                                           layout="mono")
-        frame.sample_rate = self.from_rate
-        frame.pts = None
-        return self._convert(frame)
-
-    def flush(self) -> np.ndarray:
-        """The samples still inside the resampler (at the end of a stream)."""
-        if self._resampler is None:
-            return np.zeros(0, np.float32)
-        return self._convert(None)
-
-    def _convert(self, frame: av.AudioFrame | None) -> np.ndarray:
-        assert self._resampler is not None
-        out = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)]
-        return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+    def _check_stop(self, events: list[VadEvent]) -> None:
+        if not self.speaking:
+            return
+        config = self.config
+        frame_ms = FRAME * 1000 / RATE
+        wait = config.silence_duration_ms
+        if (config.semantic and self._verdict is not None
+                and self._verdict >= config.complete_threshold):
+            wait = min(wait, config.complete_ms)
+        if self._below * frame_ms >= wait:
+            self.speaking = False
+            self._above = 0
+            end = (self.frames - self._below) * frame_ms
+            events.append(VadEvent("stopped", int(end)))

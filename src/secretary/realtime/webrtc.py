@@ -329,6 +329,18 @@ async def hang_up(call_id: str) -> None:
     await call.close()
 
 
+# What aiortc raises for an offer it cannot read or answer (a codec it does not find ends in
+# a StopIteration, which a coroutine turns into a RuntimeError).
+_UNREADABLE = (ValueError, LookupError, TypeError, AssertionError, AttributeError, RuntimeError)
+
+
+async def _discard(pc: Any) -> None:
+    """Close the peer connection of a refused offer. aiortc can fail to close one it set up
+    only in part, which must not turn the 400 into a 500."""
+    with contextlib.suppress(Exception):
+        await pc.close()
+
+
 async def answer(service: RealtimeService, sdp: str, *, model: str | None,
                  intent: str | None, config: dict[str, Any] | None = None) -> tuple[str, str]:
     """The SDP answer for an offer, and the call's id. Bad SDP is a 400; over the session
@@ -370,13 +382,13 @@ async def answer(service: RealtimeService, sdp: str, *, model: str | None,
 
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-    except (ValueError, KeyError, IndexError, TypeError, AssertionError) as exc:
-        await pc.close()
+    except _UNREADABLE as exc:
+        await _discard(pc)
         raise InvalidRequestError(f"the SDP offer could not be read: {exc}",
                                   param="sdp") from None
     kinds = [t.kind for t in pc.getTransceivers()]
     if "audio" not in kinds:
-        await pc.close()
+        await _discard(pc)
         raise InvalidRequestError("the SDP offer has no audio section", param="sdp")
     for transceiver in pc.getTransceivers():
         if transceiver.kind == "audio":
@@ -393,12 +405,19 @@ async def answer(service: RealtimeService, sdp: str, *, model: str | None,
         call.lease = await service.open(call.send, model=model, intent=intent,
                                         output=RtcOutput(call.playout))
     except SecretaryError:
-        await pc.close()
+        await _discard(pc)
         raise
     if config:
         await call.lease.session.handle(json.dumps({"type": "session.update",
                                                     "session": config}))
     call.spawn(call.watch())
-    await pc.setLocalDescription(await pc.createAnswer())
+    try:
+        await pc.setLocalDescription(await pc.createAnswer())
+    except _UNREADABLE as exc:
+        # An offer aiortc read but cannot answer (a media section without a direction):
+        # the session it was given ends here, so it does not hold a place.
+        await call.close()
+        raise InvalidRequestError(f"the SDP offer could not be answered: {exc}",
+                                  param="sdp") from None
     _pcs[call.id] = call
     return pc.localDescription.sdp, call.id

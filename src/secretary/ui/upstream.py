@@ -15,6 +15,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from fastapi import Request
@@ -39,6 +40,8 @@ _FORWARDED_RESPONSE_HEADERS = (
     "cache-control",
 )
 HEALTH_TIMEOUT = 3.0
+# What a path segment may hold unencoded (RFC 3986's pchar, less '%').
+_SEGMENT_SAFE = "-._~!$&'()*+,;=:@"
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +92,11 @@ class Upstream:
         # The path is appended to the configured URL's path; its host never comes from the
         # request, whatever the path holds, and it cannot climb out of the base path.
         segments = check_path(path)
-        return base.copy_with(path=base.path.rstrip("/") + "/" + "/".join(segments))
+        # Each segment percent-encoded as a whole ('%' too): the service decodes exactly the
+        # segment checked here (a '%2e%2e' stays that text, never '..'), and '#' or '?'
+        # stay part of the path.
+        encoded = "/".join(quote(s, safe=_SEGMENT_SAFE) for s in segments)
+        return base.copy_with(path=base.path.rstrip("/") + "/" + encoded)
 
 
 def check_path(path: str) -> list[str]:
@@ -146,6 +153,9 @@ class Forwarder:
 
     async def forward(self, name: str, path: str, request: Request) -> StreamingResponse:
         upstream = self.get(name)
+        # The route's pattern ends before a final line break ('$' matches there), dropping
+        # it from ``path``: the whole path is checked as the request gave it.
+        check_path(request.scope["path"])
         headers = {k: v for k in _FORWARDED_REQUEST_HEADERS if (v := request.headers.get(k))}
         body = await request.body()
         outgoing = self.client.build_request(

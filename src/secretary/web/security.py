@@ -79,6 +79,23 @@ def _host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+async def _refuse_handshake(scope: Scope, send: Send, status: int, code: str,
+                            message: str) -> None:
+    """A refused WebSocket gets the same HTTP answer as any request (401 with the JSON
+    error, 400, 403) where the server can send one at the handshake; elsewhere a close with
+    1008 (policy violation) before it is accepted."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
+        return
+    headers = [(b"content-type", b"application/json")]
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "websocket.http.response.start", "status": status,
+                "headers": headers})
+    await send({"type": "websocket.http.response.body",
+                "body": json.dumps(error_body(code, message)).encode()})
+
+
 class Guard:
     """ASGI middleware: Host allow-list, Origin check, API key (or login cookie)."""
 
@@ -100,7 +117,7 @@ class Guard:
             return
         status, code, message = refusal
         if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
+            await _refuse_handshake(scope, send, status, code, message)
             return
         if status == 401 and self._wants_login_page(scope, headers):
             response: Response = RedirectResponse("/login", status_code=303)

@@ -1,0 +1,162 @@
+"""End of turn: the VAD-only rule against Smart Turn, on complete sentences and on the
+same sentences with a pause in the middle.
+
+    python bench/endofturn.py [--pause-ms 700] [--complete-ms 200] [--incomplete-ms 1500]
+
+Every clip of tests/data/speech (en, de, fr, es) goes through the realtime service's own
+``TurnDetector`` at the sample level (no server, no clock: the rule is judged on the
+audio), once as it is (with 2 s of silence after it) and once with ``--pause-ms`` of
+silence spliced in at the word boundary nearest its middle (Whisper base's word times):
+  - delay: silence heard after the speech's end before the turn ends, complete clips;
+  - cut-offs: paused clips whose pause ended the turn (a false end of turn: one turn more
+    than the clip makes without it);
+  - long waits: complete clips the model called unfinished (they wait the long silence);
+  - the model's CPU time per decision (one thread), with its feature preparation.
+Rules side by side: ``vad-500`` (500 ms of silence, today's default without the model),
+``vad-200`` (a short silence without the model), ``smart-turn`` (the model asked after
+96 ms of silence; a complete verdict ends the turn after ``--complete-ms``, an unfinished
+one after ``--incomplete-ms``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from secretary import audio  # noqa: E402
+from secretary.config import Settings  # noqa: E402
+from secretary.realtime.vad import FRAME, RATE, TurnDetector, VadConfig  # noqa: E402
+from secretary.stt.models import WhisperModels  # noqa: E402
+from secretary.turns.models import SmartTurnModels  # noqa: E402
+from secretary.turns.smartturn import SmartTurn  # noqa: E402
+
+SPEECH = ROOT / "tests" / "data" / "speech"
+
+
+def clips() -> list[Path]:
+    return sorted(p for p in SPEECH.iterdir() if p.suffix in (".wav", ".flac"))
+
+
+# Words after which a speaker is plainly not done ("on Friday at ...", "und dann ...").
+FUNCTION_WORDS = {
+    "en": {"at", "the", "to", "of", "and", "a", "for", "on", "in", "my", "your", "is", "are",
+           "can", "but", "i", "that", "what", "only", "will"},
+    "de": {"der", "die", "das", "in", "auf", "am", "um", "und", "diesem", "hat", "sind",
+           "einen", "wieder", "als", "wurde"},
+    "fr": {"de", "la", "le", "au", "et", "des", "sont", "il", "les", "c'est", "numéro"},
+    "es": {"de", "la", "y", "son", "a", "que", "las", "un", "muy", "era"},
+}
+
+
+def pause_point(samples: np.ndarray, language: str, whisper: object) -> tuple[int, str]:
+    """The sample where a function word nearest the middle of the speech ends (any word
+    where the clip has none), and that word."""
+    segments, _ = whisper.transcribe(samples, language=language, word_timestamps=True,
+                                     beam_size=1)
+    words = [w for s in segments for w in s.words][:-1]
+    if not words:
+        return len(samples) // 2, ""
+    middle = (words[0].start + words[-1].end) / 2
+    wanted = FUNCTION_WORDS[language]
+    chosen = [w for w in words if w.word.strip(" ,.").lower() in wanted] or words
+    word = min(chosen, key=lambda w: abs(w.end - middle))
+    return int(word.end * RATE), word.word.strip()
+
+
+def run(samples: np.ndarray, config: VadConfig, model: SmartTurn | None,
+        costs: list[float]) -> list[tuple[int, int]]:
+    """(speech end, decision) in ms of audio for each turn the detector ends."""
+    detector = TurnDetector(config)
+    turns: list[tuple[int, int]] = []
+    start = 0
+    step = FRAME  # frame by frame, so the decision is dated to its frame
+    for offset in range(0, len(samples), step):
+        pending = detector.feed(samples[offset:offset + step])
+        while pending:
+            event = pending.pop(0)
+            if event.kind == "started":
+                start = event.at_ms
+            elif event.kind == "paused":
+                assert model is not None
+                began = time.perf_counter()
+                verdict = model.complete(samples[start * RATE // 1000:event.at_ms * RATE // 1000])
+                costs.append(time.perf_counter() - began)
+                pending += detector.decide(verdict)
+            else:
+                turns.append((event.at_ms, detector.now_ms))
+    return turns
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pause-ms", type=int, default=700)
+    parser.add_argument("--complete-ms", type=int, default=200)
+    parser.add_argument("--incomplete-ms", type=int, default=1500)
+    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--verbose", action="store_true", help="a line per clip")
+    args = parser.parse_args()
+
+    from faster_whisper import WhisperModel
+
+    settings = Settings()
+    whisper = WhisperModel(str(WhisperModels(settings.models_dir).whisper_path("base")),
+                           compute_type="int8", cpu_threads=1)
+    with tempfile.TemporaryDirectory() as scratch:
+        model = SmartTurn(SmartTurnModels(settings.models_dir or Path(scratch))
+                          .smart_turn_path())
+        model.load()
+        rules = {
+            "vad-500": (VadConfig(silence_duration_ms=500), None),
+            "vad-200": (VadConfig(silence_duration_ms=200), None),
+            "smart-turn": (VadConfig(silence_duration_ms=args.incomplete_ms, semantic=True,
+                                     complete_ms=args.complete_ms,
+                                     complete_threshold=args.threshold), model),
+        }
+        tail = np.zeros(2 * RATE, np.float32)
+        gap = np.zeros(args.pause_ms * RATE // 1000, np.float32)
+        rows: dict[tuple[str, str], dict[str, list[float]]] = {}
+        costs: list[float] = []
+        for path in clips():
+            samples = audio.decode(path, RATE).samples
+            language = path.name[:2]
+            cut, word = pause_point(samples, language, whisper)
+            paused = np.concatenate([samples[:cut], gap, samples[cut:], tail])
+            whole = np.concatenate([samples, tail])
+            for name, (config, judge) in rules.items():
+                row = rows.setdefault((language, name), {"delay": [], "cut": [], "long": []})
+                turns = run(whole, config, judge, costs)
+                if turns:
+                    end, decided = turns[-1]
+                    row["delay"].append(decided - end)
+                    row["long"].append(float(decided - end >= args.incomplete_ms))
+                # A clip with pauses of its own may be several turns already: a cut-off
+                # is one turn more than the clip makes without the spliced pause.
+                cut_off = len(run(paused, config, judge, costs)) > max(1, len(turns))
+                row["cut"].append(float(cut_off))
+                if args.verbose and judge is not None:
+                    print(f"{path.name:45} pause after {word!r:16} "
+                          f"{'cut off' if cut_off else 'one turn'}; whole clip: "
+                          f"{(turns[-1][1] - turns[-1][0]) if turns else -1} ms")
+        print(f"{'lang':5}{'rule':12}{'clips':>6}{'delay p50':>11}{'delay max':>11}"
+              f"{'long waits':>12}{'cut-offs':>10}")
+        for (language, name), row in sorted(rows.items()):
+            delays = row["delay"] or [float("nan")]
+            print(f"{language:5}{name:12}{len(row['cut']):>6}"
+                  f"{statistics.median(delays):>9.0f}ms{max(delays):>9.0f}ms"
+                  f"{int(sum(row['long'])):>12}{int(sum(row['cut'])):>10}")
+        print(f"\nSmart Turn per decision (one thread, with features): "
+              f"p50 {statistics.median(costs) * 1000:.0f} ms, "
+              f"max {max(costs) * 1000:.0f} ms over {len(costs)} decisions")
+
+
+if __name__ == "__main__":
+    main()
