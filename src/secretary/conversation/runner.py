@@ -34,14 +34,14 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from secretary import audio
-from secretary.conversation.brain import SentenceSplitter
 from secretary.conversation.metrics import TurnMetrics
+from secretary.conversation.reply import ReplyOptions, ReplyStream, Sentence
 from secretary.conversation.stages import (
     Animator,
     Brain,
@@ -77,13 +77,6 @@ class TurnInput:
     voice: str | None = None  # None: the routed voice of the language
     look: Look | None = None  # None: no avatar frames
     decode_seconds: float = 0.0  # how long the upload took to decode (for the timings)
-
-
-@dataclass
-class _Spoken:
-    sentence: str
-    start: float  # seconds on the reply's audio clock
-    end: float
 
 
 class Pipeline:
@@ -130,7 +123,6 @@ class _State:
     reply: str = ""
     sentences: int = 0
     synthesized: int = 0
-    spoken: list[_Spoken] = field(default_factory=list)
     failed: bool = False
 
 
@@ -148,6 +140,7 @@ class Turn:
         self.played: float | None = None
         self.outcome = "running"
         self._state = _State()
+        self._stream: ReplyStream | None = None
 
     # ------------------------------------------------------------------ control
     def interrupt(self, played_seconds: float | None = None, reason: str = "interrupted") -> None:
@@ -160,10 +153,7 @@ class Turn:
     @property
     def spoken_text(self) -> str:
         """The reply as far as it was (or will be, for a finished turn) heard."""
-        spoken = self._state.spoken
-        if self.played is not None:
-            spoken = [s for s in spoken if s.start < self.played]
-        return " ".join(s.sentence for s in spoken)
+        return self._stream.heard_text(self.played) if self._stream else ""
 
     def _now(self) -> float:
         return time.perf_counter() - self.started
@@ -229,7 +219,7 @@ class Turn:
         metrics.sentences.labels("skipped").inc(max(0, state.sentences - state.synthesized))
         self.timings["total"] = round(self._mark("total", "turn"), 4)
         heard = state.heard
-        if heard is not None and heard.text and state.spoken:
+        if heard is not None and heard.text and self._stream and self._stream.spoken:
             self.pipeline.brain.remember(self.request.session, heard.text, self.spoken_text)
         emit({"type": "done", "outcome": self.outcome, "timings": dict(self.timings),
               "reply": state.reply, "spoken": self.spoken_text})
@@ -250,57 +240,45 @@ class Turn:
             emit({"type": "heard_nothing", "message": HEARD_NOTHING})
             return
 
-        sentences: asyncio.Queue[str | None] = asyncio.Queue()
-        speech: asyncio.Queue[Speech | None] = asyncio.Queue()
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._think(heard, sentences, emit))
-            group.create_task(self._speak(heard, sentences, speech, emit))
-            group.create_task(self._animate(speech, emit))
-
-    async def _think(self, heard: Heard, sentences: asyncio.Queue[str | None],
-                     emit: Callable[[dict[str, Any]], None]) -> None:
-        pipeline, state = self.pipeline, self._state
-        options = pipeline.options
-        splitter = SentenceSplitter(options.max_sentence_chars, options.first_clause_chars)
         began = self._now()
 
-        def send(found: list[str]) -> None:
-            for sentence in found:
-                if not has_speech(sentence):
-                    continue
-                if state.sentences == 0:
-                    self._mark("first_sentence")
-                emit({"type": "sentence", "index": state.sentences, "text": sentence})
-                state.sentences += 1
-                sentences.put_nowait(sentence)
+        def text(delta: str) -> None:
+            if not state.reply:
+                self._mark("brain_first_token")
+                pipeline.metrics.observe("brain_first_token", self._now() - began)
+            state.reply += delta
+            emit({"type": "reply", "delta": delta, "text": state.reply})
 
-        try:
-            async for delta in pipeline.brain.reply(self.request.session, heard, self.cancel):
-                if not state.reply:
-                    self._mark("brain_first_token")
-                    pipeline.metrics.observe("brain_first_token", self._now() - began)
-                state.reply += delta
-                emit({"type": "reply", "delta": delta, "text": state.reply})
-                send(splitter.feed(delta))
-            send(splitter.flush())
-            pipeline.metrics.observe("brain", self._now() - began)
-            self._mark("brain")
-            if not has_speech(state.reply):
-                raise StageError("brain", "the chat model gave an empty reply", "empty_reply")
-        except StageError as exc:
-            state.failed = True
-            emit({"type": "error", "stage": exc.stage, "code": exc.code, "message": exc.message})
-        finally:
-            sentences.put_nowait(None)
+        def sentence(found: Sentence) -> None:
+            if state.sentences == 0:
+                self._mark("first_sentence")
+            emit({"type": "sentence", "index": found.index, "text": found.text})
+            state.sentences += 1
 
-    async def _speak(self, heard: Heard, sentences: asyncio.Queue[str | None],
-                     speech: asyncio.Queue[Speech | None],
-                     emit: Callable[[dict[str, Any]], None]) -> None:
-        pipeline, state, request = self.pipeline, self._state, self.request
+        options = pipeline.options
+        stream = ReplyStream(pipeline.brain, pipeline.speaker, request.session, heard,
+                             voice=request.voice, cancel=self.cancel, on_text=text,
+                             on_sentence=sentence,
+                             options=ReplyOptions(options.max_sentence_chars,
+                                                  options.first_clause_chars,
+                                                  options.sentence_pause))
+        self._stream = stream
+        speech: asyncio.Queue[Speech | None] = asyncio.Queue()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._speak(stream, speech, emit, began))
+            group.create_task(self._animate(speech, emit))
+
+    async def _speak(self, stream: ReplyStream, speech: asyncio.Queue[Speech | None],
+                     emit: Callable[[dict[str, Any]], None], began: float) -> None:
+        """The reply pipeline's pieces out as events: each sentence, its speech as pieces of
+        one MP3 stream on the reply's clock, and to the avatar."""
+        pipeline, state = self.pipeline, self._state
+        metrics = pipeline.metrics
         encoder: audio.StreamEncoder | None = None
         rate = 0
-        clock = 0.0
         sequence = 0
+        sentence_began = 0.0
+        first_piece = False
 
         def send(data: bytes, sentence: int, start: float, duration: float) -> None:
             nonlocal sequence
@@ -314,47 +292,44 @@ class Turn:
             sequence += 1
 
         try:
-            index = 0
-            while (sentence := await sentences.get()) is not None:
+            async for piece in stream:
+                if isinstance(piece, Sentence):  # its speech follows
+                    sentence_began, first_piece = self._now(), True
+                    continue
                 if self.cancel:
                     continue
-                began = self._now()
-                start = clock
-                async for samples, chunk_rate in pipeline.speaker.speak(
-                        sentence, heard.language or "en", request.voice, self.cancel):
-                    if encoder is None:
-                        rate = chunk_rate
-                        encoder = audio.StreamEncoder(AUDIO_FORMAT, rate)
-                    if chunk_rate != rate:
-                        samples = audio.resample(samples, chunk_rate, rate)
-                    if clock == start:
-                        pipeline.metrics.observe("speech_first_chunk", self._now() - began)
-                    piece = Speech(samples, rate, index, clock, clock == start)
-                    data = await asyncio.to_thread(encoder.write, samples)
-                    send(data, index, clock, piece.duration)
-                    speech.put_nowait(piece)
-                    clock += piece.duration
-                if self.cancel:
-                    break
-                pipeline.metrics.observe("speech_sentence", self._now() - began)
-                pipeline.metrics.sentences.labels("synthesized").inc()
-                state.synthesized += 1
-                state.spoken.append(_Spoken(sentence, start, clock))
-                pause = np.zeros(int(rate * pipeline.options.sentence_pause), np.float32)
-                if encoder is not None and len(pause):
-                    send(await asyncio.to_thread(encoder.write, pause), index, clock,
-                         len(pause) / rate)
-                    clock += len(pause) / rate
-                index += 1
+                if encoder is None:
+                    rate = piece.rate
+                    encoder = audio.StreamEncoder(AUDIO_FORMAT, rate)
+                data = await asyncio.to_thread(encoder.write, piece.samples)
+                send(data, piece.sentence, piece.start, piece.duration)
+                if piece.sentence_end:
+                    metrics.observe("speech_sentence", self._now() - sentence_began)
+                    metrics.sentences.labels("synthesized").inc()
+                    state.synthesized += 1
+                    continue
+                if first_piece:
+                    metrics.observe("speech_first_chunk", self._now() - sentence_began)
+                speech.put_nowait(Speech(piece.samples, piece.rate, piece.sentence,
+                                         piece.start, first_piece))
+                first_piece = False
+            brain_done = (stream.brain_done or time.perf_counter()) - self.started
+            metrics.observe("brain", brain_done - began)
+            self.timings.setdefault("brain", round(brain_done, 4))
+            if not has_speech(stream.reply) and not self.cancel:
+                raise StageError("brain", "the chat model gave an empty reply", "empty_reply")
             if encoder is not None and not self.cancel:
-                send(await asyncio.to_thread(encoder.close), index - 1, clock, 0.0)
-                emit({"type": "audio_end", "duration": round(clock, 4)})
+                send(await asyncio.to_thread(encoder.close), max(0, state.sentences - 1),
+                     stream.clock, 0.0)
+                emit({"type": "audio_end", "duration": round(stream.clock, 4)})
         except StageError as exc:
             # No speech, no turn: say why, and stop the brain writing for nobody.
             state.failed = True
             emit({"type": "error", "stage": exc.stage, "code": exc.code, "message": exc.message})
-            self.cancel.set("speech failed")
+            if exc.stage != "brain":
+                self.cancel.set("speech failed")
         finally:
+            await stream.aclose()
             speech.put_nowait(None)
 
     async def _animate(self, speech: asyncio.Queue[Speech | None],
