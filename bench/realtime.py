@@ -1,17 +1,19 @@
 """The realtime service: voice-to-voice latency over WebSocket and WebRTC, partial
 transcript lag, barge-in stop time, and the face track's CPU.
 
-    python bench/realtime.py [--rounds 2]
+    python bench/realtime.py [--rounds 2] [--clips en|all] [--modes semantic_vad,server_vad]
 
 A real server on this machine (the reply read back, English Piper, Whisper base with the
-fitted window, Silero VAD with 500 ms of silence ending a turn). Each clip is fed at real
+fitted window, Silero VAD; turns ended by Smart Turn (``semantic_vad``, the default) or by
+500 ms of silence (``server_vad``), side by side over WebSocket). Each clip is fed at real
 time pace:
   - voice-to-voice: the wall clock when the last voiced audio of the clip was sent -> the
     first reply audio received (WebSocket: the first ``response.output_audio.delta``;
     WebRTC: the first frame of the reply track with sound in it as its packets are decoded, and
-    again after aiortc's fixed 80 ms playout buffer), p50 and p95, with the server's
-    split from the end of speech (VAD decision, final transcript, first reply text, first
-    audio), which includes the 500 ms of silence the VAD waits for;
+    again after aiortc's fixed 80 ms playout buffer), p50 and p95, by utterance length
+    (under 2 s, 2-4 s, over 4 s of speech) and turn detection, with the server's split
+    from the end of speech (turn end, final transcript, first reply text, first audio);
+    false cut-offs at pauses are counted by ``bench/endofturn.py``, on the same detector;
   - partial lag: arrival of each partial -> when the last audio it heard was sent;
   - barge-in: a clip spoken over a long reply; from when its voiced audio reached the
     barge-in minimum -> the cancelled ``response.done`` (WebSocket) with the audio sent
@@ -43,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 from tests.helpers import running_server  # noqa: E402
 from tests.realtime.support import ask, clip, connect, pcm16, silence, voiced  # noqa: E402
 
+from secretary import audio  # noqa: E402
 from secretary.avatar.landmarks import Landmarker  # noqa: E402
 from secretary.catalog import ModelStore  # noqa: E402
 from secretary.config import Settings  # noqa: E402
@@ -56,6 +59,10 @@ CLIPS = ("en_cheetah_platforms.wav", "en_cmu_arctic_aew_a0003.wav",
 RATE = 24000
 CHUNK = 0.02
 STAGES = ("final_started", "transcribed", "brain_first_delta", "first_audio")
+ALL_CLIPS = tuple(sorted(p.name for p in (ROOT / "tests" / "data" / "speech").iterdir()
+                         if p.suffix in (".wav", ".flac")))
+# Utterance lengths (seconds of voiced audio) the latency is reported by.
+LENGTHS = (("under 2 s", 0.0, 2.0), ("2-4 s", 2.0, 4.0), ("over 4 s", 4.0, 99.0))
 
 
 def pct(values: list[float], q: float) -> float:
@@ -63,17 +70,23 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def ws_turn(url: str, name: str) -> dict[str, Any]:
+async def ws_turn(url: str, name: str, turn_detection: str | None = None) -> dict[str, Any]:
     speech = clip(name)
-    _, end = voiced(speech)
+    begin, end = voiced(speech)
     samples = np.concatenate([silence(0.3), speech, silence(2.0)])
     voiced_end = 0.3 + end
     sent: list[tuple[float, float]] = []  # (input seconds, wall clock when sent)
-    out: dict[str, Any] = {"partials": []}
+    out: dict[str, Any] = {"partials": [], "length": end - begin}
     async with connect(url) as connection:
         async for event in connection:
             if event.type == "session.created":
                 break
+        if turn_detection is not None:
+            await connection.session.update(session={"type": "realtime", "audio": {
+                "input": {"turn_detection": {"type": turn_detection}}}})
+            async for event in connection:
+                if event.type == "session.updated":
+                    break
 
         async def read() -> None:
             async for event in connection:
@@ -154,7 +167,7 @@ async def rtc_turn(url: str, name: str, *, playout_buffer: bool = False,
                 if landmarker is not None:
                     video.append((time.perf_counter(), frame.to_ndarray(format="bgr24")))
                 continue
-            data = frame.to_ndarray().astype(np.float32) / 32768.0
+            data = audio.from_pcm16(frame.to_ndarray().reshape(-1))
             if landmarker is not None:
                 sound.append((time.perf_counter(), float(np.sqrt(np.mean(np.square(data))))))
             # The first frame with reply audio in it: over the -50 dB the reply's lead-in
@@ -216,7 +229,7 @@ async def rtc_barge_in(url: str) -> float | None:
         async for frame in frames(track):
             if track.kind != "audio":
                 continue
-            data = frame.to_ndarray().astype(np.float32) / 32768.0
+            data = audio.from_pcm16(frame.to_ndarray().reshape(-1))
             if float(np.sqrt(np.mean(data ** 2))) > 0.01:
                 loud.append(time.perf_counter())
                 if len(loud) == 75:  # 1.5 s into the reply: the user talks over it
@@ -285,12 +298,21 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--detail", action="store_true", help="print every turn")
+    parser.add_argument("--clips", choices=("en", "all"), default="en",
+                        help="the five English clips, or every clip of tests/data/speech "
+                        "(en, de, fr, es: 19, from 1 to 7 s of speech)")
+    parser.add_argument("--modes", default="semantic_vad,server_vad",
+                        help="turn detection over WebSocket, side by side (WebRTC runs the "
+                        "default, the first)")
     args = parser.parse_args()
+    clips = CLIPS if args.clips == "en" else ALL_CLIPS
+    modes = args.modes.split(",")
     settings = Settings(_env_file=None)
     settings.conversation.avatar = False
     service = RealtimeService(settings)
     service.load()
     ws: list[dict[str, Any]] = []
+    by_mode: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
     rtc: list[dict[str, Any]] = []
     rtc_buffered: list[dict[str, Any]] = []
     bargein: list[dict[str, float]] = []
@@ -299,9 +321,12 @@ async def main() -> None:
     landmarker.load()
     with running_server(create_app(service=service)) as url:
         for _ in range(args.rounds):
-            for name in CLIPS:
-                ws.append(await ws_turn(url, name))
+            for name in clips:
+                for mode in modes:
+                    by_mode[mode].append(await ws_turn(url, name, mode))
+                ws.append(by_mode[modes[0]][-1])
                 rtc.append(await rtc_turn(url, name, landmarker=landmarker))
+                rtc[-1]["length"] = ws[-1]["length"]
                 rtc_buffered.append(await rtc_turn(url, name, playout_buffer=True))
                 if args.detail:
                     split = " ".join(f"{k} {ws[-1]['timings'].get(k, float('nan')):+.3f}"
@@ -316,7 +341,26 @@ async def main() -> None:
             bargein.append(await barge_in(url, settings.realtime.barge_in_min_ms / 1000))
             rtc_bargein.append(await rtc_barge_in(url))
     landmarker.close()
-    print(f"{len(ws)} turns per transport ({len(CLIPS)} clips x {args.rounds} rounds)\n")
+    print(f"{len(ws)} turns per transport ({len(clips)} clips x {args.rounds} rounds)\n")
+    print("Voice-to-voice by utterance length (end of the user's voiced audio sent -> first "
+          "reply audio received):\n")
+    print("| transport | turn detection | speech | turns | p50 | p95 | end of speech -> "
+          "turn end |")
+    print("|---|---|---|---|---|---|---|")
+    rows = [("WebSocket", mode, turns) for mode, turns in by_mode.items()]
+    rows.append(("WebRTC", modes[0], rtc))
+    for transport, mode, turns in rows:
+        for label, low, high in LENGTHS:
+            chosen = [t for t in turns if low <= t["length"] < high
+                      and t["latency"] is not None]
+            if not chosen:
+                continue
+            lat = [t["latency"] for t in chosen]
+            stops = [t["stopped"] for t in chosen if t["stopped"] is not None]
+            print(f"| {transport} | {mode} | {label} | {len(chosen)} | "
+                  f"{statistics.median(lat):.3f} s | {pct(lat, 0.95):.3f} s | "
+                  f"{statistics.median(stops):.3f} s |")
+    print()
     print("| transport | p50 | p95 | end of speech -> VAD stop | final started | "
           "final transcript | first reply text | first audio (server) |")
     print("|---|---|---|---|---|---|---|---|")

@@ -11,9 +11,6 @@ so a file sent to the service gives Whisper exactly the samples it would get fro
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import functools
 import io
 import math
 import struct
@@ -162,7 +159,7 @@ def decode(source: Source, sample_rate: int = WHISPER_SAMPLE_RATE, *,
     pcm = np.concatenate(chunks)
     if pcm.size == 0:
         raise EmptyAudioError("the audio contains no samples")
-    return DecodedAudio(pcm.astype(np.float32) / 32768.0, sample_rate)
+    return DecodedAudio(from_pcm16(pcm), sample_rate)
 
 
 def _too_long(field: str | None, max_seconds: float) -> PayloadTooLargeError:
@@ -178,10 +175,15 @@ def _reason(exc: Exception) -> str:
 # --------------------------------------------------------------------------- encoding
 
 
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1] as 16-bit integer samples (clipped)."""
+    clipped = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
+    return (clipped * 32767.0).round().astype(np.int16)
+
+
 def to_pcm16(samples: np.ndarray) -> bytes:
     """Float samples in [-1, 1] as 16-bit little-endian PCM (clipped)."""
-    clipped = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
-    return (clipped * 32767.0).round().astype("<i2").tobytes()
+    return to_int16(samples).astype("<i2", copy=False).tobytes()
 
 
 def from_pcm16(data: bytes | np.ndarray) -> np.ndarray:
@@ -307,9 +309,8 @@ class StreamEncoder:
             return head + to_pcm16(samples)
         if len(samples) == 0:
             return b""
-        pcm = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
         frame = av.AudioFrame.from_ndarray(
-            (pcm * 32767.0).round().astype(np.int16).reshape(1, -1), format="s16", layout="mono"
+            to_int16(samples).reshape(1, -1), format="s16", layout="mono"
         )
         frame.sample_rate = self.input_rate
         frame.pts = None
@@ -430,23 +431,6 @@ def rms_dbfs(samples: np.ndarray) -> float:
         return -math.inf
     rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
     return 20 * math.log10(rms) if rms > 0 else -math.inf
-
-
-async def decode_upload(data: bytes, field: str, *, sample_rate: int = WHISPER_SAMPLE_RATE,
-                        max_seconds: float | None = None) -> DecodedAudio:
-    """Decode the audio a request sent in ``field``, off the event loop, in the bounded
-    pool for uploads (a few decodes at a time per process), stopping at ``max_seconds``.
-
-    Decoder failures carry their own status (400 undecodable, 415 not audio, 413 too
-    long); the field name is in the message so the client knows which part was wrong.
-    Call it while holding the work queue's place (``WorkQueue.admit``), so a full
-    service refuses an upload before decoding it.
-    """
-    from secretary.web.queue import DECODE_POOL
-
-    loop = asyncio.get_running_loop()
-    job = functools.partial(decode_field, data, field, sample_rate, max_seconds)
-    return await loop.run_in_executor(DECODE_POOL, contextvars.copy_context().run, job)
 
 
 def decode_field(data: bytes, field: str, sample_rate: int = WHISPER_SAMPLE_RATE,

@@ -17,7 +17,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from secretary.tts.routing import Target, parse_openai_voices, parse_routes
+from secretary.voice_routes import Target, parse_openai_voices, parse_routes
 
 
 def _default_cache_dir() -> Path:

@@ -15,7 +15,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
-from secretary.realtime.webrtc import audio_frame
+from secretary.realtime.media import audio_frame
 from tests.realtime.support import RATE, silence
 
 STEP = RATE // 50  # 20 ms frames, as a browser's microphone sends them

@@ -60,10 +60,6 @@ class Deformations:
         self.bases["closed"] = np.zeros_like(uv)
 
     # ------------------------------------------------------------------ pieces
-    def _side(self) -> np.ndarray:
-        """-1 on the image-left half of the face, +1 on the other."""
-        return np.where(self.uv[:, 0] < self.mouth_centre[0], -1.0, 1.0)
-
     def _jaw_weight(self) -> np.ndarray:
         """How much each landmark follows the lower jaw (1 at the chin and lower lip)."""
         u, v = self.uv[:, 0], self.uv[:, 1]

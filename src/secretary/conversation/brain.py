@@ -3,7 +3,8 @@ token; and the splitter that hands each finished sentence to speech at once.
 
 Any OpenAI-compatible chat API works (llama.cpp's server, Ollama, vLLM, OpenAI): the
 request is the plain ``POST {base}/chat/completions`` with ``stream: true``, read as
-server-sent events with httpx.
+server-sent events with httpx. The UI's ``/api/reply`` asks the same client for a whole
+answer at once (``stream: false``).
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ import json
 import re
 import threading
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from secretary.conversation.stages import Cancel, Heard, StageError
+from secretary.errors import SecretaryError, redact_url, scrub
 from secretary.tts.text import split_sentences
+from secretary.web.client import http_failure, new_client, status_failure
 
 _CLAUSE = re.compile(r"[,;:，、；：—]\s")
 
@@ -80,6 +84,10 @@ class EchoBrain:
     async def reply(self, session: str, heard: Heard, cancel: Cancel) -> AsyncIterator[str]:
         yield heard.text
 
+    async def answer(self, text: str, language: str | None,
+                     history: list[tuple[str, str]]) -> str:
+        return text
+
     def remember(self, session: str, user: str, assistant: str) -> None:
         self.history.add(session, user, assistant)
 
@@ -87,8 +95,13 @@ class EchoBrain:
         self.history.revise(session, user, before, after)
 
 
+# The turn's error codes for what went wrong calling the chat model.
+_STAGE_CODES = {"upstream_unavailable": "chat_unreachable", "upstream_timeout": "chat_timeout",
+                "bad_gateway": "chat_failed"}
+
+
 class ChatBrain:
-    """A streamed OpenAI-compatible chat completion."""
+    """An OpenAI-compatible chat completion: streamed for a turn, whole for ``answer``."""
 
     def __init__(self, url: str, model: str, system_prompt: str, history: History, *,
                  api_key: str | None = None, timeout: float = 120.0,
@@ -101,7 +114,11 @@ class ChatBrain:
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=5.0))
+        self.client = new_client(timeout)
+        self.where = f"the chat model {model!r} at {redact_url(self.base)}"
+        # What must never reach the page or the log, whatever the chat server echoes.
+        parts = urlsplit(self.base)
+        self.secrets = tuple(s for s in (api_key, parts.password, parts.username) if s)
 
     def describe(self) -> dict[str, Any]:
         return {"source": "chat", "model": self.model}
@@ -110,15 +127,18 @@ class ChatBrain:
         await self.client.aclose()
 
     def messages(self, session: str, heard: Heard) -> list[dict[str, str]]:
+        earlier = [(role, content) for user, assistant in self.history.get(session)
+                   for role, content in (("user", user), ("assistant", assistant))]
+        return self._messages(heard.text, heard.language, earlier)
+
+    def _messages(self, text: str, language: str | None,
+                  earlier: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
         system = self.system_prompt
-        if heard.language:
-            system += f"\nThe user is speaking the language with ISO code {heard.language!r}."
-        messages = [{"role": "system", "content": system}]
-        for user, assistant in self.history.get(session):
-            messages += [{"role": "user", "content": user},
-                         {"role": "assistant", "content": assistant}]
-        messages.append({"role": "user", "content": heard.text})
-        return messages
+        if language:
+            system += f"\nThe user is speaking the language with ISO code {language!r}."
+        return [{"role": "system", "content": system},
+                *({"role": role, "content": content} for role, content in earlier),
+                {"role": "user", "content": text}]
 
     def remember(self, session: str, user: str, assistant: str) -> None:
         self.history.add(session, user, assistant)
@@ -133,14 +153,12 @@ class ChatBrain:
             payload["max_tokens"] = self.max_tokens
         if self.temperature is not None:
             payload["temperature"] = self.temperature
-        where = f"the chat model {self.model!r} at {self.base}"
         try:
             async with self.client.stream("POST", self.url, json=payload,
                                           headers=self.headers) as answer:
                 if answer.status_code != 200:
                     body = (await answer.aread()).decode("utf-8", "replace")
-                    raise StageError("brain", f"{where} answered HTTP {answer.status_code}: "
-                                     f"{_error_text(body)}", "chat_failed")
+                    raise self._stage_error(self._refusal(answer.status_code, body))
                 async for line in answer.aiter_lines():
                     if cancel:
                         return
@@ -149,15 +167,37 @@ class ChatBrain:
                         return
                     if delta:
                         yield delta
-        except httpx.ConnectError as exc:
-            raise StageError("brain", f"{where} is not reachable ({exc}); start it or unset "
-                             "SECRETARY_UI_CHAT_URL", "chat_unreachable") from None
-        except httpx.TimeoutException:
-            raise StageError("brain", f"{where} did not answer in time",
-                             "chat_timeout") from None
         except httpx.HTTPError as exc:
-            raise StageError("brain", f"{where} broke off its answer ({exc})",
-                             "chat_failed") from None
+            raise self._stage_error(self._failure(exc)) from None
+
+    async def answer(self, text: str, language: str | None,
+                     history: list[tuple[str, str]]) -> str:
+        # As the UI's /api/reply always asked: the model's own length and sampling.
+        payload = {"model": self.model, "messages": self._messages(text, language, history),
+                   "stream": False}
+        try:
+            answer = await self.client.post(self.url, json=payload, headers=self.headers)
+        except httpx.HTTPError as exc:
+            raise self._failure(exc) from None
+        content = _content(answer)
+        if answer.status_code != 200 or content is None:
+            raise self._refusal(answer.status_code, answer.text)
+        return content.strip()
+
+    def _failure(self, exc: httpx.HTTPError) -> SecretaryError:
+        failure = http_failure(self.where, exc, param="chat",
+                               remedy="start it or unset SECRETARY_UI_CHAT_URL")
+        failure.message = scrub(failure.message, self.secrets)
+        return failure
+
+    def _refusal(self, status: int, body: str) -> SecretaryError:
+        failure = status_failure(self.where, status, body, param="chat")
+        failure.message = scrub(failure.message, self.secrets)
+        return failure
+
+    @staticmethod
+    def _stage_error(failure: SecretaryError) -> StageError:
+        return StageError.of("brain", failure, _STAGE_CODES[failure.code])
 
 
 _DONE = object()
@@ -178,15 +218,13 @@ def _delta(line: str) -> Any:
     return content if isinstance(content, str) else ""
 
 
-def _error_text(body: str) -> str:
+def _content(answer: httpx.Response) -> str | None:
+    """The text of a whole (not streamed) completion; None for anything else."""
     try:
-        error = json.loads(body).get("error")
-        message = error.get("message") if isinstance(error, dict) else error
-        if message:
-            return str(message)
-    except (ValueError, AttributeError):
-        pass
-    return body[:200] or "no body"
+        content = answer.json()["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    return content if isinstance(content, str) else None
 
 
 class SentenceSplitter:

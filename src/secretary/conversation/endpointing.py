@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from secretary.audio import WHISPER_SAMPLE_RATE
+from secretary.audio import WHISPER_SAMPLE_RATE, from_pcm16
 from secretary.errors import InvalidRequestError
 
 MAX_SECONDS = 5.0  # the page sends about one second
@@ -39,7 +39,7 @@ def pcm16(body: bytes) -> np.ndarray:
         raise InvalidRequestError("16-bit PCM has an even number of bytes")
     if len(body) > MAX_SECONDS * WHISPER_SAMPLE_RATE * 2:
         raise InvalidRequestError(f"send at most {MAX_SECONDS:g} s of audio")
-    return np.frombuffer(body, "<i2").astype(np.float32) / 32768.0
+    return from_pcm16(body)
 
 
 def endpoint(samples: np.ndarray) -> Endpoint:

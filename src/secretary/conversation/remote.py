@@ -20,40 +20,29 @@ import numpy as np
 from secretary import audio
 from secretary.conversation.blocking import Lane, check
 from secretary.conversation.stages import Cancel, Frame, Heard, Look, Speech, StageError
-from secretary.ui.upstream import client_ssl_context
+from secretary.errors import redact_url
+from secretary.web.client import error_text, http_failure, new_client, status_failure
 
 _ANIMATE_RATE = 24000  # the avatar service's audio track rate
-
-
-def _client(timeout: float) -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=5.0),
-                             verify=client_ssl_context())
-
-
-def _failure(stage: str, label: str, url: str, exc: Exception) -> StageError:
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-        return StageError(stage, f"the {label} service at {url} is not reachable ({exc})",
-                          "upstream_unavailable")
-    if isinstance(exc, httpx.TimeoutException):
-        return StageError(stage, f"the {label} service at {url} did not answer in time",
-                          "upstream_timeout")
-    return StageError(stage, f"the {label} service at {url} gave a broken answer ({exc})",
-                      "bad_gateway")
-
-
-def _error_message(answer: httpx.Response) -> str:
-    try:
-        return str(answer.json()["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return answer.text[:200] or f"HTTP {answer.status_code}"
 
 
 class _RemoteStage:
     """A stage that calls one service: its URL and an HTTP client kept for its calls."""
 
+    label = ""  # the service, as errors name it
+
     def __init__(self, url: str, timeout: float) -> None:
         self.url = url.rstrip("/")
-        self.client = _client(timeout)
+        self.client = new_client(timeout)
+        self.where = f"the {self.label} service at {redact_url(self.url)}"
+
+    def failure(self, stage: str, exc: httpx.HTTPError) -> StageError:
+        """The call could not be made or its answer broke off."""
+        return StageError.of(stage, http_failure(self.where, exc))
+
+    def refusal(self, stage: str, answer: httpx.Response) -> StageError:
+        """The service answered with an error status."""
+        return StageError.of(stage, status_failure(self.where, answer.status_code, answer.text))
 
     def describe(self) -> dict[str, Any]:
         return {"where": self.url}
@@ -66,6 +55,8 @@ class _RemoteStage:
 
 
 class RemoteTranscriber(_RemoteStage):
+    label = "speech-to-text"
+
     async def transcribe(self, samples: np.ndarray, language: str | None,
                          cancel: Cancel) -> Heard:
         # 16-bit PCM is what the service's decoder would make of any upload: the model sees
@@ -78,19 +69,19 @@ class RemoteTranscriber(_RemoteStage):
                 f"{self.url}/transcribe", files={"file": ("speech.wav", wav, "audio/wav")},
                 data=data)
         except httpx.HTTPError as exc:
-            raise _failure("transcribe", "speech-to-text", self.url, exc) from None
+            raise self.failure("transcribe", exc) from None
         if answer.status_code != 200:
-            raise StageError("transcribe", f"the speech-to-text service at {self.url} "
-                             f"answered {answer.status_code}: {_error_message(answer)}",
-                             "bad_gateway")
+            raise self.refusal("transcribe", answer)
         body = answer.json()
         return Heard(text=str(body.get("text", "")).strip(), language=body.get("language", ""),
                      language_probability=float(body.get("language_probability", 0.0)),
-                     duration=float(body.get("duration", len(samples) / 16000)),
+                     duration=float(body.get("duration", len(samples) / audio.WHISPER_SAMPLE_RATE)),
                      window=int(body.get("window", 30)))
 
 
 class RemoteSpeaker(_RemoteStage):
+    label = "text-to-speech"
+
     async def speak(self, text: str, language: str, voice: str | None,
                     cancel: Cancel) -> AsyncIterator[tuple[np.ndarray, int]]:
         body: dict[str, Any] = {"text": text, "language": language, "format": "pcm",
@@ -102,9 +93,7 @@ class RemoteSpeaker(_RemoteStage):
                                           json=body) as answer:
                 if answer.status_code != 200:
                     await answer.aread()
-                    raise StageError("speech", f"the text-to-speech service at {self.url} "
-                                     f"answered {answer.status_code}: "
-                                     f"{_error_message(answer)}", "bad_gateway")
+                    raise self.refusal("speech", answer)
                 rate = int(answer.headers.get("x-sample-rate", "22050"))
                 # Network reads split the audio anywhere; pass it on in pieces of at least
                 # a quarter second (whole samples), which the avatar can animate.
@@ -116,19 +105,17 @@ class RemoteSpeaker(_RemoteStage):
                     buffered += data
                     if len(buffered) >= piece:
                         usable = len(buffered) - len(buffered) % 2
-                        yield _pcm(buffered[:usable]), rate
+                        yield audio.from_pcm16(buffered[:usable]), rate
                         buffered = buffered[usable:]
                 if len(buffered) >= 2:
-                    yield _pcm(buffered[: len(buffered) - len(buffered) % 2]), rate
+                    yield audio.from_pcm16(buffered[: len(buffered) - len(buffered) % 2]), rate
         except httpx.HTTPError as exc:
-            raise _failure("speech", "text-to-speech", self.url, exc) from None
-
-
-def _pcm(data: bytes) -> np.ndarray:
-    return np.frombuffer(data, "<i2").astype(np.float32) / 32768
+            raise self.failure("speech", exc) from None
 
 
 class RemoteAnimator(_RemoteStage):
+    label = "avatar"
+
     def __init__(self, url: str, timeout: float, fps: int, size: int,
                  jpeg_quality: int) -> None:
         super().__init__(url, timeout)
@@ -147,9 +134,10 @@ class RemoteAnimator(_RemoteStage):
                 f"{self.url}/api/render", files={"source_image": ("portrait", portrait)},
                 data={"size": "64"})
         except httpx.HTTPError as exc:
-            raise _failure("avatar", "avatar", self.url, exc) from None
+            raise self.failure("avatar", exc) from None
         if answer.status_code != 200:
-            raise StageError("avatar", _error_message(answer), "portrait_rejected")
+            raise StageError("avatar", error_text(answer.text, f"HTTP {answer.status_code}"),
+                             "portrait_rejected")
         return "remote"
 
     async def frames(self, look: Look, speech: Speech, cancel: Cancel) -> AsyncIterator[Frame]:
@@ -165,10 +153,9 @@ class RemoteAnimator(_RemoteStage):
                 files={"source_image": ("portrait", look.photo),
                        "audio": ("speech.wav", wav, "audio/wav")})
         except httpx.HTTPError as exc:
-            raise _failure("avatar", "avatar", self.url, exc) from None
+            raise self.failure("avatar", exc) from None
         if answer.status_code != 200:
-            raise StageError("avatar", f"the avatar service at {self.url} answered "
-                             f"{answer.status_code}: {_error_message(answer)}", "bad_gateway")
+            raise self.refusal("avatar", answer)
         video = answer.content
         async for frame in self.lane.iterate(lambda: self._decode(video, speech, cancel),
                                              cancel):

@@ -1,7 +1,8 @@
-"""The conversation service in plain Python, between an HTTP layer and the pipeline:
-portraits uploaded once per page session and referred to by key, the recording decoded and
-checked before a turn starts (so bad input is a 4xx, not an event), a bound on turns at
-once, and the turns in progress by id (so one can be interrupted from another request).
+"""The conversation service in plain Python, between an HTTP layer (``app.py``) and the
+pipeline: portraits uploaded once per page session and referred to by key, the recording
+decoded and checked before a turn starts (so bad input is a 4xx, not an event), a bound on
+turns at once, the turns in progress by id (so one can be interrupted from another
+request), a typed transcript answered whole, and Talk mode's end-of-speech check.
 """
 
 from __future__ import annotations
@@ -34,10 +35,13 @@ from secretary.errors import (
     ServiceBusyError,
     UnprocessableError,
 )
+from secretary.validation import check_text
 
 _SESSION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_PORTRAIT = "default"
 STALE_SECONDS = 600.0
+MAX_REPLY_INPUT_CHARS = 4000
+MAX_HISTORY_TURNS = 20
 
 
 class PortraitStore:
@@ -96,7 +100,7 @@ class ConversationService:
             if not self.loaded:
                 self.pipeline.load()
                 # Silero loads on first use: do it now, not in Talk mode's first check.
-                endpointing.endpoint(np.zeros(endpointing.WHISPER_SAMPLE_RATE, np.float32))
+                endpointing.endpoint(np.zeros(audio.WHISPER_SAMPLE_RATE, np.float32))
                 self.loaded = True
 
     async def aclose(self) -> None:
@@ -106,6 +110,41 @@ class ConversationService:
 
     def describe(self) -> dict[str, Any]:
         return {"stages": self.pipeline.describe(), "turns_in_progress": len(self.turns)}
+
+    def describe_reply(self) -> dict[str, Any]:
+        """Who answers: the transcript read back (``echo``) or a chat model, and which."""
+        return self.pipeline.brain.describe()
+
+    def turn_options(self) -> dict[str, Any]:
+        """What the page needs for its turns: whether avatar frames come and how many a
+        second, and the silence after which Talk mode stops listening."""
+        return {"avatar": self.pipeline.animator is not None, "fps": self.options.avatar_fps,
+                "end_of_speech_seconds": self.options.end_of_speech_ms / 1000}
+
+    # ------------------------------------------------------------------ whole replies
+    async def reply(self, text: str, language: str | None,
+                    history: list[tuple[str, str]]) -> dict[str, Any]:
+        """The brain's whole answer to ``text``, after the earlier turns the caller keeps
+        (``history``: (role, content), oldest first; the latest ones count)."""
+        text = check_text(text, "text").strip()
+        for index, (_, content) in enumerate(history):
+            check_text(content, f"history.{index}.content")
+        if not text:
+            raise InvalidRequestError("text: there is nothing to reply to", param="text")
+        if len(text) > MAX_REPLY_INPUT_CHARS:
+            raise InvalidRequestError(
+                f"text: longer than {MAX_REPLY_INPUT_CHARS} characters", param="text"
+            )
+        brain = self.pipeline.brain
+        answer = await brain.answer(text, language, history[-MAX_HISTORY_TURNS:])
+        return {"text": answer, **brain.describe()}
+
+    # ------------------------------------------------------------------ end of speech
+    async def endpoint(self, pcm: bytes) -> dict[str, Any]:
+        """How much of the microphone's last second (16 kHz 16-bit PCM) is speech, and how
+        long the silence at its end has lasted."""
+        samples = endpointing.pcm16(pcm)
+        return (await asyncio.to_thread(endpointing.endpoint, samples)).as_json()
 
     # ------------------------------------------------------------------ portraits
     async def add_portrait(self, data: bytes) -> dict[str, Any]:

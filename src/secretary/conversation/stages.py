@@ -17,9 +17,12 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from secretary.errors import SecretaryError
 
 
 class Cancel:
@@ -86,6 +89,12 @@ class StageError(Exception):
         self.message = message
         self.code = code
 
+    @classmethod
+    def of(cls, stage: str, failure: SecretaryError, code: str | None = None) -> StageError:
+        """A failed call to another service (as ``web.client`` tells it) as the stage's
+        error: its message, and its code unless ``code`` is given."""
+        return cls(stage, failure.message, code or failure.code)
+
 
 class Transcriber(Protocol):
     """Audio of one whole utterance (16 kHz mono float32) to its final transcript."""
@@ -102,6 +111,12 @@ class Brain(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
     def reply(self, session: str, heard: Heard, cancel: Cancel) -> AsyncIterator[str]: ...
+
+    async def answer(self, text: str, language: str | None,
+                     history: list[tuple[str, str]]) -> str:
+        """The whole reply at once, to a conversation the caller keeps (``history``: (role,
+        content) pairs, oldest first); failures are ``SecretaryError``s (HTTP errors)."""
+        ...
 
     def remember(self, session: str, user: str, assistant: str) -> None:
         """Keep a finished (or interrupted) exchange in the session's history."""

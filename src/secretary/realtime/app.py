@@ -16,7 +16,8 @@ from fastapi.responses import Response
 
 from secretary.config import Settings
 from secretary.errors import InvalidRequestError, SecretaryError
-from secretary.realtime.protocol import ProtocolError, error_event
+from secretary.realtime.protocol import ProtocolError
+from secretary.realtime.server_events import ErrorEvent
 from secretary.realtime.service import RealtimeService
 from secretary.web.app import create_service_app
 
@@ -66,8 +67,8 @@ def build_router(service: RealtimeService) -> APIRouter:
         except SecretaryError as exc:
             # Over the limit: say why in the protocol's own terms, then close (1013: try
             # again later).
-            await send(error_event(ProtocolError(exc.message, code="session_limit_reached",
-                                                 type="server_error")))
+            await send(ErrorEvent.of(ProtocolError(exc.message, code="session_limit_reached",
+                                                   type="server_error")).as_json())
             await websocket.close(code=1013, reason="too many sessions")
             return
         session = lease.session
@@ -79,8 +80,8 @@ def build_router(service: RealtimeService) -> APIRouter:
                                              return_when=asyncio.FIRST_COMPLETED)
                 if watcher in done:
                     receiver.cancel()
-                    await send(error_event(ProtocolError(
-                        watcher.result(), code="session_expired", type="server_error")))
+                    await send(ErrorEvent.of(ProtocolError(
+                        watcher.result(), code="session_expired", type="server_error")).as_json())
                     await websocket.close(code=1000, reason="session ended")
                     return
                 message = receiver.result()

@@ -13,21 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from secretary.conversation.stages import Cancel, Transcriber
+from secretary.realtime.server_events import TranscriptionDelta
 from secretary.realtime.vad import RATE
 
-
-@dataclass
-class Partial:
-    delta: str  # new words to append ('' when none)
-    text: str  # the whole hypothesis
-    audio_end: float  # seconds of the utterance the hypothesis covers
-    seconds: float  # how long it took
+if TYPE_CHECKING:
+    from secretary.realtime.session import RealtimeSession
+    from secretary.realtime.turn_taking import Utterance
 
 
 class PartialTranscriber:
@@ -73,3 +71,30 @@ class PartialText:
         new = stable[len(self.sent):]
         self.sent.extend(new)
         return (" " if len(self.sent) > len(new) else "") + " ".join(new)
+
+
+async def follow_partials(session: RealtimeSession, utterance: Utterance) -> None:
+    """Partial transcripts of ``utterance`` while the user speaks, as the protocol's
+    transcription deltas; ends when the utterance does (its task is cancelled)."""
+    assert session.partials is not None
+    text = PartialText()
+    while True:
+        await asyncio.sleep(session.limits.partial_interval)
+        detector = session.turns.detector
+        if utterance.early is not None or (detector is not None and detector.silence_ms > 0):
+            continue  # nothing new was said; leave the CPU to the final transcript
+        turn = session.config.turn_detection
+        padding = turn.prefix_padding_ms if turn else 0
+        audio = session.input.take(utterance.start_ms - padding)
+        covered_ms = session.input.now_ms
+        if len(audio) < RATE // 3:
+            continue
+        began = time.perf_counter()
+        hypothesis = await session.partials.transcribe(audio, session.config.language)
+        if session.turns.utterance is not utterance:
+            return  # the final is on its way
+        delta = text.update(hypothesis)
+        session.stats["partial_lag"].append(time.perf_counter() - began)
+        if delta:
+            await session.emit(TranscriptionDelta(item_id=utterance.item_id, delta=delta,
+                                                  audio_end_ms=covered_ms))

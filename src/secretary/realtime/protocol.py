@@ -1,8 +1,8 @@
-"""The OpenAI Realtime protocol's vocabulary: event names (GA, and the beta names older
-clients use), the session configuration in both shapes, and ids.
+"""The OpenAI Realtime protocol's vocabulary: the session configuration in both shapes (GA,
+and the beta one older clients use), ids, and the checks client values get.
 
-Plain data: the session logic (``session.py``) reads and writes dicts through these helpers,
-so the transport (WebSocket or a WebRTC data channel) only moves JSON.
+Plain data: the events themselves are typed in ``server_events.py`` and ``client_events.py``;
+the transport (a WebSocket or a WebRTC data channel) only moves their JSON.
 """
 
 from __future__ import annotations
@@ -15,25 +15,8 @@ from typing import Any
 
 from secretary.validation import text_problem
 
-# Server events whose names changed between the beta and GA protocols.
-BETA_NAMES = {
-    "response.output_audio.delta": "response.audio.delta",
-    "response.output_audio.done": "response.audio.done",
-    "response.output_audio_transcript.delta": "response.audio_transcript.delta",
-    "response.output_audio_transcript.done": "response.audio_transcript.done",
-    "response.output_text.delta": "response.text.delta",
-    "response.output_text.done": "response.text.done",
-    "conversation.item.added": "conversation.item.created",
-}
-# Client events accepted under an older name.
-CLIENT_ALIASES = {"transcription_session.update": "session.update"}
-
 INPUT_RATE = 24000  # the only PCM rate the protocol names
 OUTPUT_RATE = 24000
-BACKCHANNELS = frozenset({
-    "yeah", "yes", "yep", "yup", "ok", "okay", "mhm", "mm", "mmhmm", "hmm", "uh huh",
-    "uhhuh", "right", "sure", "aha", "ah", "oh", "i see", "got it", "alright", "cool",
-})
 
 
 def new_id(prefix: str) -> str:
@@ -45,15 +28,10 @@ class ProtocolError(Exception):
     session goes on."""
 
     def __init__(self, message: str, *, code: str = "invalid_value", param: str | None = None,
-                 type: str = "invalid_request_error") -> None:
+                 type: str = "invalid_request_error", event_id: str | None = None) -> None:
         super().__init__(message)
         self.message, self.code, self.param, self.type = message, code, param, type
-
-
-def error_event(exc: ProtocolError, event_id: str | None = None) -> dict[str, Any]:
-    return {"type": "error", "error": {"type": exc.type, "code": exc.code,
-                                       "message": exc.message, "param": exc.param,
-                                       "event_id": event_id}}
+        self.event_id = event_id  # the client event at fault, where it is known
 
 
 def check_event_text(text: str, param: str) -> None:

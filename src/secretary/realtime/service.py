@@ -24,8 +24,9 @@ from secretary.errors import ModelUnavailableError, ServiceBusyError
 from secretary.realtime import vad
 from secretary.realtime.face import FaceRenderer
 from secretary.realtime.metrics import RealtimeMetrics
+from secretary.realtime.output import Output
 from secretary.realtime.partials import PartialTranscriber
-from secretary.realtime.session import Limits, Output, RealtimeSession, Send
+from secretary.realtime.session import Limits, RealtimeSession, Send
 from secretary.turns.models import SmartTurnModels
 from secretary.turns.rule import EndOfTurnRule
 from secretary.turns.smartturn import SmartTurn

@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
-RATE = 16000  # what Silero and Whisper take
+from secretary.audio import WHISPER_SAMPLE_RATE
+
+RATE = WHISPER_SAMPLE_RATE  # what Silero and Whisper take
 FRAME = 512  # samples per VAD frame at 16 kHz (32 ms)
 _CONTEXT = 64  # samples of the previous frame the model sees
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from secretary.audio import WHISPER_SAMPLE_RATE
 from secretary.config import SttSettings
 from secretary.errors import InvalidRequestError, ModelUnavailableError
 from secretary.stt.engine import Segment, TranscriptionInfo, TranscriptionOptions, Word
@@ -155,17 +156,17 @@ class WhisperEngine:
         from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
 
         model = self._model
-        duration = len(audio) / WHISPER_RATE
+        duration = len(audio) / WHISPER_SAMPLE_RATE
         speech = audio
         if vad:
             stamps = get_speech_timestamps(audio, VadOptions())
             speech = np.concatenate(collect_chunks(audio, stamps)[0]) if stamps else audio[:0]
         info = TranscriptionInfo(language=options.language or "", language_probability=1.0,
                                  duration=duration,
-                                 duration_after_vad=len(speech) / WHISPER_RATE)
+                                 duration_after_vad=len(speech) / WHISPER_SAMPLE_RATE)
         if len(speech) == 0:
             return info, iter(())
-        frames = window * WHISPER_RATE // 160
+        frames = window * WHISPER_SAMPLE_RATE // 160
         features = model.feature_extractor(speech)[:, :frames]
         encoded = model.encode(pad_or_trim(features, frames))
         language = options.language
@@ -194,8 +195,6 @@ class WhisperEngine:
                           avg_logprob=avg_logprob, no_speech_prob=float(result.no_speech_prob))
         return info, iter([segment] if text.strip() else [])
 
-
-WHISPER_RATE = 16000
 
 
 def _convert(segment: Any) -> Segment:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from secretary.audio import from_pcm16
 from secretary.errors import (
     InvalidRequestError,
     ModelUnavailableError,
@@ -124,7 +125,7 @@ class _Library:
         pieces, self._pieces = self._pieces, []
         if not pieces:
             return np.zeros(0, np.float32)
-        return np.concatenate(pieces).astype(np.float32) / 32768.0
+        return from_pcm16(np.concatenate(pieces))
 
 
 _LOCK = threading.Lock()

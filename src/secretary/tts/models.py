@@ -30,13 +30,6 @@ XTTS = ModelInfo("xtts", "tts", "hub", "XTTS v2, 17 languages, voice cloning "
                  "(secretary[xtts])", XTTS_HUB_ID)
 
 
-def piper_voice_id(name: str) -> str:
-    """The id a configured Piper voice is known by: its name, or a file's name without
-    ``.onnx``."""
-    path = Path(name)
-    return path.name.removesuffix(".onnx") if path.suffix == ".onnx" else path.name
-
-
 class PiperVoices(ModelCache):
     """Piper voices in the cache."""
 

@@ -24,7 +24,8 @@ from secretary.errors import (
     NotImplementedByEngineError,
 )
 from secretary.tts.engine import SynthesisRequest, Voice
-from secretary.tts.models import PiperVoices, piper_voice_id
+from secretary.tts.models import PiperVoices
+from secretary.voice_routes import piper_voice_id
 
 log = logging.getLogger(__name__)
 

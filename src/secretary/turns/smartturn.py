@@ -16,7 +16,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-RATE = 16000
+from secretary.audio import WHISPER_SAMPLE_RATE
+
+RATE = WHISPER_SAMPLE_RATE  # its encoder is Whisper's
 WINDOW_SECONDS = 8
 _WINDOW = WINDOW_SECONDS * RATE
 _FRAMES = _WINDOW // 160  # Whisper's hop is 10 ms

@@ -3,7 +3,9 @@
 The page is plain HTML, CSS and JavaScript from ``static/`` (no build step). Everything it
 needs from the services goes through ``/api/<service>/<path>`` on this server, which
 forwards to the addresses in ``UiSettings``; ``/api/status`` sums up their ``/health`` for
-the badges, and ``/api/reply`` turns a transcript into the secretary's answer.
+the badges. The conversation's routes (``secretary.conversation.app``: ``/api/reply``, the
+turns, portraits, end of speech) are served here too, and Live mode's WebRTC offer is
+passed on to the realtime service.
 
 HTTPS: ``listeners`` serves the main port with the configured certificate or a self-signed
 one kept in the cache dir, plus plain HTTP on 127.0.0.1 (browsers treat
@@ -12,28 +14,23 @@ one kept in the cache dir, plus plain HTTP on 127.0.0.1 (browsers treat
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Body, FastAPI, File, Form, Request, UploadFile
-from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
 
 from secretary.config import Settings
-from secretary.conversation import endpointing
+from secretary.conversation.app import build_router as conversation_router
 from secretary.conversation.metrics import TurnMetrics
-from secretary.conversation.service import DEFAULT_PORTRAIT as DEFAULT_PORTRAIT_KEY
 from secretary.conversation.service import ConversationService
 from secretary.errors import NotFoundError
 from secretary.ui import tls
-from secretary.ui.engine import ReplyEngine, Turn
-from secretary.ui.service import MAX_REPLY_INPUT_CHARS, UiService
+from secretary.ui.service import UiService
 from secretary.web.app import create_service_app
 from secretary.web.listeners import Listener
-from secretary.web.uploads import read_upload
 
 log = logging.getLogger(__name__)
 
@@ -47,26 +44,9 @@ _CSP = (
 )
 
 
-class TurnIn(BaseModel):
-    role: str = Field(pattern="^(user|assistant)$")
-    content: str = Field(max_length=MAX_REPLY_INPUT_CHARS)
-
-
-class ReplyRequest(BaseModel):
-    text: str = Field(description="What the user said (the transcript).")
-    language: str | None = Field(default=None, max_length=16)
-    history: list[TurnIn] = Field(default_factory=list, description="Earlier turns, oldest first.")
-
-
-class InterruptRequest(BaseModel):
-    played: float | None = Field(
-        default=None, ge=0, description="Seconds of the reply audio the listener heard.")
-
-
 def build_router(ui: UiService) -> APIRouter:
     router = APIRouter()
-    settings, forwarder, replies = ui.settings, ui.forwarder, ui.replies
-    conversation = ui.conversation
+    settings, forwarder, conversation = ui.settings, ui.forwarder, ui.conversation
 
     @router.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -79,66 +59,18 @@ def build_router(ui: UiService) -> APIRouter:
     async def config() -> dict[str, Any]:
         return {
             "poll_seconds": settings.ui.status_poll_seconds,
-            "reply": replies.describe(),
+            "reply": conversation.describe_reply(),
             "portrait": f"/static/{DEFAULT_PORTRAIT}",
             "services": {n: u.label for n, u in forwarder.services.items()},
-            "turn": {"avatar": conversation.pipeline.animator is not None,
-                     "fps": settings.conversation.avatar_fps,
-                     "end_of_speech_seconds": settings.conversation.end_of_speech_ms / 1000},
+            "turn": conversation.turn_options(),
         }
 
     @router.get("/api/status")
     async def status() -> dict[str, Any]:
         return await ui.status()
 
-    @router.post("/api/reply")
-    async def reply(request: Annotated[ReplyRequest, Body()]) -> dict[str, Any]:
-        history = [Turn(t.role, t.content) for t in request.history]
-        answer = await ui.reply(request.text, request.language, history)
-        return {"text": answer.text, "source": answer.source, "model": answer.model}
-
-    @router.post("/api/portrait")
-    async def portrait(image: Annotated[UploadFile | None, File()] = None) -> dict[str, Any]:
-        """Upload the avatar's portrait once per page session; turns name its key."""
-        return await conversation.add_portrait(await read_upload(image, "image"))
-
-    @router.post("/api/turn", response_class=StreamingResponse, responses={200: {
-        "description": "The turn's events, one JSON object a line, as they happen",
-        "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
-        404: {"description": "The portrait key is not known here: upload it again",
-              "content": {"application/json": {
-                  "schema": {"$ref": "#/components/schemas/Error"}}}}})
-    async def turn(
-        audio: Annotated[UploadFile | None, File()] = None,
-        session: Annotated[str, Form()] = "default",
-        portrait: Annotated[str | None, Form()] = DEFAULT_PORTRAIT_KEY,
-        expression: Annotated[str, Form()] = "neutral",
-        intensity: Annotated[float, Form()] = 1.0,
-        language: Annotated[str | None, Form()] = None,
-        voice: Annotated[str | None, Form()] = None,
-    ) -> StreamingResponse:
-        """One spoken turn, streamed: newline-delimited JSON events as they happen."""
-        recording = await read_upload(audio, "audio")
-        started = await conversation.start_turn(
-            recording, session=session, portrait=portrait or None, expression=expression,
-            intensity=intensity, language=language, voice=voice)
-        return StreamingResponse(
-            conversation.ndjson(started), media_type="application/x-ndjson",
-            headers={"Cache-Control": "no-cache", "X-Turn-Id": started.id})
-
-    @router.post("/api/vad")
-    async def vad(request: Request) -> dict[str, Any]:
-        """Silero VAD over the last second of the microphone (16 kHz 16-bit PCM): how much
-        is speech, and how long the silence at its end; Talk mode stops on it."""
-        samples = endpointing.pcm16(await request.body())
-        return (await asyncio.to_thread(endpointing.endpoint, samples)).as_json()
-
-    @router.post("/api/turn/{turn_id}/interrupt")
-    async def interrupt(turn_id: str,
-                        request: Annotated[InterruptRequest | None, Body()] = None
-                        ) -> dict[str, Any]:
-        played = request.played if request is not None else None
-        return conversation.interrupt(turn_id, played)
+    # The conversation's own routes, in this place of the API document.
+    router.include_router(conversation_router(conversation))
 
     @router.post("/api/realtime/calls", response_class=Response, status_code=201, responses={
         201: {"description": "The realtime service's SDP answer",
@@ -171,12 +103,12 @@ def build_router(ui: UiService) -> APIRouter:
     return router
 
 
-def create_app(settings: Settings | None = None, replies: ReplyEngine | None = None,
+def create_app(settings: Settings | None = None,
                conversation: ConversationService | None = None) -> FastAPI:
     settings = settings or Settings()
     conversation = conversation or ConversationService(
         settings, TurnMetrics(), (STATIC / DEFAULT_PORTRAIT).read_bytes())
-    app = create_service_app(UiService(settings, conversation, replies), build_router)
+    app = create_service_app(UiService(settings, conversation), build_router)
     # The turn metrics are served with the app's own on /metrics.
     app.state.metrics.include(conversation.metrics.registry)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -1,4 +1,5 @@
-"""The browser UI's service layer: the reply engine and the gateway to the other services.
+"""The browser UI's service layer: the gateway to the other services, and the conversation
+(its own service, ``secretary.conversation``) that the page's turns and replies go to.
 
 Plain Python apart from the gateway's pass-through (``Forwarder.forward``), which relays
 a request as it came.
@@ -9,16 +10,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
+
 from secretary.config import Settings
 from secretary.conversation.service import ConversationService
 from secretary.errors import InvalidRequestError
-from secretary.ui.engine import Reply, ReplyEngine, Turn
-from secretary.ui.reply import reply_engine
 from secretary.ui.upstream import Forwarder
-from secretary.validation import check_text
-
-MAX_REPLY_INPUT_CHARS = 4000
-MAX_HISTORY_TURNS = 20
+from secretary.web.client import http_failure
 
 
 class UiService:
@@ -27,12 +25,11 @@ class UiService:
     browser_login = True  # with an API key set, a browser signs in at /login
     queue = None  # the gateway's work is upstream; a turn's has its own bound
 
-    def __init__(self, settings: Settings, conversation: ConversationService,
-                 replies: ReplyEngine | None = None) -> None:
+    def __init__(self, settings: Settings, conversation: ConversationService) -> None:
         self.settings = settings
         self.forwarder = Forwarder(settings.ui_upstreams(), settings.api_keys)
-        self.replies = replies or reply_engine(settings.ui)
-        # The streamed turn (POST /api/turn); its in-process engines load at start-up.
+        # The turns and replies (POST /api/turn, /api/reply); in-process engines load at
+        # start-up.
         self.conversation = conversation
         self.preload = settings.conversation.preload
         self.created = int(time.time())
@@ -50,32 +47,17 @@ class UiService:
     def health(self) -> dict[str, Any]:
         loading = self.preload and not self.conversation.loaded
         return {"status": "loading" if loading else "ok", "service": "ui",
-                "reply": self.replies.describe(),
+                "reply": self.conversation.describe_reply(),
                 "conversation": self.conversation.describe()}
 
     async def status(self) -> dict[str, Any]:
-        return {"services": await self.forwarder.health(), "reply": self.replies.describe()}
-
-    async def reply(self, text: str, language: str | None, history: list[Turn]) -> Reply:
-        text = check_text(text, "text").strip()
-        for index, turn in enumerate(history):
-            check_text(turn.content, f"history.{index}.content")
-        if not text:
-            raise InvalidRequestError("text: there is nothing to reply to", param="text")
-        if len(text) > MAX_REPLY_INPUT_CHARS:
-            raise InvalidRequestError(
-                f"text: longer than {MAX_REPLY_INPUT_CHARS} characters", param="text"
-            )
-        return await self.replies.reply(text, language, history[-MAX_HISTORY_TURNS:])
+        return {"services": await self.forwarder.health(),
+                "reply": self.conversation.describe_reply()}
 
     async def live_offer(self, sdp: bytes, content_type: str, query: str
                          ) -> tuple[int, str, bytes, dict[str, str]]:
         """Forward Live mode's SDP offer to the realtime service: (status, content type,
         body, headers) of its answer."""
-        import httpx
-
-        from secretary.ui.upstream import http_failure
-
         if not content_type.startswith("multipart/") and not sdp.lstrip().startswith(b"v="):
             # Refused here, so a malformed offer never costs the realtime service a call.
             raise InvalidRequestError("the body must be a WebRTC SDP offer (application/sdp, "

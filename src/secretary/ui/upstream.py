@@ -9,9 +9,7 @@ a service that cannot be reached becomes a clear JSON 503, a broken answer a 502
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,13 +20,8 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from secretary.config import UiSettings
-from secretary.errors import (
-    InvalidRequestError,
-    NotFoundError,
-    SecretaryError,
-    redact_url,
-    scrub,
-)
+from secretary.errors import InvalidRequestError, NotFoundError, SecretaryError, redact_url
+from secretary.web.client import UpstreamTimeoutError, http_failure, new_client
 
 # Request headers the services read; nothing else (cookies, auth) leaves the UI server.
 _FORWARDED_REQUEST_HEADERS = ("content-type", "accept")
@@ -44,40 +37,6 @@ HEALTH_TIMEOUT = 3.0
 _SEGMENT_SAFE = "-._~!$&'()*+,;=:@"
 
 log = logging.getLogger(__name__)
-
-
-@functools.cache
-def client_ssl_context() -> ssl.SSLContext:
-    """One verifying TLS context for every outgoing client: httpx builds a new one (loading
-    the CA bundle, about 0.1 s) for each client it creates without one."""
-    return ssl.create_default_context()
-
-
-def new_client(timeout: httpx.Timeout | float,
-               headers: dict[str, str] | None = None) -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=timeout, verify=client_ssl_context(), headers=headers)
-
-
-class UpstreamUnavailableError(SecretaryError):
-    """The service is not running (or not reachable) at its configured address."""
-
-    status_code = 503
-    code = "upstream_unavailable"
-    error_type = "server_error"
-
-
-class UpstreamFailedError(SecretaryError):
-    """The service was reached but its answer broke off or was not HTTP."""
-
-    status_code = 502
-    code = "bad_gateway"
-    error_type = "server_error"
-
-
-class UpstreamTimeoutError(SecretaryError):
-    status_code = 504
-    code = "upstream_timeout"
-    error_type = "server_error"
 
 
 @dataclass(frozen=True)
@@ -135,8 +94,7 @@ class Forwarder:
         # The services share the stack's keys; the browser's own credentials (its cookie)
         # never leave this server.
         auth = {"Authorization": f"Bearer {api_keys[0]}"} if api_keys else {}
-        self.client = new_client(httpx.Timeout(settings.upstream_timeout, connect=5.0),
-                                 headers=auth)
+        self.client = new_client(settings.upstream_timeout, headers=auth)
         self.deadline = settings.upstream_deadline
 
     async def aclose(self) -> None:
@@ -230,18 +188,6 @@ def _response_headers(headers: httpx.Headers) -> dict[str, str]:
     return kept | {k: v for k, v in headers.items() if k.lower().startswith("x-")}
 
 
-def http_failure(where: str, exc: Exception, *, remedy: str, param: str) -> SecretaryError:
-    """What went wrong calling ``where``, as the error the page sees: not reachable 503
-    (with ``remedy``), too slow 504, anything else 502."""
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-        return UpstreamUnavailableError(
-            f"{where} is not reachable ({_reason(exc)}); {remedy}", param=param
-        )
-    if isinstance(exc, httpx.TimeoutException):
-        return UpstreamTimeoutError(f"{where} did not answer in time", param=param)
-    return UpstreamFailedError(f"{where} gave a broken answer ({_reason(exc)})", param=param)
-
-
 def _describe(upstream: Upstream, exc: Exception) -> SecretaryError:
     return http_failure(
         f"the {upstream.label} service at {redact_url(upstream.base_url)}", exc,
@@ -249,8 +195,3 @@ def _describe(upstream: Upstream, exc: Exception) -> SecretaryError:
         f"SECRETARY_UI_{upstream.name.upper()}_URL",
         param=upstream.name,
     )
-
-
-def _reason(exc: Exception) -> str:
-    text = scrub(str(exc).strip())
-    return text or type(exc).__name__

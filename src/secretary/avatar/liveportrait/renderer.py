@@ -22,7 +22,7 @@ torch and numpy only.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -218,11 +218,6 @@ class Renderer:
         """(B, out, out, 3) RGB uint8 crops."""
         images = self.decode(source, self.keypoints(source, motions))
         return to_uint8(images)
-
-    def render_batches(self, source: SourceState, motions: Sequence[Motion], batch: int
-                       ) -> Iterator[np.ndarray]:
-        for start in range(0, len(motions), max(1, batch)):
-            yield from self.render(source, motions[start:start + batch])
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

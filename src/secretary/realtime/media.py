@@ -1,0 +1,192 @@
+"""A WebRTC call's media: the reply's audio track and the secretary's face as a video
+track, both paced by one clock, and the playout queue the session's ``Output`` fills.
+
+One clock: the audio track plays the reply in 20 ms frames paced by the wall clock from
+its start; the video track shows, at each of its frames, the face for the audio frame
+being played at that moment (``Playout.around``), so sound and lips stay within a frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from av import AudioFrame, VideoFrame
+
+from secretary.audio import to_pcm16
+from secretary.realtime.face import FacePoser, FaceRenderer
+from secretary.realtime.protocol import OUTPUT_RATE
+
+FRAME_SECONDS = 0.02
+FRAME = int(OUTPUT_RATE * FRAME_SECONDS)  # samples per audio frame
+
+
+class Clock:
+    """The media clock both tracks pace themselves by (wall time since the first frame)."""
+
+    def __init__(self) -> None:
+        self.start: float | None = None
+
+    def begin(self) -> float:
+        if self.start is None:
+            self.start = time.perf_counter()
+        return self.start
+
+    async def wait_until(self, seconds: float) -> None:
+        delay = self.begin() + seconds - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+class Playout:
+    """Reply audio waiting to be played, and what was played when."""
+
+    def __init__(self) -> None:
+        self.queue: deque[np.ndarray] = deque()
+        self.queued = 0
+        self.played = 0  # samples of the current response played
+        self.history: deque[tuple[float, np.ndarray]] = deque(maxlen=50)  # (media time, frame)
+        self.state = "listening"
+        self.changed = asyncio.Event()
+
+    def push(self, samples: np.ndarray) -> None:
+        self.queue.append(samples)
+        self.queued += len(samples)
+
+    def pull(self, media_time: float) -> np.ndarray:
+        out = np.zeros(FRAME, np.float32)
+        filled = 0
+        while filled < FRAME and self.queue:
+            head = self.queue[0]
+            take = min(FRAME - filled, len(head))
+            out[filled:filled + take] = head[:take]
+            filled += take
+            if take == len(head):
+                self.queue.popleft()
+            else:
+                self.queue[0] = head[take:]
+        self.queued -= filled
+        self.played += filled
+        self.history.append((media_time, out))
+        if filled or not self.queue:
+            self.changed.set()
+        return out
+
+    def around(self, media_time: float, span: float = 0.04) -> np.ndarray:
+        """The audio played within ``span`` seconds before ``media_time``."""
+        parts = [f for t, f in self.history if media_time - span <= t <= media_time]
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+    def clear(self) -> None:
+        self.queue.clear()
+        self.queued = 0
+
+
+class RtcOutput:
+    """The session's ``Output`` over the audio track: synthesis waits while more than
+    ``lead`` seconds are queued, so the response lasts as long as its audio plays and a
+    cancel drops at most that much."""
+
+    def __init__(self, playout: Playout, lead: float = 0.2) -> None:
+        self.playout = playout
+        self.lead = lead
+
+    async def begin(self, response_id: str, item_id: str) -> None:
+        self.playout.played = 0
+
+    async def play(self, samples: np.ndarray) -> None:
+        self.playout.push(samples)
+        while self.playout.queued > self.lead * OUTPUT_RATE:
+            self.playout.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.playout.changed.wait(), 0.1)
+
+    def played(self) -> float:
+        return self.playout.played / OUTPUT_RATE
+
+    def clear(self) -> None:
+        self.playout.clear()
+
+    async def drain(self) -> None:
+        while self.playout.queued > 0:
+            self.playout.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.playout.changed.wait(), 0.1)
+
+    def state(self, name: str) -> None:
+        self.playout.state = name
+
+
+def audio_frame(samples: np.ndarray, index: int, rate: int) -> AudioFrame:
+    """Frame ``index`` of a mono track in frames of ``len(samples)``: float32 -> s16."""
+    pcm = np.frombuffer(to_pcm16(samples), np.int16).reshape(1, -1)
+    frame = AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+    frame.sample_rate = rate
+    frame.pts = index * len(samples)
+    frame.time_base = fractions.Fraction(1, rate)
+    return frame
+
+
+def media_tracks() -> tuple[type, type]:
+    """The track classes (ReplyAudio, Face), made once aiortc is imported."""
+    from aiortc import MediaStreamTrack
+    from aiortc.mediastreams import MediaStreamError
+
+    class ReplyAudio(MediaStreamTrack):
+        kind = "audio"
+
+        def __init__(self, playout: Playout, clock: Clock) -> None:
+            super().__init__()
+            self.playout, self.clock, self.index = playout, clock, 0
+
+        async def recv(self) -> AudioFrame:
+            if self.readyState != "live":
+                raise MediaStreamError
+            media_time = self.index * FRAME_SECONDS
+            await self.clock.wait_until(media_time)
+            frame = audio_frame(self.playout.pull(media_time), self.index, OUTPUT_RATE)
+            self.index += 1
+            return frame
+
+    class Face(MediaStreamTrack):
+        kind = "video"
+
+        def __init__(self, playout: Playout, clock: Clock, renderer: FaceRenderer,
+                     fps: int, executor: ThreadPoolExecutor) -> None:
+            super().__init__()
+            self.playout, self.clock, self.renderer = playout, clock, renderer
+            self.fps, self.executor, self.index = fps, executor, 0
+            self.poser = FacePoser(fps)
+            self.cpu = 0.0  # seconds of render time, for the benchmark
+
+        async def recv(self) -> VideoFrame:
+            if self.readyState != "live":
+                raise MediaStreamError
+            media_time = self.index / self.fps
+            await self.clock.wait_until(media_time)
+            # The face for the sound playing now (the audio frame pulled last).
+            pose = self.poser.pose(self.playout.around(media_time), self.playout.state)
+            began = time.thread_time()
+            loop = asyncio.get_running_loop()
+            image, spent = await loop.run_in_executor(self.executor, _render,
+                                                      self.renderer, pose)
+            self.cpu += spent + time.thread_time() - began
+            frame = VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = int(self.index * 90000 / self.fps)
+            frame.time_base = fractions.Fraction(1, 90000)
+            self.index += 1
+            return frame
+
+    return ReplyAudio, Face
+
+
+def _render(renderer: FaceRenderer, pose: Any) -> tuple[np.ndarray, float]:
+    began = time.thread_time()
+    image = renderer.render(pose)
+    return image, time.thread_time() - began

@@ -1,0 +1,302 @@
+"""Turn taking: when the user's turn starts and ends, and when speech over the reply stops it.
+
+Silero VAD hears every frame (``TurnDetector``). With ``semantic_vad`` and its model loaded,
+each pause is a ``paused`` event that waits for the end-of-turn model's verdict
+(``EndOfTurnRule``): a turn it calls complete ends after a short silence, an unfinished one
+after the long one.
+
+In the silence that may end the turn the final transcript starts early (it is the same
+audio if the turn does end), and the reply to it is made ahead, so its first audio is ready
+when the turn ends; if the user goes on, both are dropped unheard.
+
+Speech over a playing reply is a barge-in once it has lasted ``barge_in_min`` seconds, or
+sooner when its early transcript shows it is no backchannel ("Stop!"); "mhm" is not one,
+and neither is speech in the reply's first moments (its own echo settling).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from secretary.conversation.reply import ReplyStream
+from secretary.conversation.stages import Cancel, Heard, StageError
+from secretary.realtime.partials import follow_partials
+from secretary.realtime.protocol import new_id
+from secretary.realtime.server_events import SpeechStarted, SpeechStopped
+from secretary.realtime.vad import RATE, TurnDetector, VadConfig
+from secretary.tts.text import has_speech
+
+if TYPE_CHECKING:
+    from secretary.realtime.response import Response
+    from secretary.realtime.session import RealtimeSession
+
+log = logging.getLogger(__name__)
+
+BACKCHANNELS = frozenset({
+    "yeah", "yes", "yep", "yup", "ok", "okay", "mhm", "mm", "mmhmm", "hmm", "uh huh",
+    "uhhuh", "right", "sure", "aha", "ah", "oh", "i see", "got it", "alright", "cool",
+})
+_WORDS = re.compile(r"[^\w\s]")
+
+
+def is_backchannel(text: str) -> bool:
+    """'Yeah.', 'Okay!', 'Mhm, mhm': acknowledgement, not a turn."""
+    words = _WORDS.sub(" ", text.lower()).split()
+    if not words or len(words) > 3:
+        return False
+    joined = " ".join(words)
+    return joined in BACKCHANNELS or all(w in BACKCHANNELS for w in words)
+
+
+@dataclass
+class Utterance:
+    item_id: str
+    start_ms: int
+    started_wall: float
+    over_reply: bool = False  # began while a reply was playing
+    ignored: bool = False  # began in the reply's first moments (echo settling)
+    partial_task: asyncio.Task[None] | None = None
+    # The final transcript started early, in the silence that may end the turn.
+    early: asyncio.Task[Heard] | None = None
+    early_at: float = 0.0
+    # The reply to that transcript, being made while the silence runs.
+    reply: ReplyStream | None = None
+
+    def drop_reply(self) -> None:
+        if self.reply is not None:
+            self.reply.drop()
+            self.reply = None
+
+
+class TurnTaking:
+    def __init__(self, session: RealtimeSession) -> None:
+        self.session = session
+        self.detector: TurnDetector | None = None
+        self.utterance: Utterance | None = None
+        self.reset_detector()
+
+    def reset_detector(self) -> None:
+        """A detector for the session's ``turn_detection`` (None: the client commits)."""
+        session = self.session
+        turn = session.config.turn_detection
+        if turn is None:
+            self.detector = None
+            return
+        rule = session.end_of_turn if turn.type == "semantic_vad" else None
+        if rule is None:  # server_vad, or semantic_vad without its model: silence alone
+            self.detector = TurnDetector(VadConfig(
+                turn.threshold, turn.prefix_padding_ms, turn.silence_duration_ms))
+            return
+        self.detector = TurnDetector(VadConfig(
+            turn.threshold, turn.prefix_padding_ms, rule.incomplete_wait(turn.eagerness),
+            semantic=True, ask_ms=max(32, session.limits.early_final_ms),
+            complete_ms=rule.complete_ms, complete_threshold=rule.threshold))
+
+    def drop_utterance(self) -> None:
+        """The utterance in progress is forgotten (its audio was cleared)."""
+        utterance = self.utterance
+        if utterance and utterance.partial_task:
+            utterance.partial_task.cancel()
+        if utterance:
+            utterance.drop_reply()
+        self.utterance = None
+
+    def _padding_ms(self) -> int:
+        turn = self.session.config.turn_detection
+        return turn.prefix_padding_ms if turn else 0
+
+    # ------------------------------------------------------------------ the detector
+    async def hear(self, samples: np.ndarray) -> None:
+        """Audio just added to the input buffer."""
+        session, detector = self.session, self.detector
+        if detector is None:
+            return
+        events = detector.feed(samples)
+        while events:
+            vad = events.pop(0)
+            if vad.kind == "started":
+                await self._speech_started(vad.at_ms)
+            elif vad.kind == "paused":
+                # The final transcript (and the reply made ahead) start at the pause, beside
+                # the model, not after it.
+                if self.utterance is not None:
+                    self._speculate(self.utterance)
+                # The frames after the pause wait for the verdict, so the rule is judged on
+                # the audio alone, whatever the machine's speed.
+                complete = await self._judge_pause(vad.at_ms)
+                if self.detector is not None:  # (a session.update may have replaced it)
+                    events += self.detector.decide(complete)
+            else:
+                await self._speech_stopped(vad.at_ms)
+        buffer = session.input
+        if self.utterance is None:
+            buffer.trim(self._padding_ms())
+        else:
+            self._speculate(self.utterance)
+            await self._maybe_barge_in()
+            if buffer.held > session.limits.max_buffer_seconds * RATE:
+                await self._speech_stopped(buffer.now_ms)  # a very long turn
+
+    async def _judge_pause(self, at_ms: int) -> float:
+        """The end-of-turn model's probability that the utterance paused at ``at_ms`` is
+        complete (0 where it cannot tell: the turn then waits the long silence)."""
+        session = self.session
+        rule, utterance = session.end_of_turn, self.utterance
+        if rule is None or utterance is None:
+            return 0.0
+        audio = session.input.take(utterance.start_ms, at_ms)
+        began = time.perf_counter()
+        try:
+            complete = await asyncio.to_thread(rule.model.complete, audio)
+        except Exception:
+            log.exception("realtime session %s: the end-of-turn model failed", session.id)
+            return 0.0
+        if session.metrics is not None:
+            session.metrics.end_of_turn_seconds.observe(time.perf_counter() - began)
+            session.metrics.end_of_turn.labels(
+                "complete" if complete >= rule.threshold else "unfinished").inc()
+        return complete
+
+    async def _speech_started(self, at_ms: int) -> None:
+        session = self.session
+        response = session.responses.current
+        utterance = Utterance(new_id("item"), at_ms, time.perf_counter())
+        if response is not None and response.speaking:
+            utterance.over_reply = True
+            heard_for = time.perf_counter() - (response.audio_started or 0)
+            utterance.ignored = heard_for < session.limits.barge_in_grace
+        self.utterance = utterance
+        await session.emit(SpeechStarted(audio_start_ms=at_ms, item_id=utterance.item_id))
+        if session.partials is not None and session.config.transcription is not None and (
+                not utterance.ignored):
+            utterance.partial_task = session.spawn(follow_partials(session, utterance))
+
+    async def _speech_stopped(self, at_ms: int) -> None:
+        session = self.session
+        utterance = self.utterance
+        if utterance is None:
+            return
+        self.utterance = None
+        if utterance.partial_task is not None:
+            utterance.partial_task.cancel()
+        now = time.perf_counter()
+        session.marks = {"speech_stopped": now,
+                         "final_started": utterance.early_at if utterance.early else now}
+        await session.emit(SpeechStopped(audio_end_ms=at_ms, item_id=utterance.item_id))
+        turn = session.config.turn_detection
+        audio = session.input.take(utterance.start_ms - self._padding_ms(), at_ms + 100)
+        session.input.reset()
+        if utterance.ignored and session.responses.current is not None:
+            # The reply's first moments: most likely its own echo settling.
+            utterance.drop_reply()
+            return
+        task = await session.conversation.add_user_audio(utterance.item_id, audio,
+                                                         utterance.early)
+        if session.config.kind == "transcription" or turn is None:
+            return
+        session.spawn(self._after_utterance(utterance, task))
+
+    # ------------------------------------------------------------------ ahead of the end
+    def _speculate(self, utterance: Utterance) -> None:
+        """Start the final transcript in the silence that may end the turn (it is the same
+        audio if the turn does end), and drop it if the user goes on."""
+        session, detector = self.session, self.detector
+        if detector is None or not detector.speaking:
+            return
+        if detector.silence_ms == 0 and utterance.early is not None:
+            utterance.early = None  # speech again: that transcript would be short
+            utterance.drop_reply()
+        elif (detector.silence_ms >= session.limits.early_final_ms and utterance.early is None
+              and session.config.kind in ("realtime", "transcription")):
+            audio = session.input.take(utterance.start_ms - self._padding_ms())
+            utterance.early = session.spawn(session.stages.transcriber.transcribe(
+                audio, session.config.language, Cancel()))
+            utterance.early_at = time.perf_counter()
+            if session.limits.reply_ahead:
+                session.spawn(self._reply_ahead(utterance, utterance.early))
+            response = session.responses.current
+            if utterance.over_reply and not utterance.ignored and response is not None:
+                session.spawn(self._early_barge_in(utterance, utterance.early, response))
+
+    async def _reply_ahead(self, utterance: Utterance, early: asyncio.Task[Heard]) -> None:
+        """Start the reply to the early transcript while the silence runs: if the turn
+        ends, its first audio is ready then; if the user goes on, it is dropped unheard."""
+        session = self.session
+        with contextlib.suppress(StageError):
+            heard = await early
+            turn = session.config.turn_detection
+            if (self.utterance is not utterance or utterance.early is not early
+                    or utterance.over_reply or session.responses.current is not None
+                    or session.config.kind != "realtime" or turn is None
+                    or not turn.create_response or not has_speech(heard.text)):
+                return  # the turn ended first (the response starts from the final), or
+                # there will be no response to this
+            audio = "audio" in session.config.output_modalities
+            responses = session.responses
+            utterance.reply = responses.reply_stream(
+                responses.heard(heard.text.strip(), heard.language), audio).start()
+            if session.metrics is not None:
+                session.metrics.replies_ahead.labels("started").inc()
+
+    # ------------------------------------------------------------------ barge-in
+    async def _maybe_barge_in(self) -> None:
+        session = self.session
+        utterance, response = self.utterance, session.responses.current
+        turn = session.config.turn_detection
+        if (utterance is None or response is None or not utterance.over_reply
+                or utterance.ignored or turn is None or not turn.interrupt_response):
+            return
+        voiced = (self.detector.voiced_ms if self.detector else 0) / 1000
+        if voiced >= session.limits.barge_in_min:
+            session.responses.stop("turn_detected")
+
+    async def _early_barge_in(self, utterance: Utterance, early: asyncio.Task[Heard],
+                              response: Response) -> None:
+        """Speech over the reply too short to stop it by its length ("Stop!") stops it as
+        soon as the transcript made in its first pause shows it is no backchannel, without
+        waiting for the turn to end."""
+        session = self.session
+        with contextlib.suppress(StageError):
+            heard = await early
+            turn = session.config.turn_detection
+            if (utterance.early is not early or session.responses.current is not response
+                    or response.cancel or turn is None or not turn.interrupt_response):
+                return
+            if has_speech(heard.text) and not is_backchannel(heard.text):
+                session.responses.stop("turn_detected")
+
+    async def _after_utterance(self, utterance: Utterance, transcript: asyncio.Task[str]
+                               ) -> None:
+        """Once the turn's transcript is known: stop the reply it was spoken over (not for
+        a backchannel), then answer it."""
+        session = self.session
+        responses = session.responses
+        turn = session.config.turn_detection
+        stream, utterance.reply = utterance.reply, None
+        try:
+            text = await transcript
+            response = responses.current
+            if response is not None and utterance.over_reply and not response.cancel:
+                if is_backchannel(text) or not has_speech(text):
+                    return  # "mhm" over the reply: it goes on
+                if turn is not None and turn.interrupt_response:
+                    responses.stop("turn_detected")
+            if not has_speech(text) or turn is None or not turn.create_response:
+                return
+            if responses.current is not None and responses.current.task is not None:
+                with contextlib.suppress(BaseException):
+                    await responses.current.task
+            if responses.current is None and not session.closed:
+                responses.start("audio" in session.config.output_modalities, stream)
+                stream = None  # the response owns it now
+        finally:
+            if stream is not None:
+                stream.drop()
