@@ -15,22 +15,18 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode
 
+from secretary.conversation.settings import ConversationSettings
+from secretary.realtime.settings import RealtimeSettings
+from secretary.settings_base import ServiceSettings, group
 from secretary.voice_routes import Target, parse_openai_voices, parse_routes
+from secretary.wyoming.settings import WyomingSettings
 
 
 def _default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "secretary"
-
-
-def _group(prefix: str) -> SettingsConfigDict:
-    # validate_assignment: a value set in code is parsed like one from the environment.
-    return SettingsConfigDict(
-        env_prefix=prefix, env_file=".env", env_file_encoding="utf-8", extra="ignore",
-        validate_assignment=True,
-    )
 
 
 def _parsed(parse: Any) -> Any:
@@ -49,22 +45,8 @@ VoiceMap = Annotated[dict[str, Target], NoDecode, BeforeValidator(_parsed(parse_
 NameList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_parsed(_comma_list))]
 
 
-class ServiceSettings(BaseSettings):
-    """What every service has: where it listens and how much work it accepts."""
-
-    port: int = 0
-    max_concurrency: int = Field(
-        default=1, ge=1, description="Requests processed at once by this service's engine."
-    )
-    max_queue: int = Field(
-        default=8,
-        ge=0,
-        description="Requests waiting for the engine; past this the service answers 503.",
-    )
-
-
 class SttSettings(ServiceSettings):
-    model_config = _group("SECRETARY_STT_")
+    model_config = group("SECRETARY_STT_")
 
     port: int = 8083
     model: str = Field(
@@ -99,7 +81,7 @@ class SttSettings(ServiceSettings):
 class CanarySettings(ServiceSettings):
     """NVIDIA Canary (NeMo) as a second speech-to-text service, with the same APIs as stt."""
 
-    model_config = _group("SECRETARY_CANARY_")
+    model_config = group("SECRETARY_CANARY_")
 
     port: int = 8084
     model: str = Field(
@@ -126,7 +108,7 @@ class CanarySettings(ServiceSettings):
 
 
 class TtsSettings(ServiceSettings):
-    model_config = _group("SECRETARY_TTS_")
+    model_config = group("SECRETARY_TTS_")
 
     port: int = 8082
     routes: RouteTable = Field(
@@ -221,7 +203,7 @@ class TtsSettings(ServiceSettings):
 
 
 class AvatarSettings(ServiceSettings):
-    model_config = _group("SECRETARY_AVATAR_")
+    model_config = group("SECRETARY_AVATAR_")
 
     port: int = 8081
     engine: Literal["meshwarp", "liveportrait"] = Field(
@@ -276,7 +258,7 @@ class AvatarSettings(ServiceSettings):
 
 
 class UiSettings(ServiceSettings):
-    model_config = _group("SECRETARY_UI_")
+    model_config = group("SECRETARY_UI_")
 
     port: int = Field(default=8085, description="HTTPS port of the browser UI.")
     http_port: int = Field(
@@ -348,194 +330,10 @@ class UiSettings(ServiceSettings):
         return self
 
 
-class ConversationSettings(BaseSettings):
-    """One spoken turn on the UI server (``POST /api/turn``): where its stages run and how."""
-
-    model_config = _group("SECRETARY_CONVERSATION_")
-
-    stages: Literal["local", "remote"] = Field(
-        default="local",
-        description="'local' runs the engines inside the UI server (no extra HTTP hop, no "
-        "re-encoding); 'remote' calls the services at SECRETARY_UI_STT_URL, _TTS_URL and "
-        "_AVATAR_URL (a GPU box, replicas behind a load balancer).",
-    )
-    stt_stage: Literal["local", "remote"] | None = Field(
-        default=None, description="Overrides 'stages' for speech-to-text.")
-    tts_stage: Literal["local", "remote"] | None = Field(
-        default=None, description="Overrides 'stages' for text-to-speech.")
-    avatar_stage: Literal["local", "remote"] | None = Field(
-        default=None, description="Overrides 'stages' for the avatar.")
-    preload: bool = Field(default=True, description="Load in-process engines at start-up.")
-    end_of_speech_ms: int = Field(
-        default=500, ge=100, le=5000,
-        description="Talk mode stops listening after this much non-speech, as Silero VAD on "
-        "the server hears it (a loudness rule with 1.3 s is the fallback).")
-    fast_final: bool = Field(
-        default=True,
-        description="Encode a short utterance in a window fitted to it instead of Whisper's "
-        "30 s (several times faster), guarded against loops by a fallback to the full window.",
-    )
-    fast_final_min_window: int = Field(default=15, ge=1, le=30,
-                                       description="Shortest fitted window, in seconds.")
-    beam_size: int = Field(default=5, ge=1, description="Beam size of the final transcript.")
-    history_turns: int = Field(
-        default=8, ge=0, description="Exchanges kept per page session for the chat model.")
-    max_sessions: int = Field(default=256, ge=1, description="Page sessions remembered (LRU).")
-    first_clause_chars: int = Field(
-        default=24, ge=0,
-        description="The reply's first sentence goes to speech at its first clause break past "
-        "this many characters, so speech starts sooner; 0 waits for the whole sentence.",
-    )
-    sentence_pause_ms: int = Field(default=200, ge=0,
-                                   description="Silence after each reply sentence.")
-    chat_max_tokens: int = Field(default=200, ge=1,
-                                 description="Cap on the chat model's reply, in tokens.")
-    chat_temperature: float | None = Field(
-        default=None, ge=0, description="Sampling temperature sent to the chat model; unset "
-        "leaves the server's default.")
-    avatar: bool = Field(default=True, description="Send avatar frames with the reply.")
-    avatar_fps: int = Field(default=20, ge=1, le=60, description="Avatar frames per second.")
-    avatar_size: int = Field(default=384, ge=64, le=1024,
-                             description="Longest side of avatar frames, in pixels.")
-    avatar_jpeg_quality: int = Field(default=80, ge=10, le=100,
-                                     description="JPEG quality of avatar frames.")
-    max_audio_seconds: float = Field(default=60.0, gt=0,
-                                     description="Longest recording a turn accepts.")
-    max_turns: int = Field(
-        default=2, ge=1, description="Turns processed at once; past this /api/turn answers 503.")
-    max_portraits: int = Field(default=32, ge=1,
-                               description="Uploaded portraits kept in memory (LRU).")
-
-    def stage(self, name: Literal["stt", "tts", "avatar"]) -> Literal["local", "remote"]:
-        override = {"stt": self.stt_stage, "tts": self.tts_stage,
-                    "avatar": self.avatar_stage}[name]
-        return override or self.stages
-
-
-class WyomingSettings(ServiceSettings):
-    """Home Assistant's Wyoming protocol over TCP, in front of the speech-to-text and
-    text-to-speech services (their engines, routes and limits: the SECRETARY_STT_* and
-    SECRETARY_TTS_* settings apply)."""
-
-    model_config = _group("SECRETARY_WYOMING_")
-
-    port: int = Field(default=8088, description="HTTP port of /health and /metrics.")
-    host: str | None = Field(
-        default=None, description="Address the Wyoming servers listen on; unset: SECRETARY_HOST."
-    )
-    stt_port: int = Field(
-        default=10300, ge=0, le=65535, description="Speech-to-text over Wyoming; 0 turns it off."
-    )
-    tts_port: int = Field(
-        default=10200, ge=0, le=65535, description="Text-to-speech over Wyoming; 0 turns it off."
-    )
-    zeroconf: bool = Field(
-        default=False,
-        description="Announce both servers over mDNS (_wyoming._tcp) so Home Assistant finds "
-        "them; needs a host other than loopback.",
-    )
-    zeroconf_name: str = Field(
-        default="secretary", min_length=1, max_length=50,
-        description="Announced names are '<name>-stt' and '<name>-tts'.",
-    )
-    zeroconf_address: str | None = Field(
-        default=None,
-        description="IPv4 address to announce; unset: the listening host, or the address of "
-        "the default route when listening on 0.0.0.0.",
-    )
-    max_audio_seconds: float = Field(
-        default=120.0, gt=0, le=3600,
-        description="Longest audio one transcribe may send (it is held in memory until "
-        "audio-stop).",
-    )
-    max_payload_bytes: int = Field(
-        default=1 << 20, ge=4096, description="Largest audio chunk (event payload) accepted."
-    )
-    max_data_bytes: int = Field(
-        default=256 << 10, ge=4096, description="Largest event data (JSON) accepted."
-    )
-    max_connections: int = Field(
-        default=64, ge=1, description="Open connections per server; more are refused."
-    )
-    idle_timeout: float = Field(
-        default=120.0, gt=0, description="Seconds a connection may stay silent before it "
-        "is closed.",
-    )
-    samples_per_chunk: int = Field(
-        default=1024, ge=64, le=65536, description="Audio samples per audio-chunk sent."
-    )
-
-    @model_validator(mode="after")
-    def _check_ports(self) -> WyomingSettings:
-        if self.stt_port and self.stt_port == self.tts_port:
-            raise ValueError("SECRETARY_WYOMING_STT_PORT and _TTS_PORT must differ")
-        return self
-
-
-class RealtimeSettings(ServiceSettings):
-    """The live conversation service (OpenAI Realtime API over WebSocket and WebRTC). Its
-    stages (where speech-to-text, the reply and speech run) follow SECRETARY_CONVERSATION_*."""
-
-    model_config = _group("SECRETARY_REALTIME_")
-
-    port: int = 8086
-    max_sessions: int = Field(
-        default=4, ge=1, description="Sessions at once; past this a new one is refused "
-        "(503 over HTTP, an error event and close over WebSocket).")
-    idle_timeout_s: float = Field(
-        default=300.0, gt=0, description="A session that sends nothing this long is closed.")
-    max_session_s: float = Field(default=1800.0, gt=0,
-                                 description="The longest a session may last.")
-    max_event_kb: int = Field(default=1024, ge=16,
-                              description="Largest client event (an audio append), in KiB.")
-    max_buffer_s: float = Field(
-        default=60.0, gt=0, description="Input audio held before a commit (manual turns).")
-    partials: bool = Field(default=True,
-                           description="Live partial transcripts while the user speaks.")
-    partial_interval_ms: int = Field(default=350, ge=100,
-                                     description="How often a partial is attempted.")
-    barge_in_min_ms: int = Field(
-        default=500, ge=0, description="Speech over the reply this long stops it; shorter "
-        "speech stops it only when its transcript is not a backchannel ('yeah', 'mhm').")
-    barge_in_grace_ms: int = Field(
-        default=600, ge=0, description="Speech starting this soon after the reply begins "
-        "is not a barge-in (the echo canceller settling).")
-    early_final_ms: int = Field(
-        default=96, ge=0, description="Silence after which the final transcript starts, "
-        "before the turn's end is certain (it is kept if the turn ends, dropped if not); "
-        "the default is three 32 ms VAD frames.")
-    reply_ahead: bool = Field(
-        default=True, description="Start the reply to that early transcript while the "
-        "silence runs, so its first audio is ready when the turn ends (dropped unheard if "
-        "the user goes on).")
-    end_of_turn: bool = Field(
-        default=True, description="Smart Turn decides at each pause whether the user is "
-        "done, from the sound of the words: sessions start with semantic_vad turn detection "
-        "(false: server_vad, a fixed silence ends each turn).")
-    end_of_turn_threshold: float = Field(
-        default=0.5, gt=0, lt=1, description="Smart Turn's probability from which a pause "
-        "ends a complete turn.")
-    end_of_turn_complete_ms: int = Field(
-        default=200, ge=32, le=2000, description="Silence that ends a turn Smart Turn calls "
-        "complete.")
-    end_of_turn_incomplete_ms: int = Field(
-        default=1200, ge=100, le=10000, description="Silence that ends a turn Smart Turn "
-        "calls unfinished (semantic_vad's eagerness auto and medium; low waits twice as "
-        "long, high half).")
-    audio_lead_ms: int = Field(
-        default=300, ge=0, description="How far ahead of real time reply audio is sent over "
-        "WebSocket (the client's jitter buffer).")
-    face: bool = Field(default=True, description="Send the avatar as a WebRTC video track.")
-    video_fps: int = Field(default=25, ge=5, le=30, description="Frames per second of the face.")
-    video_size: int = Field(default=320, ge=64, le=768,
-                            description="Longest side of the face video, in pixels.")
-    preload: bool = Field(default=True, description="Load the engines at start-up.")
-
-
 class Settings(BaseSettings):
     """The whole stack's settings; one group per service."""
 
-    model_config = _group("SECRETARY_")
+    model_config = group("SECRETARY_")
 
     host: str = "127.0.0.1"
     cache_dir: Path = Field(

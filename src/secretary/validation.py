@@ -36,3 +36,8 @@ def text_problem(text: str, param: str) -> str | None:
         name = _NAMES.get(code)
         what = f"the control character U+{code:04X}" + (f" ({name})" if name else "")
     return f"{param} holds {what} at position {found.start()}; remove it"
+
+
+def has_speech(text: str) -> bool:
+    """Whether ``text`` holds anything to say (a letter or a digit in any script)."""
+    return any(ch.isalnum() for ch in text)

@@ -14,7 +14,8 @@ from secretary.tts.routing import (
     parse_openai_voices,
     parse_routes,
 )
-from secretary.tts.text import has_speech, split_sentences
+from secretary.tts.text import split_sentences
+from secretary.validation import has_speech
 
 
 def test_sentences_split_at_terminators_but_not_abbreviations() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from secretary.config import Settings
 from secretary.conversation.brain import ChatBrain, EchoBrain, History
 from secretary.conversation.metrics import TurnMetrics
@@ -72,3 +74,16 @@ def build_pipeline(settings: Settings, metrics: TurnMetrics) -> Pipeline:
                               max_sentence_chars=settings.tts.max_sentence_chars,
                               first_clause_chars=conversation.first_clause_chars)
     return Pipeline(transcriber, build_brain(settings), speaker, animator, metrics, options)
+
+
+def build_face_engine(settings: Settings, pipeline: Pipeline) -> Any:
+    """The avatar engine that draws the face live in this process: the pipeline's own
+    where it animates here, else the embedded mesh warp, loaded."""
+    engine = getattr(pipeline.animator, "engine", None)
+    if engine is None:
+        from secretary.avatar.meshwarp import MeshWarpEngine
+        from secretary.avatar.models import FaceLandmarkerModel
+
+        engine = MeshWarpEngine(settings.avatar, FaceLandmarkerModel(settings.models_dir))
+        engine.load()
+    return engine

@@ -7,18 +7,20 @@ once.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import cv2
 import numpy as np
 
+from secretary.audio import WHISPER_SAMPLE_RATE
 from secretary.avatar.engine import AvatarEngine, Pose
 from secretary.avatar.poses import talking_poses
 from secretary.conversation.blocking import Lane, check
 from secretary.conversation.stages import Cancel, Frame, Heard, Look, Speech, StageError
 from secretary.errors import NotFoundError, SecretaryError
-from secretary.stt.engine import SttEngine, TranscriptionOptions
+from secretary.stt.engine import SttEngine, TranscriptionOptions, collect
 from secretary.stt.fastfinal import FastFinalPolicy, final_transcript
 from secretary.tts.engine import SynthesisRequest
 from secretary.tts.service import TtsService
@@ -53,6 +55,17 @@ class LocalTranscriber:
         return Heard(text=result.text, language=result.info.language,
                      language_probability=result.info.language_probability,
                      duration=result.info.duration, window=final.window)
+
+    def partial_text(self, samples: np.ndarray, language: str | None) -> str:
+        """A quick reading of an utterance still being spoken (blocking: the realtime
+        partials' own thread runs it). Greedy, no timestamps, a window fitted to the audio
+        and a token cap: a partial is a guide, the final is exact."""
+        duration = len(samples) / WHISPER_SAMPLE_RATE
+        window = min(30, max(2, math.ceil(duration + 1)))
+        options = TranscriptionOptions(language=language, temperature=0.0, beam_size=1,
+                                       vad_filter=False, window_seconds=window,
+                                       max_new_tokens=int(8 * duration) + 8)
+        return collect(self.engine.transcribe(samples, options)).text
 
 
 class LocalSpeaker:

@@ -26,7 +26,7 @@ import numpy as np
 from secretary import audio
 from secretary.conversation.brain import SentenceSplitter
 from secretary.conversation.stages import Brain, Cancel, Heard, Speaker
-from secretary.tts.text import has_speech
+from secretary.validation import has_speech
 
 # Below this a sample is silence; the reply's first sound goes out without the engine's
 # lead-in (Piper starts with up to ~0.1 s of near silence).

@@ -54,7 +54,7 @@ from secretary.conversation.stages import (
     Transcriber,
     TurnCancelled,
 )
-from secretary.tts.text import has_speech
+from secretary.validation import has_speech
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import numpy as np
 from av import AudioFrame, VideoFrame
 
 from secretary.audio import to_pcm16
-from secretary.realtime.face import FacePoser, FaceRenderer
+from secretary.conversation.face import FacePoser, FaceRenderer
 from secretary.realtime.protocol import OUTPUT_RATE
 
 FRAME_SECONDS = 0.02

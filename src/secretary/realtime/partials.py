@@ -12,7 +12,6 @@ holding back the last word (it may be cut mid-word); the final transcript replac
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -31,23 +30,15 @@ if TYPE_CHECKING:
 class PartialTranscriber:
     def __init__(self, transcriber: Transcriber) -> None:
         self.transcriber = transcriber
-        self.engine = getattr(transcriber, "engine", None)  # the in-process Whisper, if any
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="realtime-partials")
 
     def _local(self, samples: np.ndarray, language: str | None) -> str:
-        from secretary.stt.engine import TranscriptionOptions, collect
-
-        duration = len(samples) / RATE
-        window = min(30, max(2, math.ceil(duration + 1)))
-        # Greedy, no timestamps, a token cap: a partial is a guide, the final is exact.
-        options = TranscriptionOptions(language=language, temperature=0.0, beam_size=1,
-                                       vad_filter=False, window_seconds=window,
-                                       max_new_tokens=int(8 * duration) + 8)
-        assert self.engine is not None
-        return collect(self.engine.transcribe(samples, options)).text
+        return self.transcriber.partial_text(samples, language)  # type: ignore[attr-defined]
 
     async def transcribe(self, samples: np.ndarray, language: str | None) -> str:
-        if self.engine is not None and hasattr(self.engine, "transcribe"):
+        # An in-process transcriber reads partials quickly in this thread; a remote one
+        # gives its final transcript of the audio so far.
+        if hasattr(self.transcriber, "partial_text"):
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self.executor, self._local, samples, language)
         heard = await self.transcriber.transcribe(samples, language, Cancel())

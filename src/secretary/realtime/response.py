@@ -34,7 +34,7 @@ from secretary.realtime.server_events import (
     ResponseCreated,
     ResponseDone,
 )
-from secretary.tts.text import has_speech
+from secretary.validation import has_speech
 
 if TYPE_CHECKING:
     from secretary.realtime.client_events import (

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from secretary.config import Settings
-from secretary.conversation.build import build_pipeline
+from secretary.conversation.build import build_face_engine, build_pipeline
+from secretary.conversation.face import FaceRenderer
 from secretary.conversation.metrics import TurnMetrics
 from secretary.conversation.runner import Pipeline
 from secretary.errors import ModelUnavailableError, ServiceBusyError
 from secretary.realtime import vad
-from secretary.realtime.face import FaceRenderer
 from secretary.realtime.metrics import RealtimeMetrics
 from secretary.realtime.output import Output
 from secretary.realtime.partials import PartialTranscriber
@@ -120,14 +120,7 @@ class RealtimeService:
 
     def _face(self) -> FaceRenderer:
         """The avatar engine in this process (the pipeline's, if it runs one here)."""
-        engine = getattr(self.pipeline.animator, "engine", None)
-        if engine is None:
-            from secretary.avatar.meshwarp import MeshWarpEngine
-            from secretary.avatar.models import FaceLandmarkerModel
-
-            engine = MeshWarpEngine(self.settings.avatar,
-                                    FaceLandmarkerModel(self.settings.models_dir))
-            engine.load()
+        engine = build_face_engine(self.settings, self.pipeline)
         return FaceRenderer(engine, PORTRAIT.read_bytes(), self.options.video_size)
 
     def face_renderer(self) -> FaceRenderer | None:

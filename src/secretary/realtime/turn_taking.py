@@ -32,7 +32,7 @@ from secretary.realtime.partials import follow_partials
 from secretary.realtime.protocol import new_id
 from secretary.realtime.server_events import SpeechStarted, SpeechStopped
 from secretary.realtime.vad import RATE, TurnDetector, VadConfig
-from secretary.tts.text import has_speech
+from secretary.validation import has_speech
 
 if TYPE_CHECKING:
     from secretary.realtime.response import Response

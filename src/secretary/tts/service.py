@@ -27,8 +27,8 @@ from secretary.errors import (
 from secretary.tts.engine import SpeakerReference, SynthesisRequest, TtsEngine, Voice
 from secretary.tts.models import PIPER_PACKAGED_VOICE, TtsModels
 from secretary.tts.routing import OPENAI_VOICES, Route, Router, Target, language_tag
-from secretary.tts.text import has_speech, split_sentences
-from secretary.validation import check_text
+from secretary.tts.text import split_sentences
+from secretary.validation import check_text, has_speech
 from secretary.web.queue import Ticket, WorkQueue, check_cancelled
 from secretary.web.service_base import queue_health
 

@@ -77,8 +77,3 @@ def _limit_length(sentence: str, max_chars: int) -> list[str]:
     if sentence:
         parts.append(sentence)
     return parts
-
-
-def has_speech(text: str) -> bool:
-    """Whether ``text`` holds anything to say (a letter or a digit in any script)."""
-    return any(ch.isalnum() for ch in text)

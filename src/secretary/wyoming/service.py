@@ -27,7 +27,8 @@ from secretary.stt.engine import Transcription, TranscriptionOptions
 from secretary.stt.service import SttService
 from secretary.tts.routing import Route
 from secretary.tts.service import Job, TtsService
-from secretary.tts.text import has_speech, split_sentences
+from secretary.tts.text import split_sentences
+from secretary.validation import has_speech
 
 PROGRAM = "secretary"
 _SECRETARY = Attribution(name="Secretary", url="")
