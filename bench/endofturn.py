@@ -1,7 +1,7 @@
 """End of turn: the VAD-only rule against Smart Turn, on complete sentences and on the
 same sentences with a pause in the middle.
 
-    python bench/endofturn.py [--pause-ms 700] [--complete-ms 200] [--incomplete-ms 1500]
+    python bench/endofturn.py [--pause-ms 700] [--complete-ms 200] [--incomplete-ms 1200]
 
 Every clip of tests/data/speech (en, de, fr, es) goes through the realtime service's own
 ``TurnDetector`` at the sample level (no server, no clock: the rule is judged on the
@@ -100,7 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pause-ms", type=int, default=700)
     parser.add_argument("--complete-ms", type=int, default=200)
-    parser.add_argument("--incomplete-ms", type=int, default=1500)
+    parser.add_argument("--incomplete-ms", type=int, default=1200)
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--verbose", action="store_true", help="a line per clip")
     args = parser.parse_args()
