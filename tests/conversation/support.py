@@ -157,21 +157,35 @@ class HoldingProxy:
 
     async def _relay(self, answer: httpx.Response, client: httpx.AsyncClient,
                      lines: bool) -> AsyncIterator[bytes]:
-        hold, held = self.hold, False
+        hold = self.hold
         try:
+            if hold is None or self.hold_after is None:
+                async for piece in _pieces(answer, lines):
+                    yield piece
+                if hold is not None:
+                    hold.note("held")
+                    await hold.wait(self.limit)
+                    hold.note("answer ended")
+                return
+            # One piece behind the upstream, so its end is noted before the client has the
+            # last piece (a client may close as soon as it has it, ending this relay).
+            held = False
+            last: bytes | None = None
+            last_holds = False
             async for piece in _pieces(answer, lines):
-                if hold and not held and self.hold_after and self.hold_after(piece):
+                if last is not None:
+                    yield last
+                    if last_holds:
+                        await hold.wait(self.limit)
+                last, last_holds = piece, not held and self.hold_after(piece)
+                if last_holds:
                     held = True
                     hold.note("held")
-                    yield piece
+            hold.note("answer ended")
+            if last is not None:
+                yield last
+                if last_holds:
                     await hold.wait(self.limit)
-                    continue
-                yield piece
-            if hold and self.hold_after is None:
-                hold.note("held")
-                await hold.wait(self.limit)
-            if hold:
-                hold.note("answer ended")
         finally:
             await answer.aclose()
             await client.aclose()

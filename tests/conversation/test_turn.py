@@ -36,6 +36,7 @@ from tests.conversation.support import (
     turn_events,
 )
 from tests.helpers import FACES, SPEECH, free_port, running_server, wer
+from tests.realtime.support import voiced
 
 # Measured WER of the two-clip recording's transcript: 0.0 (3 runs); the ceiling leaves room
 # for a word of numeric noise across CPUs, not for broken audio.
@@ -176,6 +177,32 @@ def test_the_voice_detector_hears_the_speaker_finish(url: str) -> None:
     noise = np.random.default_rng(1).standard_normal(int(1.2 * rate)).astype(np.float32) * 0.1
     assert not ask(noise)["speech"]
     assert httpx.post(f"{url}/api/vad", content=b"\x01", timeout=30).status_code == 400
+
+
+def test_talk_mode_ends_a_finished_sentence_sooner_than_an_unfinished_one(
+        url: str, whisper: WhisperEngine) -> None:
+    """Talk mode follows the realtime service's turn taking: Smart Turn hears the
+    recording so far (up to 8 s, as the page sends it) and sets the silence that ends it,
+    200 ms after a finished sentence, 1.2 s after one that stops on "Today only"."""
+    rate = 16000
+    speech = audio.decode(SPEECH / "en_cheetah_platforms.wav").samples
+    start, end = voiced(audio.resample(speech, rate, 24000), 24000)
+    pause = np.zeros(int(0.3 * rate), np.float32)
+    ask = lambda pcm: httpx.post(f"{url}/api/vad", content=audio.to_pcm16(pcm),  # noqa: E731
+                                 timeout=30).json()
+    finished = ask(np.concatenate([speech[:int(end * rate)], pause]))
+    assert finished["speech"] and finished["complete"] > 0.8, finished  # measured 0.96-0.99
+    assert finished["end_after"] == 0.2
+    # "Today only": where Whisper base hears "only" end (0.02 measured).
+    words = collect(whisper.transcribe(speech, TranscriptionOptions(
+        language="en", beam_size=1, temperature=0.0, word_timestamps=True))).segments
+    cut = next(w.end for segment in words for w in segment.words or []
+               if w.word.strip().lower() == "only")
+    unfinished = ask(np.concatenate([speech[:int(cut * rate)], pause]))
+    assert unfinished["complete"] < 0.2 and unfinished["end_after"] == 1.2, unfinished
+    # Still talking: no verdict asked for, the configured silence stands.
+    talking = ask(speech[:int((start + 1.0) * rate)])
+    assert "complete" not in talking and talking["end_after"] == 0.5, talking
 
 
 def test_silence_is_heard_as_nothing_not_an_error_or_a_reply(url: str) -> None:

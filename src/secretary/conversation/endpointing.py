@@ -1,11 +1,11 @@
-"""Has the speaker finished? Silero VAD (the model faster-whisper ships) over the last
-second or so of the microphone, for Talk mode's automatic stop.
+"""Has the speaker finished? Silero VAD (the model faster-whisper ships) over the tail of
+the microphone, for Talk mode's automatic stop.
 
 A loudness threshold cannot tell a pause from a quiet room or a fan, so it has to wait long
-(1.3 s) to be sure; Silero tells speech from noise, so the page can stop after half a second
-of non-speech. The page sends the tail of its recording every few hundred milliseconds
-while it listens; this answers with how much of it is speech and how long the silence at
-its end has lasted.
+(1.3 s) to be sure; Silero tells speech from noise. The page sends the recording's last
+seconds (at most 8, what Smart Turn hears) every few hundred milliseconds while it listens;
+this answers with how much of it is speech and how long the silence at its end has lasted
+(the conversation service adds Smart Turn's verdict and the silence that ends the turn).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from secretary.audio import WHISPER_SAMPLE_RATE, from_pcm16
 from secretary.errors import InvalidRequestError
 
-MAX_SECONDS = 5.0  # the page sends about one second
+MAX_SECONDS = 10.0  # the page sends its last 8 s at most (what Smart Turn hears)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from secretary.errors import (
     ServiceBusyError,
     UnprocessableError,
 )
+from secretary.turns.rule import EndOfTurnRule, load_rule
 from secretary.validation import check_text
 
 _SESSION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -42,6 +43,9 @@ DEFAULT_PORTRAIT = "default"
 STALE_SECONDS = 600.0
 MAX_REPLY_INPUT_CHARS = 4000
 MAX_HISTORY_TURNS = 20
+# Silence after which Smart Turn is asked whether the utterance is finished (as the
+# realtime service asks at each pause of three VAD frames).
+PAUSE_BEFORE_VERDICT = 0.096
 
 
 class PortraitStore:
@@ -93,6 +97,7 @@ class ConversationService:
         self._starting = 0
         self.loaded = False
         self._load_lock = threading.Lock()
+        self.end_of_turn: EndOfTurnRule | None = None  # Talk mode's, once loaded
 
     def load(self) -> None:
         """Blocking: load in-process engines (at start-up, or before the first turn)."""
@@ -101,6 +106,7 @@ class ConversationService:
                 self.pipeline.load()
                 # Silero loads on first use: do it now, not in Talk mode's first check.
                 endpointing.endpoint(np.zeros(audio.WHISPER_SAMPLE_RATE, np.float32))
+                self.end_of_turn = load_rule(self.settings, "Talk mode")
                 self.loaded = True
 
     async def aclose(self) -> None:
@@ -141,10 +147,23 @@ class ConversationService:
 
     # ------------------------------------------------------------------ end of speech
     async def endpoint(self, pcm: bytes) -> dict[str, Any]:
-        """How much of the microphone's last second (16 kHz 16-bit PCM) is speech, and how
-        long the silence at its end has lasted."""
+        """How much of the microphone's recording so far (its last seconds, 16 kHz 16-bit
+        PCM) is speech, how long the silence at its end has lasted, and how long a silence
+        ends this utterance (``end_after``): with Smart Turn, as the realtime service's
+        turns end (short after a complete sentence, long after an unfinished one), else
+        the configured end of speech."""
         samples = endpointing.pcm16(pcm)
-        return (await asyncio.to_thread(endpointing.endpoint, samples)).as_json()
+        heard = await asyncio.to_thread(endpointing.endpoint, samples)
+        answer: dict[str, Any] = {**heard.as_json(),
+                                  "end_after": self.options.end_of_speech_ms / 1000}
+        rule = self.end_of_turn
+        if rule is not None and heard.speech_seconds > 0 and (
+                heard.trailing_silence >= PAUSE_BEFORE_VERDICT):
+            complete = await asyncio.to_thread(rule.model.complete, samples)
+            wait = rule.complete_ms if complete >= rule.threshold else rule.incomplete_wait(
+                "auto")
+            answer.update(complete=round(complete, 3), end_after=wait / 1000)
+        return answer
 
     # ------------------------------------------------------------------ portraits
     async def add_portrait(self, data: bytes) -> dict[str, Any]:

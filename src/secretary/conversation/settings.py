@@ -31,7 +31,8 @@ class ConversationSettings(BaseSettings):
     end_of_speech_ms: int = Field(
         default=500, ge=100, le=5000,
         description="Talk mode stops listening after this much non-speech, as Silero VAD on "
-        "the server hears it (a loudness rule with 1.3 s is the fallback).")
+        "the server hears it, where Smart Turn is off or absent (with it, Talk mode ends "
+        "turns as the realtime service does; a loudness rule with 1.3 s is the fallback).")
     fast_final: bool = Field(
         default=True,
         description="Encode a short utterance in a window fitted to it instead of Whisper's "

@@ -21,15 +21,13 @@ from secretary.conversation.build import build_face_engine, build_pipeline
 from secretary.conversation.face import FaceRenderer
 from secretary.conversation.metrics import TurnMetrics
 from secretary.conversation.runner import Pipeline
-from secretary.errors import ModelUnavailableError, ServiceBusyError
+from secretary.errors import ServiceBusyError
 from secretary.realtime import vad
 from secretary.realtime.metrics import RealtimeMetrics
 from secretary.realtime.output import Output
 from secretary.realtime.partials import PartialTranscriber
 from secretary.realtime.session import Limits, RealtimeSession, Send
-from secretary.turns.models import SmartTurnModels
-from secretary.turns.rule import EndOfTurnRule
-from secretary.turns.smartturn import SmartTurn
+from secretary.turns.rule import EndOfTurnRule, load_rule
 
 log = logging.getLogger(__name__)
 
@@ -96,27 +94,11 @@ class RealtimeService:
             return
         self.pipeline.load()
         vad.load()
-        self.end_of_turn = self._end_of_turn()
+        self.end_of_turn = load_rule(self.settings, "realtime")
         self.partials = PartialTranscriber(self.pipeline.transcriber)
         if self.options.face:
             self.renderer = self._face()
         self.loaded = True
-
-    def _end_of_turn(self) -> EndOfTurnRule | None:
-        """Smart Turn from the model cache; without it semantic_vad is the VAD's silence
-        alone, said once in the log."""
-        o = self.options
-        if not o.end_of_turn:
-            return None
-        try:
-            path = SmartTurnModels(self.settings.models_dir).smart_turn_path(download=False)
-        except ModelUnavailableError as exc:
-            log.warning("realtime: turns end on silence alone: %s", exc)
-            return None
-        model = SmartTurn(path)
-        model.load()
-        return EndOfTurnRule(model, o.end_of_turn_threshold, o.end_of_turn_complete_ms,
-                             o.end_of_turn_incomplete_ms)
 
     def _face(self) -> FaceRenderer:
         """The avatar engine in this process (the pipeline's, if it runs one here)."""

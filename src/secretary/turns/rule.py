@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
-from secretary.turns.smartturn import EndOfTurnModel
+from secretary.config import Settings
+from secretary.errors import ModelUnavailableError
+from secretary.turns.models import SmartTurnModels
+from secretary.turns.smartturn import EndOfTurnModel, SmartTurn
+
+log = logging.getLogger(__name__)
 
 # semantic_vad's eagerness: how long an unfinished sentence is waited for, against the
 # configured wait (auto and medium).
@@ -20,3 +26,21 @@ class EndOfTurnRule:
 
     def incomplete_wait(self, eagerness: str) -> int:
         return max(self.complete_ms, round(self.incomplete_ms * _EAGERNESS.get(eagerness, 1)))
+
+
+def load_rule(settings: Settings, who: str) -> EndOfTurnRule | None:
+    """Smart Turn from the model cache with the configured waits (blocking), or None where
+    it is switched off or not there: turns then end on silence alone, said once in the log
+    by ``who``."""
+    o = settings.realtime
+    if not o.end_of_turn:
+        return None
+    try:
+        path = SmartTurnModels(settings.models_dir).smart_turn_path(download=False)
+    except ModelUnavailableError as exc:
+        log.warning("%s: turns end on silence alone: %s", who, exc)
+        return None
+    model = SmartTurn(path)
+    model.load()
+    return EndOfTurnRule(model, o.end_of_turn_threshold, o.end_of_turn_complete_ms,
+                         o.end_of_turn_incomplete_ms)

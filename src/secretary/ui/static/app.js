@@ -125,7 +125,7 @@ function onServiceUp(name) {
 
 // ---------------------------------------------------------------- microphone
 
-const VAD_WINDOW_SECONDS = 1.2; // how much of the microphone the voice detector hears
+const VAD_WINDOW_SECONDS = 8; // how much of the microphone the server hears (Smart Turn: 8 s)
 const VAD_EVERY_MS = 250;
 
 const MIME_TYPES = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/mp4", "audio/webm"];
@@ -182,7 +182,7 @@ class MicRecorder {
     }
   }
 
-  // The last second or so as 16 kHz 16-bit PCM (linear interpolation is plenty for a VAD).
+  // The last seconds as 16 kHz 16-bit PCM (linear interpolation is plenty for a VAD).
   tailPcm() {
     const all = new Float32Array(this.tailSamples);
     let at = 0;
@@ -208,7 +208,9 @@ class MicRecorder {
       if (!res.ok) throw new Error(String(res.status));
       const heard = await res.json();
       if (heard.speech) this.vadSpeech = true;
-      if (this.vadSpeech && heard.trailing_silence >= state.endOfSpeech && this.media && this.media.state === "recording") {
+      // end_after: the silence that ends this utterance (short once it sounds finished).
+      const endAfter = typeof heard.end_after === "number" ? heard.end_after : state.endOfSpeech;
+      if (this.vadSpeech && heard.trailing_silence >= endAfter && this.media && this.media.state === "recording") {
         this.stop("vad");
       }
     } catch (_) {
