@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
 import os
 import signal
 import socket
@@ -40,7 +39,6 @@ import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import av
 import httpx
 import numpy as np
 import psutil
@@ -53,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers import FACES, SPEECH, free_port, running_server  # noqa: E402
+from tests.helpers import FACES, SPEECH, free_port, running_server, silent_hours_flac  # noqa: E402
 
 from secretary import audio  # noqa: E402
 from secretary.avatar.app import create_app as create_avatar_app  # noqa: E402
@@ -82,23 +80,6 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 # ---------------------------------------------------------------------------- bombs
-
-
-def silent_hours() -> bytes:
-    """Four hours of silence as 8 kHz FLAC: about 2.7 MB."""
-    out = io.BytesIO()
-    with av.open(out, "w", format="flac") as container:
-        stream = container.add_stream("flac", rate=8000)
-        stream.layout = "mono"
-        minute = np.zeros((1, 8000 * 60), np.int16)
-        for index in range(240):
-            frame = av.AudioFrame.from_ndarray(minute, format="s16", layout="mono")
-            frame.sample_rate, frame.pts = 8000, index * minute.shape[1]
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return out.getvalue()
 
 
 def huge_png(side: int = 30000) -> bytes:
@@ -136,7 +117,7 @@ def health_poller(url: str) -> Iterator[list[float]]:
 
 
 def bombs(rounds: int, results: Results) -> None:
-    flac, png = silent_hours(), huge_png()
+    flac, png = silent_hours_flac(), huge_png()
     photo = PORTRAIT.read_bytes()
     history = b'{"role": "user", "content": "hi"},' * 3_000_000
     json_body = b'{"text": "hello", "history": [' + history[:-1] + b"]}"

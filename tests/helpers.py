@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import socket
 import threading
@@ -10,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import httpx
 import jiwer
 import numpy as np
@@ -163,3 +165,20 @@ class EngineProxy:
         if name == "_engine":  # not set yet (a copy being made)
             raise AttributeError(name)
         return getattr(self._engine, name)
+
+
+def silent_hours_flac() -> bytes:
+    """Four hours of silence as 8 kHz FLAC: about 2.7 MB (an audio bomb)."""
+    out = io.BytesIO()
+    with av.open(out, "w", format="flac") as container:
+        stream = container.add_stream("flac", rate=8000)
+        stream.layout = "mono"
+        minute = np.zeros((1, 8000 * 60), np.int16)
+        for index in range(240):
+            frame = av.AudioFrame.from_ndarray(minute, format="s16", layout="mono")
+            frame.sample_rate, frame.pts = 8000, index * minute.shape[1]
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return out.getvalue()

@@ -10,7 +10,6 @@ measured by ``bench/responsiveness.py``.
 
 from __future__ import annotations
 
-import io
 import struct
 import threading
 import time
@@ -19,9 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import av
 import httpx
-import numpy as np
 import psutil
 import pytest
 
@@ -35,7 +32,7 @@ from secretary.tts.app import create_app as create_tts_app
 from secretary.tts.espeak import EspeakEngine
 from secretary.ui.app import create_app as create_ui_app
 from tests.conftest import make_settings
-from tests.helpers import FACES, running_server
+from tests.helpers import FACES, running_server, silent_hours_flac
 
 # Peak growth allowed while a bomb is refused. Measured: 0 to 94 MB (the 99 MB JSON body is
 # the test client's own, in this process; the rest the refused body's
@@ -50,20 +47,7 @@ HEALTH_TIMEOUT = 5.0
 
 @pytest.fixture(scope="module")
 def silent_hours() -> bytes:
-    """Four hours of silence as FLAC: about 2.7 MB."""
-    out = io.BytesIO()
-    with av.open(out, "w", format="flac") as container:
-        stream = container.add_stream("flac", rate=8000)
-        stream.layout = "mono"
-        minute = np.zeros((1, 8000 * 60), np.int16)
-        for index in range(240):
-            frame = av.AudioFrame.from_ndarray(minute, format="s16", layout="mono")
-            frame.sample_rate, frame.pts = 8000, index * minute.shape[1]
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return out.getvalue()
+    return silent_hours_flac()
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
