@@ -28,7 +28,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     SECRETARY_HOST=0.0.0.0 \
     SECRETARY_ALLOWED_HOSTS=stt,tts,avatar,ui \
     SECRETARY_CACHE_DIR=/cache \
+    SECRETARY_DATA_DIR=/data \
     HF_HOME=/cache/hf
-VOLUME /cache
+# /data holds the user's calendar, notes and memory: keep it in a volume of its own.
+VOLUME /cache /data
 ENTRYPOINT ["secretary"]
 CMD ["serve"]

@@ -37,12 +37,16 @@ def _take_end_of_turn_model(models: Path) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _isolated_environment() -> None:
+def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tests build their own settings: the developer's SECRETARY_* variables and .env file
-    must not leak in."""
+    must not leak in, nor the tests' calendar and notes into the user's data folder. The
+    conversation reads the transcript back unless a test asks for the skills (servers
+    started as subprocesses inherit this)."""
     for name in list(os.environ):
         if name.startswith("SECRETARY_") and name != "SECRETARY_TEST_CACHE_DIR":
             del os.environ[name]
+    os.environ["SECRETARY_DATA_DIR"] = str(tmp_path_factory.mktemp("secretary-data"))
+    os.environ["SECRETARY_CONVERSATION_BRAIN"] = "echo"
 
 
 def make_settings(cache_dir: Path, **overrides: object) -> Settings:

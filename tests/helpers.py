@@ -182,3 +182,15 @@ def silent_hours_flac() -> bytes:
         for packet in stream.encode(None):
             container.mux(packet)
     return out.getvalue()
+
+
+# What tests/conftest.py sets for every test and a child process must keep: the tests'
+# own data folder, and the transcript read back unless a test asks for the skills.
+_TEST_ENVIRONMENT = ("SECRETARY_DATA_DIR", "SECRETARY_CONVERSATION_BRAIN")
+
+
+def child_environment() -> dict[str, str]:
+    """The environment for a ``secretary`` child process: no developer's SECRETARY_*
+    settings, but the test run's own."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith("SECRETARY_") or k in _TEST_ENVIRONMENT}

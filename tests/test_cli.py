@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from secretary.launcher import SERVICES
-from tests.helpers import SPEECH, free_port, wait_for_health, wer
+from tests.helpers import SPEECH, child_environment, free_port, wait_for_health, wer
 
 DEFAULT_SERVICES = [name for name, spec in SERVICES.items() if spec.default]
 
@@ -22,7 +21,7 @@ GERMAN = SPEECH / "de_thorsten_plan_geklappt.wav"
 
 
 def _env(cache_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SECRETARY_")}
+    env = child_environment()
     env.update({"SECRETARY_CACHE_DIR": str(cache_dir), "HF_HUB_OFFLINE": "1", **extra})
     return env
 

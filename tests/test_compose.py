@@ -70,9 +70,9 @@ def settings_from(environment: dict[str, str], monkeypatch: pytest.MonkeyPatch) 
 @needs_compose
 @pytest.mark.parametrize(("profiles", "expected"), [
     (("cpu",), {"secretary"}),
-    (("gpu",), {"stt", "tts", "avatar", "ui", "realtime"}),
+    (("gpu",), {"stt", "tts", "avatar", "ui", "realtime", "calendar"}),
     (("canary",), {"canary"}),
-    (("gpu", "canary"), {"stt", "tts", "avatar", "ui", "realtime", "canary"}),
+    (("gpu", "canary"), {"stt", "tts", "avatar", "ui", "realtime", "calendar", "canary"}),
 ])
 def test_each_profile_starts_its_services_with_health_checks_ports_and_the_model_volume(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, profiles: tuple[str, ...],

@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 from secretary.doctor import nvidia_driver
-from tests.helpers import free_port
+from tests.helpers import child_environment, free_port
 
 SERVICES = ("stt", "tts", "avatar", "ui")
 
 
 def _env(cache_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SECRETARY_")}
+    env = child_environment()
     # Free ports, so a server that happens to run on the defaults does not fail the check.
     ports = {"SECRETARY_STT_PORT": free_port(), "SECRETARY_TTS_PORT": free_port(),
              "SECRETARY_AVATAR_PORT": free_port(), "SECRETARY_UI_PORT": free_port(),

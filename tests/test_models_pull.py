@@ -4,16 +4,16 @@ configured services use."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers import child_environment
 from tests.stt.canary_model import place_in_hub_cache
 
 
 def _env(cache_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SECRETARY_")}
+    env = child_environment()
     env.update({"SECRETARY_CACHE_DIR": str(cache_dir), "HF_HUB_OFFLINE": "1", **extra})
     return env
 

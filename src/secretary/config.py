@@ -11,12 +11,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, NoDecode
 
+from secretary.calendar.settings import CalendarSettings
 from secretary.conversation.settings import ConversationSettings
 from secretary.realtime.settings import RealtimeSettings
 from secretary.settings_base import ServiceSettings, group
@@ -27,6 +36,29 @@ from secretary.wyoming.settings import WyomingSettings
 def _default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "secretary"
+
+
+def _default_data_dir() -> Path:
+    # Data, not cache: the calendar, notes and memory survive model clean-ups.
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "secretary"
+
+
+def _system_timezone() -> str:
+    try:
+        import tzlocal
+
+        return tzlocal.get_localzone_name() or "UTC"
+    except Exception:  # no zone configured on this system: say times in UTC
+        return "UTC"
+
+
+def _zone_name(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not a time zone name such as Europe/Berlin") from None
+    return name
 
 
 def _parsed(parse: Any) -> Any:
@@ -43,6 +75,7 @@ RouteTable = Annotated[dict[str, tuple[Target, ...]], NoDecode,
                       BeforeValidator(_parsed(parse_routes))]
 VoiceMap = Annotated[dict[str, Target], NoDecode, BeforeValidator(_parsed(parse_openai_voices))]
 NameList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_parsed(_comma_list))]
+ZoneName = Annotated[str, AfterValidator(_zone_name)]
 
 
 class SttSettings(ServiceSettings):
@@ -340,6 +373,16 @@ class Settings(BaseSettings):
         default_factory=_default_cache_dir,
         description="Where assembled and downloaded models are kept.",
     )
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where the secretary keeps the user's data: the embedded calendar, notes, "
+        "memory (kept apart from the model cache).",
+    )
+    timezone: ZoneName = Field(
+        default_factory=_system_timezone, json_schema_extra={"example": "Europe/Berlin"},
+        description="The user's time zone (IANA name): 'tomorrow at three' is read and said "
+        "in it. Default: the system's.",
+    )
     max_upload_mb: float = Field(default=100.0, gt=0, description="Largest file upload, in MB.")
     max_json_kb: float = Field(
         default=1024.0, gt=0,
@@ -373,6 +416,7 @@ class Settings(BaseSettings):
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
     wyoming: WyomingSettings = Field(default_factory=WyomingSettings)
+    calendar: CalendarSettings = Field(default_factory=CalendarSettings)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -391,6 +435,14 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.cache_dir / "models"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def calendar_url(self) -> str:
+        """The CalDAV server: the configured one, else this machine's calendar service."""
+        return self.calendar.url or self.local_url("calendar") + "/"
 
     def local_url(self, service: str) -> str:
         """Where ``service`` of this machine answers, as configured (host and port)."""
@@ -425,7 +477,7 @@ def environment_variables() -> dict[str, tuple[str, object, str]]:
 
 _GROUPS: tuple[type[BaseSettings], ...] = (
     Settings, SttSettings, CanarySettings, TtsSettings, AvatarSettings, UiSettings,
-    ConversationSettings, RealtimeSettings, WyomingSettings,
+    ConversationSettings, RealtimeSettings, WyomingSettings, CalendarSettings,
 )
 
 

@@ -68,6 +68,10 @@ SERVICES: dict[str, ServiceSpec] = {
                     listeners="listeners"),
         ServiceSpec("realtime", "secretary.realtime.app", "live conversation (OpenAI Realtime "
                     "API over WebSocket and WebRTC)", lambda s: s.realtime.port),
+        # The secretary's calendar and to-dos: Radicale, a real CalDAV server, unless
+        # SECRETARY_CALENDAR_URL names the user's own.
+        ServiceSpec("calendar", "secretary.calendar.app", "calendar and to-dos (CalDAV, "
+                    "Radicale)", lambda s: s.calendar.port),
         # A second speech-to-text with the same APIs, for GPU boxes with secretary[canary].
         ServiceSpec("canary", "secretary.stt.app", "speech-to-text (NVIDIA Canary)",
                     lambda s: s.canary.port, factory="create_canary_app", default=False),

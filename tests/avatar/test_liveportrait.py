@@ -43,7 +43,7 @@ from tests.avatar.test_render import (  # noqa: F401
     test_photo_without_a_face_is_422,
 )
 from tests.conftest import make_settings
-from tests.helpers import FACES, SPEECH, needs, running_server
+from tests.helpers import FACES, SPEECH, child_environment, needs, running_server
 
 needs_torch = needs(importlib.util.find_spec("torch") is not None,
                     "the liveportrait extra: pip install '.[liveportrait]'")
@@ -421,11 +421,10 @@ def test_without_weights_the_service_starts_and_answers_503(
 
 
 def test_pull_and_list_commands_find_the_cached_weights(model_cache: Path) -> None:
-    import os
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SECRETARY_")}
+    env = child_environment()
     env.update({"SECRETARY_CACHE_DIR": str(model_cache), "HF_HUB_OFFLINE": "1"})
     result = subprocess.run([sys.executable, "-m", "secretary", "models", "pull",
                              "liveportrait"], env=env, capture_output=True, text=True,

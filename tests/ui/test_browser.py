@@ -31,7 +31,16 @@ from secretary.avatar.landmarks import Landmarker
 from secretary.catalog import ModelStore
 from secretary.tts.app import create_app as create_tts_app
 from secretary.ui.app import create_app as create_ui_app
-from tests.helpers import FACES, SPEECH, free_port, needs, reference_text, running_server, wer
+from tests.helpers import (
+    FACES,
+    SPEECH,
+    child_environment,
+    free_port,
+    needs,
+    reference_text,
+    running_server,
+    wer,
+)
 from tests.ui.support import ui_settings
 
 PORTRAIT = FACES / "pexels_woman_neutral.jpg"
@@ -82,7 +91,7 @@ def stack(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     """``secretary serve`` with every service the UI uses, on free ports."""
     ports = {name: free_port() for name in (*STACK_SERVICES, "ui_http")}
     urls = {name: f"http://127.0.0.1:{ports[name]}" for name in ("stt", "tts", "avatar")}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SECRETARY_")}
+    env = child_environment()
     env |= {
         "SECRETARY_CACHE_DIR": str(cache_dir),
         "SECRETARY_LOG_LEVEL": "warning",

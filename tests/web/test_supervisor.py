@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from tests.helpers import free_port, wait_for_health
+from tests.helpers import child_environment, free_port, wait_for_health
 
 # A /health request that takes longer than this counts as the UI stalling. Time is the
 # behaviour here (one service keeps answering while another is frozen): answers take
@@ -37,7 +37,7 @@ def _child(parent: psutil.Process, name: str) -> psutil.Process:
 
 def test_killed_service_restarts_and_others_keep_answering(cache_dir: Path) -> None:
     ports = {"ui": free_port(), "avatar": free_port()}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SECRETARY_")}
+    env = child_environment()
     env |= {"SECRETARY_CACHE_DIR": str(cache_dir), "SECRETARY_UI_TLS": "false",
             "SECRETARY_UI_PORT": str(ports["ui"]), "SECRETARY_AVATAR_PORT": str(ports["avatar"]),
             "SECRETARY_AVATAR_PRELOAD": "false", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}

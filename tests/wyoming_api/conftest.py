@@ -51,6 +51,7 @@ def wyoming_server(cache_dir: Path, stt: WhisperEngine, piper: PiperEngine,
         setattr(settings.tts, key, value)
     settings.wyoming.stt_port = free_port()
     settings.wyoming.tts_port = free_port()
+    settings.wyoming.handle_port = free_port()  # the conversation agent: test_handle.py
     for key, value in wyoming.items():
         setattr(settings.wyoming, key, value)
     app = create_app(settings, stt, {"piper": piper, "espeak": espeak})

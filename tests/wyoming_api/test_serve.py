@@ -20,9 +20,9 @@ def test_not_started_by_default() -> None:
 
 
 def test_serve_only_wyoming(cache_dir: Path) -> None:
-    http, stt, tts = free_port(), free_port(), free_port()
+    http, stt, tts, handle = free_port(), free_port(), free_port(), free_port()
     env = _env(cache_dir, SECRETARY_WYOMING_PORT=str(http), SECRETARY_WYOMING_STT_PORT=str(stt),
-               SECRETARY_WYOMING_TTS_PORT=str(tts))
+               SECRETARY_WYOMING_TTS_PORT=str(tts), SECRETARY_WYOMING_HANDLE_PORT=str(handle))
     process = subprocess.Popen([sys.executable, "-m", "secretary", "serve", "--only", "wyoming"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)

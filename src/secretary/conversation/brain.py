@@ -9,12 +9,13 @@ answer at once (``stream: false``).
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import threading
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -95,6 +96,17 @@ class EchoBrain:
         self.history.revise(session, user, before, after)
 
 
+class Toolbox(Protocol):
+    """Functions offered to the chat model (OpenAI ``tools``) and their execution."""
+
+    def specs(self) -> list[dict[str, Any]]: ...
+
+    async def call(self, name: str, arguments: str, language: str | None,
+                   session: str) -> str:
+        """The result the model reads (an error said in words, never raised)."""
+        ...
+
+
 # The turn's error codes for what went wrong calling the chat model.
 _STAGE_CODES = {"upstream_unavailable": "chat_unreachable", "upstream_timeout": "chat_timeout",
                 "bad_gateway": "chat_failed"}
@@ -105,7 +117,8 @@ class ChatBrain:
 
     def __init__(self, url: str, model: str, system_prompt: str, history: History, *,
                  api_key: str | None = None, timeout: float = 120.0,
-                 max_tokens: int | None = None, temperature: float | None = None) -> None:
+                 max_tokens: int | None = None, temperature: float | None = None,
+                 tools: Toolbox | None = None, tool_choice: Any = "auto") -> None:
         self.base = url.rstrip("/")
         self.url = self.base + "/chat/completions"
         self.model = model
@@ -113,6 +126,8 @@ class ChatBrain:
         self.history = history
         self.max_tokens = max_tokens
         self.temperature = temperature
+        self.tools = tools  # functions the model may call (the secretary's skills)
+        self.tool_choice = tool_choice
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = new_client(timeout)
         self.where = f"the chat model {model!r} at {redact_url(self.base)}"
@@ -122,6 +137,12 @@ class ChatBrain:
 
     def describe(self) -> dict[str, Any]:
         return {"source": "chat", "model": self.model}
+
+    def with_instructions(self, instructions: str) -> ChatBrain:
+        """The same client and history with another system prompt (a shallow copy)."""
+        brain = copy.copy(self)
+        brain.system_prompt = instructions
+        return brain
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -147,31 +168,72 @@ class ChatBrain:
         self.history.revise(session, user, before, after)
 
     async def reply(self, session: str, heard: Heard, cancel: Cancel) -> AsyncIterator[str]:
-        payload: dict[str, Any] = {"model": self.model, "stream": True,
-                                   "messages": self.messages(session, heard)}
-        if self.max_tokens:
-            payload["max_tokens"] = self.max_tokens
-        if self.temperature is not None:
-            payload["temperature"] = self.temperature
+        try:
+            async for delta in self._complete(self.messages(session, heard), heard.language,
+                                              session, cancel, self.max_tokens):
+                yield delta
+        except SecretaryError as exc:
+            raise self._stage_error(exc) from None
+
+    async def _complete(self, messages: list[dict[str, Any]], language: str | None,
+                        session: str, cancel: Cancel,
+                        max_tokens: int | None) -> AsyncIterator[str]:
+        """The model's text, streamed; where it calls tools, their results go back to it as
+        tool messages and its next answer follows (a few rounds at most)."""
+        choice: Any = self.tool_choice
+        for round_ in range(_TOOL_ROUNDS + 1):
+            payload: dict[str, Any] = {"model": self.model, "stream": True,
+                                       "messages": messages}
+            if max_tokens:
+                payload["max_tokens"] = max_tokens
+            if self.temperature is not None:
+                payload["temperature"] = self.temperature
+            if self.tools is not None:
+                payload["tools"] = self.tools.specs()
+                payload["tool_choice"] = "none" if round_ == _TOOL_ROUNDS else choice
+            calls = _ToolCalls()
+            text = ""
+            async for delta in self._stream(payload, cancel, calls):
+                text += delta
+                yield delta
+            if cancel or not calls or self.tools is None:
+                return
+            messages = [*messages, {"role": "assistant", "content": text,
+                                    "tool_calls": calls.as_messages()}]
+            for call in calls.as_messages():
+                function = call["function"]
+                result = await self.tools.call(function["name"], function["arguments"],
+                                               language, session)
+                messages.append({"role": "tool", "tool_call_id": call["id"],
+                                 "content": result})
+            # A forced call is made once; then the model answers in words.
+            choice = "auto" if choice == "auto" else "none"
+
+    async def _stream(self, payload: dict[str, Any], cancel: Cancel,
+                      calls: _ToolCalls) -> AsyncIterator[str]:
         try:
             async with self.client.stream("POST", self.url, json=payload,
                                           headers=self.headers) as answer:
                 if answer.status_code != 200:
                     body = (await answer.aread()).decode("utf-8", "replace")
-                    raise self._stage_error(self._refusal(answer.status_code, body))
+                    raise self._refusal(answer.status_code, body)
                 async for line in answer.aiter_lines():
                     if cancel:
                         return
-                    delta = _delta(line)
+                    delta = _delta(line, calls)
                     if delta is _DONE:
                         return
                     if delta:
                         yield delta
         except httpx.HTTPError as exc:
-            raise self._stage_error(self._failure(exc)) from None
+            raise self._failure(exc) from None
 
     async def answer(self, text: str, language: str | None,
                      history: list[tuple[str, str]]) -> str:
+        if self.tools is not None:  # the tools' rounds, streamed and joined
+            deltas = self._complete(self._messages(text, language, history), language,
+                                    "typed", Cancel(), None)
+            return "".join([delta async for delta in deltas]).strip()
         # As the UI's /api/reply always asked: the model's own length and sampling.
         payload = {"model": self.model, "messages": self._messages(text, language, history),
                    "stream": False}
@@ -203,8 +265,47 @@ class ChatBrain:
 _DONE = object()
 
 
-def _delta(line: str) -> Any:
-    """The text of one server-sent event line ('' for anything else)."""
+_TOOL_ROUNDS = 3  # tool calls answered per reply before the model must speak
+
+
+class _ToolCalls:
+    """The tool calls of one streamed answer, put together from their deltas: the
+    standard ``tool_calls`` (by index) or the older ``function_call`` (one call)."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, dict[str, str]] = {}
+
+    def __bool__(self) -> bool:
+        return any(call["name"] for call in self.calls.values())
+
+    def add(self, delta: dict[str, Any]) -> None:
+        pieces = delta.get("tool_calls")
+        if not isinstance(pieces, list):
+            legacy = delta.get("function_call")
+            pieces = [{"index": 0, "function": legacy}] if isinstance(legacy, dict) else []
+        for piece in pieces:
+            if not isinstance(piece, dict):
+                continue
+            index = piece.get("index", 0)
+            call = self.calls.setdefault(index if isinstance(index, int) else 0,
+                                         {"id": "", "name": "", "arguments": ""})
+            if isinstance(piece.get("id"), str):
+                call["id"] = piece["id"]
+            function = piece.get("function") or {}
+            if isinstance(function.get("name"), str) and function["name"]:
+                call["name"] = function["name"]  # some servers repeat it in every delta
+            if isinstance(function.get("arguments"), str):
+                call["arguments"] += function["arguments"]
+
+    def as_messages(self) -> list[dict[str, Any]]:
+        return [{"id": call["id"] or f"call_{index}", "type": "function",
+                 "function": {"name": call["name"], "arguments": call["arguments"] or "{}"}}
+                for index, call in sorted(self.calls.items()) if call["name"]]
+
+
+def _delta(line: str, calls: _ToolCalls | None = None) -> Any:
+    """The text of one server-sent event line ('' for anything else); tool call pieces
+    go to ``calls``."""
     if not line.startswith("data:"):
         return ""
     data = line[5:].strip()
@@ -214,7 +315,12 @@ def _delta(line: str) -> Any:
         choice = json.loads(data)["choices"][0]
     except (ValueError, KeyError, IndexError, TypeError):
         return ""
-    content = (choice.get("delta") or {}).get("content")
+    delta = choice.get("delta") if isinstance(choice, dict) else None
+    if not isinstance(delta, dict):
+        return ""
+    if calls is not None:
+        calls.add(delta)
+    content = delta.get("content")
     return content if isinstance(content, str) else ""
 
 

@@ -13,15 +13,30 @@ from secretary.stt.fastfinal import FastFinalPolicy
 
 
 def build_brain(settings: Settings) -> Brain:
+    """The skills first, then the chat model (or a short 'what I can do'); or, as an
+    explicit setting for tests, the transcript read back."""
     ui, conversation = settings.ui, settings.conversation
     history = History(conversation.history_turns, conversation.max_sessions)
-    if not ui.chat_url:
-        return EchoBrain(history)
-    assert ui.chat_model  # checked by UiSettings
-    key = ui.chat_api_key.get_secret_value() if ui.chat_api_key else None
-    return ChatBrain(ui.chat_url, ui.chat_model, ui.system_prompt, history, api_key=key,
-                     timeout=ui.chat_timeout, max_tokens=conversation.chat_max_tokens,
-                     temperature=conversation.chat_temperature)
+    chat: ChatBrain | None = None
+    if ui.chat_url:
+        assert ui.chat_model  # checked by UiSettings
+        key = ui.chat_api_key.get_secret_value() if ui.chat_api_key else None
+        chat = ChatBrain(ui.chat_url, ui.chat_model, ui.system_prompt, history, api_key=key,
+                         timeout=ui.chat_timeout, max_tokens=conversation.chat_max_tokens,
+                         temperature=conversation.chat_temperature)
+    if conversation.brain == "echo":
+        return chat or EchoBrain(history)
+    from secretary.skills.brain import SkillBrain
+    from secretary.skills.build import build_secretary
+    from secretary.skills.tools import SkillTools
+
+    secretary = build_secretary(settings)
+    choice = conversation.chat_tool_choice
+    if chat is not None and choice != "none":
+        chat.tools = SkillTools(secretary)
+        chat.tool_choice = choice if choice in ("auto", "required") else {
+            "type": "function", "function": {"name": choice}}
+    return SkillBrain(secretary, chat, history)
 
 
 def build_pipeline(settings: Settings, metrics: TurnMetrics) -> Pipeline:

@@ -70,6 +70,30 @@ class Spoken:
     end: float
 
 
+class Words:
+    """A brain that says given words: what the server says on its own (a reminder that
+    falls due), through the same sentences, speech and pacing as any reply."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": "announcement", "model": None}
+
+    async def reply(self, session: str, heard: Heard, cancel: Cancel) -> AsyncIterator[str]:
+        yield self.text
+
+    async def answer(self, text: str, language: str | None,
+                     history: list[tuple[str, str]]) -> str:
+        return self.text
+
+    def remember(self, session: str, user: str, assistant: str) -> None:
+        pass
+
+    def revise(self, session: str, user: str, before: str, after: str) -> None:
+        pass
+
+
 class ReplyStream:
     """Sentences and their speech, made ahead of the listener.
 

@@ -27,6 +27,12 @@ class ConversationSettings(BaseSettings):
         default=None, description="Overrides 'stages' for text-to-speech.")
     avatar_stage: Literal["local", "remote"] | None = Field(
         default=None, description="Overrides 'stages' for the avatar.")
+    brain: Literal["skills", "echo"] = Field(
+        default="skills",
+        description="'skills': the secretary's calendar, to-do, reminder, note and memory "
+        "skills answer first, then the chat model when one is configured (else a short "
+        "'what I can do'); 'echo' reads the transcript back (for tests).",
+    )
     preload: bool = Field(default=True, description="Load in-process engines at start-up.")
     end_of_speech_ms: int = Field(
         default=500, ge=100, le=5000,
@@ -56,6 +62,12 @@ class ConversationSettings(BaseSettings):
     chat_temperature: float | None = Field(
         default=None, ge=0, description="Sampling temperature sent to the chat model; unset "
         "leaves the server's default.")
+    chat_tool_choice: str = Field(
+        default="auto", min_length=1, max_length=64,
+        description="With the skills and a chat model: 'auto' offers the skills as tools the "
+        "model may call, 'none' offers none, 'required' makes it call one, a tool's name "
+        "(add_event, remember, ...) forces that one.",
+    )
     avatar: bool = Field(default=True, description="Send avatar frames with the reply.")
     avatar_fps: int = Field(default=20, ge=1, le=60, description="Avatar frames per second.")
     avatar_size: int = Field(default=384, ge=64, le=1024,

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from secretary.conversation.reply import ReplyOptions, ReplyStream, Sentence, Spoken
+from secretary.conversation.reply import ReplyOptions, ReplyStream, Sentence, Spoken, Words
 from secretary.conversation.stages import Cancel, Heard, StageError
 from secretary.realtime.items import assistant_item
 from secretary.realtime.metrics import RESPONSE_STAGES
@@ -57,6 +57,7 @@ class Response:
     audio_started: float | None = None  # wall clock of the first audio
     reason: str = "client_cancelled"
     stream: ReplyStream | None = None  # made ahead, in the silence before the response
+    announcement: Heard | None = None  # words the server says on its own (a reminder)
 
     @property
     def speaking(self) -> bool:
@@ -102,14 +103,25 @@ class Responses:
             self.stop("client_cancelled")
 
     # ------------------------------------------------------------------ starting, stopping
-    def start(self, audio: bool, stream: ReplyStream | None = None) -> None:
+    def start(self, audio: bool, stream: ReplyStream | None = None,
+              announcement: Heard | None = None) -> None:
         session = self.session
         response = Response(new_id("resp"), new_id("item"),
                             {**session.marks, "response_created": time.perf_counter()},
-                            stream=stream)
+                            stream=stream, announcement=announcement)
         session.marks = {}
         self.current = response
         response.task = session.spawn(self._respond(response, audio))
+
+    async def announce(self, text: str, language: str) -> None:
+        """A response the server starts on its own, saying ``text`` (a reminder due): after
+        the response in progress and while the user is not speaking."""
+        session = self.session
+        # Polled: two owners' states (the response's and turn taking's), checked rarely.
+        while self.current is not None or session.turns.user_speaking():  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        heard = Heard(text=text, language=language, language_probability=1.0, duration=0.0)
+        self.start("audio" in session.config.output_modalities, announcement=heard)
 
     def stop(self, reason: str) -> None:
         """Cancel the response in progress: its audio stops within one chunk."""
@@ -131,10 +143,10 @@ class Responses:
         return Heard(text=text, language=language or self.session.config.language or "en",
                      language_probability=1.0, duration=0.0)
 
-    def reply_stream(self, heard: Heard, audio: bool) -> ReplyStream:
+    def reply_stream(self, heard: Heard, audio: bool, brain: Any = None) -> ReplyStream:
         session = self.session
         limits = session.limits
-        return ReplyStream(session.brain(), session.stages.speaker, session.id, heard,
+        return ReplyStream(brain or session.brain(), session.stages.speaker, session.id, heard,
                            voice=session.config.voice, audio=audio, rate=OUTPUT_RATE,
                            trim_lead=True, options=ReplyOptions(
                                limits.max_sentence_chars, limits.first_clause_chars,
@@ -154,11 +166,14 @@ class Responses:
         status, details = "completed", None
         user = ""
         try:
-            await conversation.transcribed()
-            user, language = conversation.user_text()
-            if not has_speech(user):
-                raise StageError("input", "there is no user message to respond to",
-                                 "no_input")
+            if response.announcement is not None:
+                language = response.announcement.language
+            else:
+                await conversation.transcribed()
+                user, language = conversation.user_text()
+                if not has_speech(user):
+                    raise StageError("input", "there is no user message to respond to",
+                                     "no_input")
             previous = conversation.last_id()
             conversation.items.append(item)
             await session.emit(OutputItemAdded(response_id=response.id, item=item))
@@ -173,7 +188,10 @@ class Responses:
             if stream is not None and (stream.heard != heard or stream.audio != audio):
                 stream.drop()  # made for another text: start over
                 stream = None
-            if stream is None:
+            if response.announcement is not None:
+                stream = self.reply_stream(response.announcement, audio,
+                                           Words(response.announcement.text)).start()
+            elif stream is None:
                 stream = self.reply_stream(heard, audio).start()
             elif session.metrics is not None:
                 session.metrics.replies_ahead.labels("used").inc()

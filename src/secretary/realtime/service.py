@@ -67,6 +67,7 @@ class RealtimeService:
         self.loaded = False
         self.renderer: FaceRenderer | None = None
         self.end_of_turn: EndOfTurnRule | None = None  # semantic_vad's model, once loaded
+        self.reminders: Any = None  # the skills' reminder watcher, where the brain has skills
         # Face frames render here, one at a time, off the event loop.
         self.face_executor = ThreadPoolExecutor(1, thread_name_prefix="realtime-face")
 
@@ -115,6 +116,8 @@ class RealtimeService:
             if self.partials is not None:
                 self.partials.shutdown()
             self.face_executor.shutdown(wait=False, cancel_futures=True)
+            if self.reminders is not None:
+                await self.reminders.stop()
             await self.pipeline.aclose()
         return shutdown()
 
@@ -151,7 +154,29 @@ class RealtimeService:
         self.check_capacity()  # the load above may have let another in
         self.leases[session.id] = lease
         await session.start()
+        if kind == "realtime":
+            self._say_reminders(session)
         return lease
+
+    def _say_reminders(self, session: RealtimeSession) -> None:
+        """Reminders that fall due are said in the session (one missed while no session
+        was open, at its start), where the brain is the secretary's skills."""
+        secretary = getattr(self.pipeline.brain, "secretary", None)
+        if secretary is None:
+            return
+        if self.reminders is None:
+            from secretary.skills.reminders import Reminders
+
+            self.reminders = Reminders(secretary, self.settings.calendar.reminder_poll_s)
+            self.reminders.start()
+        reminders = self.reminders
+
+        async def say() -> None:
+            async for reminder in reminders.listen():
+                language = session.config.language or "en"
+                await session.responses.announce(reminder.text(language), language)
+
+        session.spawn(say())
 
     async def release(self, lease: Lease) -> None:
         if self.leases.pop(lease.session.id, None) is not None:

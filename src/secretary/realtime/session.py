@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -172,11 +171,11 @@ class RealtimeSession:
 
     def brain(self) -> Any:
         """The pipeline's brain, with this session's instructions as the system prompt
-        where it is a chat model (a shallow copy: the same client and history)."""
+        where it has a chat model (a copy: the same client and history)."""
         brain = self.stages.brain
-        if self.config.instructions and hasattr(brain, "system_prompt"):
-            brain = copy.copy(brain)
-            brain.system_prompt = self.config.instructions
+        change = getattr(brain, "with_instructions", None)
+        if self.config.instructions and change is not None:
+            brain = change(self.config.instructions)
         return brain
 
     # ------------------------------------------------------------------ client events

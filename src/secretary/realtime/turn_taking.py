@@ -100,6 +100,10 @@ class TurnTaking:
             semantic=True, ask_ms=max(32, session.limits.early_final_ms),
             complete_ms=rule.complete_ms, complete_threshold=rule.threshold))
 
+    def user_speaking(self) -> bool:
+        """An utterance is in progress (the server's detector hears speech)."""
+        return self.utterance is not None and not self.utterance.ignored
+
     def drop_utterance(self) -> None:
         """The utterance in progress is forgotten (its audio was cleared)."""
         utterance = self.utterance

@@ -27,6 +27,7 @@ from secretary.conversation.app import build_router as conversation_router
 from secretary.conversation.metrics import TurnMetrics
 from secretary.conversation.service import ConversationService
 from secretary.errors import NotFoundError
+from secretary.skills.app import build_router as skills_router
 from secretary.ui import tls
 from secretary.ui.service import UiService
 from secretary.web.app import create_service_app
@@ -69,8 +70,11 @@ def build_router(ui: UiService) -> APIRouter:
     async def status() -> dict[str, Any]:
         return await ui.status()
 
-    # The conversation's own routes, in this place of the API document.
+    # The conversation's own routes, in this place of the API document, and the skills'.
     router.include_router(conversation_router(conversation))
+    router.include_router(skills_router(
+        lambda: getattr(conversation.pipeline.brain, "secretary", None),
+        settings.calendar.reminder_poll_s))
 
     @router.post("/api/realtime/calls", response_class=Response, status_code=201, responses={
         201: {"description": "The realtime service's SDP answer",

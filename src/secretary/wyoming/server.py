@@ -1,5 +1,5 @@
-"""The Wyoming TCP servers (speech-to-text, text-to-speech), their connection limit,
-metrics and the optional zeroconf announcement."""
+"""The Wyoming TCP servers (speech-to-text, text-to-speech, the conversation agent), their
+connection limit, metrics and the optional zeroconf announcement."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from wyoming.event import async_write_event
 from wyoming.server import AsyncEventHandler, AsyncTcpServer
 
 from secretary.errors import ModelUnavailableError
+from secretary.wyoming.handle import HandleConnection
 from secretary.wyoming.handlers import Observer, SttConnection, TtsConnection, _Connection
 from secretary.wyoming.protocol import HEADER_LIMIT
 from secretary.wyoming.service import WyomingService
@@ -27,9 +28,13 @@ log = logging.getLogger(__name__)
 class WyomingMetrics(Observer):
     def __init__(self, registry: CollectorRegistry | None) -> None:
         registry = registry or CollectorRegistry()
+        self.outcomes = Counter("secretary_wyoming_requests_total",
+                                "Wyoming requests answered, by server and outcome.",
+                                ["kind", "outcome"], registry=registry)
         self.requests = Histogram(
             "secretary_wyoming_request_seconds",
-            "Wyoming requests: audio-stop to transcript, synthesize to audio-stop.",
+            "Wyoming requests: audio-stop to transcript, synthesize to audio-stop, "
+            "transcript to handled.",
             ["kind"], registry=registry,
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
         )
@@ -46,6 +51,7 @@ class WyomingMetrics(Observer):
 
     def request(self, kind: str, seconds: float, outcome: str) -> None:
         self.requests.labels(kind).observe(seconds)
+        self.outcomes.labels(kind, outcome).inc()
 
     def first_audio(self, seconds: float) -> None:
         self.first.observe(seconds)
@@ -89,7 +95,7 @@ class _Server(AsyncTcpServer):
 
 
 class WyomingServers:
-    """Both servers of a ``WyomingService``; ``start`` binds, ``stop`` closes."""
+    """The servers of a ``WyomingService``; ``start`` binds, ``stop`` closes."""
 
     def __init__(self, service: WyomingService, registry: CollectorRegistry | None = None
                  ) -> None:
@@ -110,6 +116,8 @@ class WyomingServers:
             sides.append(("stt", wyoming.stt_port, SttConnection))
         if self.service.tts is not None and wyoming.tts_port:
             sides.append(("tts", wyoming.tts_port, TtsConnection))
+        if self.service.brain is not None and wyoming.handle_port:
+            sides.append(("handle", wyoming.handle_port, HandleConnection))
         for kind, port, connection in sides:
             server = _Server(self.host, port)
             await server.start(self._factory(kind, connection))

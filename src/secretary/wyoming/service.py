@@ -1,13 +1,16 @@
-"""The Wyoming service layer: what Home Assistant's protocol asks of the speech services.
+"""The Wyoming service layer: what Home Assistant's protocol asks of the speech services
+and of the secretary as a conversation agent.
 
 Plain Python over the same ``SttService`` and ``TtsService`` the HTTP APIs use (their
 engines, model loading, language checks, routing table, sentence splitting and work
-queues), so a Wyoming request is served, limited and refused exactly like an HTTP one.
-The connection handlers (``handlers.py``) only speak the protocol.
+queues), so a Wyoming request is served, limited and refused exactly like an HTTP one; and
+over the conversation brain the browser uses (``handle.py`` speaks to it).
+The connection handlers (``handlers.py``, ``handle.py``) only speak the protocol.
 """
 
 from __future__ import annotations
 
+import inspect
 import io
 import itertools
 import time
@@ -22,6 +25,7 @@ from wyoming.info import AsrModel, AsrProgram, Attribution, Info, TtsProgram, Tt
 
 from secretary import __version__, audio
 from secretary.config import Settings
+from secretary.conversation.stages import Brain
 from secretary.errors import InvalidRequestError
 from secretary.stt.engine import Transcription, TranscriptionOptions
 from secretary.stt.service import SttService
@@ -98,18 +102,19 @@ def text_field(data: dict[str, Any], key: str, event: str, *, required: bool = F
 
 
 class WyomingService:
-    """Info, transcription and synthesis for the Wyoming servers; ``None`` for a side
-    that is turned off."""
+    """Info, transcription, synthesis and the conversation brain for the Wyoming servers;
+    ``None`` for a side that is turned off."""
 
     name = "wyoming"
     title = "Secretary Wyoming (Home Assistant)"
     queue = None  # the work queues are the speech services' own
 
     def __init__(self, settings: Settings, stt: SttService | None,
-                 tts: TtsService | None) -> None:
+                 tts: TtsService | None, brain: Brain | None = None) -> None:
         self.settings = settings
         self.stt = stt
         self.tts = tts
+        self.brain = brain
         self.preload = bool((stt and stt.preload) or (tts and tts.preload))
         self.created = int(time.time())
         # Set by the servers: what /health reports about connections.
@@ -123,10 +128,18 @@ class WyomingService:
         if self.tts is not None and self.tts.preload:
             self.tts.load_all()
 
-    def close(self) -> None:
+    async def close(self) -> None:
         for side in (self.stt, self.tts):
             if side is not None:
                 side.queue.shutdown()
+        # The chat model's HTTP client: the brain's own close, else its chat model's.
+        for part in (self.brain, getattr(self.brain, "chat", None)):
+            close = getattr(part, "aclose", None)
+            if close is not None:
+                result = close()
+                if inspect.isawaitable(result):
+                    await result
+                break
 
     def model_ids(self) -> tuple[str, ...]:
         return ()
@@ -141,6 +154,10 @@ class WyomingService:
             statuses.append(report["status"])
             sides[key] = {"port": self.ports.get(key),
                           "connections": self.connections.get(key, 0)} | report
+        if self.brain is not None:
+            sides["handle"] = {"port": self.ports.get("handle"),
+                               "connections": self.connections.get("handle", 0),
+                               "status": "ok", **self.brain.describe()}
         status = next((s for s in ("degraded", "loading") if s in statuses), "ok")
         return {"status": status, "service": "wyoming", **sides}
 

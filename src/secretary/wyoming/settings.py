@@ -10,7 +10,9 @@ from secretary.settings_base import ServiceSettings, group
 class WyomingSettings(ServiceSettings):
     """Home Assistant's Wyoming protocol over TCP, in front of the speech-to-text and
     text-to-speech services (their engines, routes and limits: the SECRETARY_STT_* and
-    SECRETARY_TTS_* settings apply)."""
+    SECRETARY_TTS_* settings apply) and of the secretary itself as a conversation agent
+    (its skills and chat model: the SECRETARY_CONVERSATION_*, _CALENDAR_* and _UI_CHAT_*
+    settings apply)."""
 
     model_config = group("SECRETARY_WYOMING_")
 
@@ -24,14 +26,19 @@ class WyomingSettings(ServiceSettings):
     tts_port: int = Field(
         default=10200, ge=0, le=65535, description="Text-to-speech over Wyoming; 0 turns it off."
     )
+    handle_port: int = Field(
+        default=10500, ge=0, le=65535,
+        description="The secretary as a conversation agent over Wyoming (transcript in, "
+        "handled out); 0 turns it off.",
+    )
     zeroconf: bool = Field(
         default=False,
-        description="Announce both servers over mDNS (_wyoming._tcp) so Home Assistant finds "
+        description="Announce the servers over mDNS (_wyoming._tcp) so Home Assistant finds "
         "them; needs a host other than loopback.",
     )
     zeroconf_name: str = Field(
         default="secretary", min_length=1, max_length=50,
-        description="Announced names are '<name>-stt' and '<name>-tts'.",
+        description="Announced names are '<name>-stt', '<name>-tts' and '<name>-handle'.",
     )
     zeroconf_address: str | None = Field(
         default=None,
@@ -62,6 +69,10 @@ class WyomingSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _check_ports(self) -> WyomingSettings:
-        if self.stt_port and self.stt_port == self.tts_port:
-            raise ValueError("SECRETARY_WYOMING_STT_PORT and _TTS_PORT must differ")
+        ports = (("STT", self.stt_port), ("TTS", self.tts_port), ("HANDLE", self.handle_port))
+        for index, (first, port) in enumerate(ports):
+            for second, other in ports[index + 1:]:
+                if port and port == other:
+                    raise ValueError(f"SECRETARY_WYOMING_{first}_PORT and _{second}_PORT "
+                                     "must differ")
         return self

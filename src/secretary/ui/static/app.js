@@ -110,9 +110,18 @@ async function refreshStatus() {
 }
 
 function showReplySource(reply) {
-  state.replySource = reply && reply.source === "chat" ? reply.model : "read back";
   const badge = document.querySelector('[data-testid="status-reply"]');
-  const chat = reply && reply.source === "chat";
+  const source = reply && reply.source;
+  if (source === "skills") {
+    // The skills answer first; a chat model, where configured, gets what they do not know.
+    state.replySource = reply.model ? `skills + ${reply.model}` : "skills";
+    badge.querySelector(".state").textContent = state.replySource;
+    badge.title = "The secretary's skills answer (calendar, to-dos, reminders, notes)" +
+      (reply.model ? `, and the chat model ${reply.model} the rest` : "");
+    return;
+  }
+  const chat = source === "chat";
+  state.replySource = chat ? reply.model : "read back";
   badge.querySelector(".state").textContent = chat ? reply.model : "reads back";
   badge.title = chat ? `Answers come from the chat model ${reply.model}` :
     "No chat model configured (SECRETARY_UI_CHAT_URL): the secretary reads back what it heard";
@@ -482,6 +491,8 @@ async function streamTurn(recording) {
   } finally {
     if (state.turn === turn) state.turn = null;
     $("stop").disabled = true;
+    // The turn may have changed the calendar: the Agenda panel (agenda.js) listens.
+    document.dispatchEvent(new CustomEvent("secretary:replied"));
   }
 }
 

@@ -1,0 +1,1 @@
+"""The secretary's skills: calendar, to-dos and reminders, notes and memory."""
