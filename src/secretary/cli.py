@@ -180,6 +180,20 @@ def _health(args: argparse.Namespace, settings: Settings) -> int:
     return status
 
 
+def _mcp(args: argparse.Namespace, settings: Settings) -> int:
+    """The skills as an MCP server on stdin and stdout (stdout is the protocol: every log
+    line goes to stderr)."""
+    from secretary.mcp.server import serve_stdio
+    from secretary.skills.phrases import LANGUAGES
+
+    if args.language not in LANGUAGES:
+        print(f"secretary: the skills speak {', '.join(LANGUAGES)}, not {args.language!r}",
+              file=sys.stderr)
+        return 2
+    asyncio.run(serve_stdio(settings, args.language))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="secretary", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -217,6 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("services", help="comma-separated service names")
     health.add_argument("--timeout", type=float, default=5.0)
     health.set_defaults(handler=_health)
+
+    mcp = sub.add_parser(
+        "mcp", help="serve the secretary's skills (calendar, to-dos, reminders, notes, "
+        "memory) as an MCP server over stdin and stdout, for Claude Desktop and other "
+        "agents")
+    mcp.add_argument("--language", default="en",
+                     help="language of the answers (en or de; default en)")
+    mcp.set_defaults(handler=_mcp)
 
     models = sub.add_parser("models", help="list or fetch models")
     models_sub = models.add_subparsers(dest="models_command", required=True)

@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, NoDecode
 
 from secretary.calendar.settings import CalendarSettings
 from secretary.conversation.settings import ConversationSettings
+from secretary.mcp.settings import McpSettings
 from secretary.realtime.settings import RealtimeSettings
 from secretary.settings_base import ServiceSettings, group
 from secretary.voice_routes import Target, parse_openai_voices, parse_routes
@@ -417,6 +418,7 @@ class Settings(BaseSettings):
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
     wyoming: WyomingSettings = Field(default_factory=WyomingSettings)
     calendar: CalendarSettings = Field(default_factory=CalendarSettings)
+    mcp: McpSettings = Field(default_factory=McpSettings)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -477,7 +479,7 @@ def environment_variables() -> dict[str, tuple[str, object, str]]:
 
 _GROUPS: tuple[type[BaseSettings], ...] = (
     Settings, SttSettings, CanarySettings, TtsSettings, AvatarSettings, UiSettings,
-    ConversationSettings, RealtimeSettings, WyomingSettings, CalendarSettings,
+    ConversationSettings, RealtimeSettings, WyomingSettings, CalendarSettings, McpSettings,
 )
 
 

@@ -169,11 +169,15 @@ class HoldingProxy:
                 return
             # One piece behind the upstream, so its end is noted before the client has the
             # last piece (a client may close as soon as it has it, ending this relay).
-            held = False
+            held = ended = False
             last: bytes | None = None
             last_holds = False
             async for piece in _pieces(answer, lines):
                 if last is not None:
+                    if last.strip() == b"data: [DONE]" and not ended:
+                        # The event stream's own end: a client stops reading here.
+                        ended = True
+                        hold.note("answer ended")
                     yield last
                     if last_holds:
                         await hold.wait(self.limit)
@@ -181,7 +185,8 @@ class HoldingProxy:
                 if last_holds:
                     held = True
                     hold.note("held")
-            hold.note("answer ended")
+            if not ended:
+                hold.note("answer ended")
             if last is not None:
                 yield last
                 if last_holds:

@@ -5,6 +5,10 @@ Any OpenAI-compatible chat API works (llama.cpp's server, Ollama, vLLM, OpenAI):
 request is the plain ``POST {base}/chat/completions`` with ``stream: true``, read as
 server-sent events with httpx. The UI's ``/api/reply`` asks the same client for a whole
 answer at once (``stream: false``).
+
+Tools: the server's own (a ``Toolbox``: the skills) run here, round after round; a client's
+functions (the Realtime API's ``session.tools``, see ``with_client_tools``) are never run
+here: their calls stream out to the client and the reply ends for the client's results.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ from __future__ import annotations
 import copy
 import json
 import re
+import secrets
 import threading
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -107,6 +113,25 @@ class Toolbox(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class ToolCallEvent:
+    """A call of one of the client's functions as the model makes it: ``started`` (its name
+    is known), ``arguments`` (a piece of them, as it streams), ``done`` (``text``: the whole
+    arguments, a JSON object), or ``refused``: a function nobody offered, or arguments that
+    are no JSON object with the schema's required keys (``text``: what is wrong)."""
+
+    kind: str
+    call_id: str
+    name: str
+    text: str = ""
+
+
+OnCall = Callable[[ToolCallEvent], None]
+
+# Said where the model's call could not be made (an unknown function, bad arguments).
+_APOLOGY = {"en": "Sorry, that didn't work.", "de": "Das hat leider nicht geklappt."}
+
+
 # The turn's error codes for what went wrong calling the chat model.
 _STAGE_CODES = {"upstream_unavailable": "chat_unreachable", "upstream_timeout": "chat_timeout",
                 "bad_gateway": "chat_failed"}
@@ -128,6 +153,11 @@ class ChatBrain:
         self.temperature = temperature
         self.tools = tools  # functions the model may call (the secretary's skills)
         self.tool_choice = tool_choice
+        # A client's functions (``with_client_tools``): chat ``tools`` specs by name.
+        self.client_tools: dict[str, dict[str, Any]] = {}
+        self.client_choice: Any = "auto"
+        self.on_call: OnCall | None = None
+        self.exchange: list[dict[str, Any]] = []  # the calls and results so far this turn
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = new_client(timeout)
         self.where = f"the chat model {model!r} at {redact_url(self.base)}"
@@ -144,13 +174,30 @@ class ChatBrain:
         brain.system_prompt = instructions
         return brain
 
+    def with_client_tools(self, tools: Sequence[dict[str, Any]], choice: Any,
+                          on_call: OnCall | None,
+                          exchange: Sequence[dict[str, Any]] = ()) -> ChatBrain:
+        """A copy (the same client and history) that offers a client's functions (chat
+        ``tools`` specs; ``choice`` its ``tool_choice``) beside the server's tools. A call
+        of one is not run: it goes to ``on_call`` as it streams, and the reply ends there
+        (the client runs it). ``exchange`` (the assistant's ``tool_calls`` messages and the
+        ``tool`` messages with the client's results) follows the user's message. Where a
+        client's function has the name of one of the server's tools, the client's wins:
+        the server's is not offered."""
+        brain = copy.copy(self)
+        brain.client_tools = {spec["function"]["name"]: spec for spec in tools}
+        brain.client_choice = choice
+        brain.on_call = on_call
+        brain.exchange = [dict(message) for message in exchange]
+        return brain
+
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    def messages(self, session: str, heard: Heard) -> list[dict[str, str]]:
+    def messages(self, session: str, heard: Heard) -> list[dict[str, Any]]:
         earlier = [(role, content) for user, assistant in self.history.get(session)
                    for role, content in (("user", user), ("assistant", assistant))]
-        return self._messages(heard.text, heard.language, earlier)
+        return [*self._messages(heard.text, heard.language, earlier), *self.exchange]
 
     def _messages(self, text: str, language: str | None,
                   earlier: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
@@ -178,9 +225,14 @@ class ChatBrain:
     async def _complete(self, messages: list[dict[str, Any]], language: str | None,
                         session: str, cancel: Cancel,
                         max_tokens: int | None) -> AsyncIterator[str]:
-        """The model's text, streamed; where it calls tools, their results go back to it as
-        tool messages and its next answer follows (a few rounds at most)."""
-        choice: Any = self.tool_choice
+        """The model's text, streamed; where it calls the server's tools, their results go
+        back to it as tool messages and its next answer follows (a few rounds at most).
+        A round that calls a client's function ends the reply (``_settle``)."""
+        client = self.client_tools
+        choice: Any = self.client_choice if client else self.tool_choice
+        server = [spec for spec in self.tools.specs()
+                  if _spec_name(spec) not in client] if self.tools is not None else []
+        specs = [*client.values(), *server]
         for round_ in range(_TOOL_ROUNDS + 1):
             payload: dict[str, Any] = {"model": self.model, "stream": True,
                                        "messages": messages}
@@ -188,15 +240,26 @@ class ChatBrain:
                 payload["max_tokens"] = max_tokens
             if self.temperature is not None:
                 payload["temperature"] = self.temperature
-            if self.tools is not None:
-                payload["tools"] = self.tools.specs()
+            if specs:
+                payload["tools"] = specs
                 payload["tool_choice"] = "none" if round_ == _TOOL_ROUNDS else choice
-            calls = _ToolCalls()
+            watch = _ClientCalls(client, self.on_call) if client else None
+            calls = _ToolCalls(watch.piece if watch is not None else None)
             text = ""
             async for delta in self._stream(payload, cancel, calls):
                 text += delta
                 yield delta
-            if cancel or not calls or self.tools is None:
+            if cancel or not calls:
+                return
+            if watch is not None:
+                sent, refused = self._settle(calls, watch, {_spec_name(s) for s in server})
+                if sent:
+                    return  # the client runs its functions; their results come next turn
+                if refused:
+                    apology = _APOLOGY.get(language or "en", _APOLOGY["en"])
+                    yield f" {apology}" if text.strip() else apology
+                    return
+            if self.tools is None:
                 return
             messages = [*messages, {"role": "assistant", "content": text,
                                     "tool_calls": calls.as_messages()}]
@@ -208,6 +271,30 @@ class ChatBrain:
                                  "content": result})
             # A forced call is made once; then the model answers in words.
             choice = "auto" if choice == "auto" else "none"
+
+    def _settle(self, calls: _ToolCalls, watch: _ClientCalls,
+                server: Collection[str]) -> tuple[bool, bool]:
+        """The round's calls told to ``on_call``: each client's call ``done`` (or
+        ``refused`` for arguments that are no JSON object with the required keys), a call
+        of a function nobody offered ``refused``. Returns (a client's call went out, a call
+        was refused). The server's calls of a round with a client's call are not run (the
+        model may make them again once the client's results are in)."""
+        sent = refused = False
+        for index, call in sorted(calls.calls.items()):
+            name = call["name"]
+            if not name:
+                continue
+            if index in watch.ids:
+                if index not in watch.outcome:
+                    watch.finish(index)
+                sent |= watch.outcome[index]
+                refused |= not watch.outcome[index]
+            elif name not in server:
+                watch.report(ToolCallEvent(
+                    "refused", _call_id(), name[:64], f"the model called {name[:64]!r}, a "
+                    "function that is neither among the session's tools nor the server's"))
+                refused = True
+        return sent, refused
 
     async def _stream(self, payload: dict[str, Any], cancel: Cancel,
                       calls: _ToolCalls) -> AsyncIterator[str]:
@@ -268,12 +355,78 @@ _DONE = object()
 _TOOL_ROUNDS = 3  # tool calls answered per reply before the model must speak
 
 
+def _spec_name(spec: dict[str, Any]) -> str:
+    return str((spec.get("function") or {}).get("name", ""))
+
+
+def _call_id() -> str:
+    return f"call_{secrets.token_hex(12)}"
+
+
+def _arguments_problem(arguments: str, spec: dict[str, Any]) -> str | None:
+    """What is wrong with a call's arguments for ``spec`` (None: a JSON object with the
+    schema's required keys)."""
+    try:
+        args = json.loads(arguments or "{}")
+    except (ValueError, RecursionError):
+        return "are not valid JSON"
+    if not isinstance(args, dict):
+        return "are not a JSON object"
+    parameters = spec["function"].get("parameters")
+    required = parameters.get("required") if isinstance(parameters, dict) else None
+    missing = [key for key in required if isinstance(key, str) and key not in args] \
+        if isinstance(required, list) else []
+    return f"lack {', '.join(missing)}" if missing else None
+
+
+class _ClientCalls:
+    """A round's calls of the client's functions, told to ``report`` as they stream: the
+    call is ``started`` once its name is known, then each piece of its arguments, and it is
+    ``done`` (or ``refused``) once the next call begins or the answer ends."""
+
+    def __init__(self, tools: dict[str, dict[str, Any]], report: OnCall | None) -> None:
+        self.tools = tools
+        self.report: OnCall = report or (lambda event: None)
+        self.ids: dict[int, str] = {}  # the calls told, by their index: our call_id
+        self.calls: dict[int, dict[str, str]] = {}
+        self.outcome: dict[int, bool] = {}  # finished calls: went out (or refused)
+        self.current: int | None = None
+
+    def piece(self, index: int, call: dict[str, str], arguments: str) -> None:
+        if index != self.current:
+            if self.current in self.ids and self.current not in self.outcome:
+                self.finish(self.current)  # the previous call is whole
+            self.current = index
+        if index not in self.ids:
+            if call["name"] not in self.tools:
+                return  # not yet named, or the server's (or nobody's: ``_settle``)
+            self.ids[index], self.calls[index] = _call_id(), call
+            self.report(ToolCallEvent("started", self.ids[index], call["name"]))
+            arguments = call["arguments"]  # all that came before the name
+        if arguments and index not in self.outcome:
+            self.report(ToolCallEvent("arguments", self.ids[index], call["name"], arguments))
+
+    def finish(self, index: int) -> None:
+        call = self.calls[index]
+        name, call_id = call["name"], self.ids[index]
+        problem = _arguments_problem(call["arguments"], self.tools[name])
+        self.outcome[index] = problem is None
+        if problem is None:
+            self.report(ToolCallEvent("done", call_id, name, call["arguments"] or "{}"))
+        else:
+            self.report(ToolCallEvent("refused", call_id, name,
+                                      f"the model's arguments for {name!r} {problem}"))
+
+
 class _ToolCalls:
     """The tool calls of one streamed answer, put together from their deltas: the
-    standard ``tool_calls`` (by index) or the older ``function_call`` (one call)."""
+    standard ``tool_calls`` (by index) or the older ``function_call`` (one call).
+    ``on_piece`` sees each call after each of its pieces, with that piece's arguments."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_piece: Callable[[int, dict[str, str], str], None] | None = None
+                 ) -> None:
         self.calls: dict[int, dict[str, str]] = {}
+        self.on_piece = on_piece
 
     def __bool__(self) -> bool:
         return any(call["name"] for call in self.calls.values())
@@ -287,15 +440,20 @@ class _ToolCalls:
             if not isinstance(piece, dict):
                 continue
             index = piece.get("index", 0)
-            call = self.calls.setdefault(index if isinstance(index, int) else 0,
-                                         {"id": "", "name": "", "arguments": ""})
+            index = index if isinstance(index, int) else 0
+            call = self.calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
             if isinstance(piece.get("id"), str):
                 call["id"] = piece["id"]
             function = piece.get("function") or {}
+            if not isinstance(function, dict):
+                continue
             if isinstance(function.get("name"), str) and function["name"]:
                 call["name"] = function["name"]  # some servers repeat it in every delta
-            if isinstance(function.get("arguments"), str):
-                call["arguments"] += function["arguments"]
+            arguments = function.get("arguments")
+            arguments = arguments if isinstance(arguments, str) else ""
+            call["arguments"] += arguments
+            if self.on_piece is not None:
+                self.on_piece(index, call, arguments)
 
     def as_messages(self) -> list[dict[str, Any]]:
         return [{"id": call["id"] or f"call_{index}", "type": "function",

@@ -13,8 +13,9 @@ from secretary.stt.fastfinal import FastFinalPolicy
 
 
 def build_brain(settings: Settings) -> Brain:
-    """The skills first, then the chat model (or a short 'what I can do'); or, as an
-    explicit setting for tests, the transcript read back."""
+    """The skills first, then the chat model (or a short 'what I can do'), with the skills
+    and the MCP servers (``SECRETARY_MCP_SERVERS``) as its tools; or, as an explicit setting
+    for tests, the transcript read back."""
     ui, conversation = settings.ui, settings.conversation
     history = History(conversation.history_turns, conversation.max_sessions)
     chat: ChatBrain | None = None
@@ -32,11 +33,20 @@ def build_brain(settings: Settings) -> Brain:
 
     secretary = build_secretary(settings)
     choice = conversation.chat_tool_choice
+    mcp = None
     if chat is not None and choice != "none":
         chat.tools = SkillTools(secretary)
+        if settings.mcp.servers.strip():
+            # The MCP servers' tools beside the skills'; they connect from now on, in this
+            # process (the one that serves the turns).
+            from secretary.mcp.tools import McpToolbox
+
+            mcp = McpToolbox.from_settings(settings.mcp, chat.tools)
+            mcp.start()
+            chat.tools = mcp
         chat.tool_choice = choice if choice in ("auto", "required") else {
             "type": "function", "function": {"name": choice}}
-    return SkillBrain(secretary, chat, history)
+    return SkillBrain(secretary, chat, history, mcp)
 
 
 def build_pipeline(settings: Settings, metrics: TurnMetrics) -> Pipeline:

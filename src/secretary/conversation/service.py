@@ -115,7 +115,9 @@ class ConversationService:
         await self.pipeline.aclose()
 
     def describe(self) -> dict[str, Any]:
-        return {"stages": self.pipeline.describe(), "turns_in_progress": len(self.turns)}
+        mcp = getattr(self.pipeline.brain, "mcp_status", lambda: None)()  # its MCP servers
+        return {"stages": self.pipeline.describe(), "turns_in_progress": len(self.turns),
+                **({"mcp": mcp} if mcp is not None else {})}
 
     def describe_reply(self) -> dict[str, Any]:
         """Who answers: the transcript read back (``echo``) or a chat model, and which."""

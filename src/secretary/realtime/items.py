@@ -25,6 +25,7 @@ from secretary.realtime.server_events import (
     TranscriptionCompleted,
     TranscriptionFailed,
 )
+from secretary.realtime.tools import output_item
 from secretary.realtime.vad import RATE
 
 if TYPE_CHECKING:
@@ -54,10 +55,14 @@ class Conversation:
         item = event.item
         if not isinstance(item, dict):
             raise ProtocolError("item must be an object", param="item")
+        if item.get("type") == "function_call_output":
+            await self.add(output_item(item, self.items))
+            return
         if item.get("type", "message") != "message" or item.get("role") not in (
                 "user", "system", "assistant"):
-            raise ProtocolError("only message items (user, assistant or system) are "
-                                "supported here", code="unsupported_item", param="item.type")
+            raise ProtocolError("only message items (user, assistant or system) and "
+                                "function_call_output items are supported here",
+                                code="unsupported_item", param="item.type")
         content = item.get("content")
         if not isinstance(content, list) or not content:
             raise ProtocolError("item.content must be a non-empty list", param="item.content")

@@ -100,6 +100,8 @@ class SessionConfig:
         default_factory=lambda: {"model": "whisper-1", "language": None, "prompt": None})
     turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
     max_output_tokens: int | str = "inf"
+    tools: list[dict[str, Any]] = field(default_factory=list)  # the client's functions
+    tool_choice: Any = "auto"
 
     @property
     def language(self) -> str | None:
@@ -114,7 +116,8 @@ class SessionConfig:
                     else ["text"], "instructions": self.instructions, "voice": self.voice,
                     "input_audio_format": "pcm16", "output_audio_format": "pcm16",
                     "input_audio_transcription": self.transcription,
-                    "turn_detection": turn, "max_response_output_tokens": self.max_output_tokens}
+                    "turn_detection": turn, "max_response_output_tokens": self.max_output_tokens,
+                    "tools": self.tools, "tool_choice": self.tool_choice}
         session: dict[str, Any] = {
             "type": self.kind, "id": self.id, "object": "realtime.session",
             "audio": {"input": {"format": pcm, "transcription": self.transcription,
@@ -125,6 +128,7 @@ class SessionConfig:
                 "model": self.model, "instructions": self.instructions,
                 "output_modalities": self.output_modalities,
                 "max_output_tokens": self.max_output_tokens,
+                "tools": self.tools, "tool_choice": self.tool_choice,
             })
             session["audio"]["output"] = {"format": pcm, "voice": self.voice, "speed": 1.0}
         return session
@@ -197,6 +201,17 @@ class SessionConfig:
                 raise ProtocolError("max_output_tokens: 1 to 4096 or 'inf'",
                                     param="session.max_output_tokens")
             changes["max_output_tokens"] = tokens
+        if "tools" in body or "tool_choice" in body:
+            # Here, not at the top: tools.py imports this module.
+            from secretary.realtime.tools import check_offer, parse_tool_choice, parse_tools
+
+            if "tools" in body:
+                changes["tools"] = parse_tools(body["tools"], "session.tools")
+            if "tool_choice" in body:
+                changes["tool_choice"] = parse_tool_choice(body["tool_choice"],
+                                                           "session.tool_choice")
+            check_offer(changes.get("tools", self.tools),
+                        changes.get("tool_choice", self.tool_choice), "session.tool_choice")
         for key, value in changes.items():
             setattr(self, key, value)
 

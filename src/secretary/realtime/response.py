@@ -34,6 +34,7 @@ from secretary.realtime.server_events import (
     ResponseCreated,
     ResponseDone,
 )
+from secretary.realtime.tools import ClientCalls, Offer, client_brain, response_offer
 from secretary.validation import has_speech
 
 if TYPE_CHECKING:
@@ -58,10 +59,19 @@ class Response:
     reason: str = "client_cancelled"
     stream: ReplyStream | None = None  # made ahead, in the silence before the response
     announcement: Heard | None = None  # words the server says on its own (a reminder)
+    offer: Offer | None = None  # its own tools (None: the session's)
+    calls: ClientCalls | None = None  # its calls of the client's functions
+    output: list[dict[str, Any] | None] = field(default_factory=list)  # by output_index
+    message_index: int | None = None  # the reply message's output_index, once it began
 
     @property
     def speaking(self) -> bool:
         return self.audio_started is not None
+
+    def reserve(self) -> int:
+        """The next output item's ``output_index``."""
+        self.output.append(None)
+        return len(self.output) - 1
 
 
 class Responses:
@@ -88,7 +98,8 @@ class Responses:
                                        or not set(modalities) <= {"text", "audio"}):
             raise ProtocolError("output_modalities: ['audio'] or ['text']",
                                 param="response.output_modalities")
-        self.start("audio" in (modalities or session.config.output_modalities))
+        offer = response_offer(options, session.config.tools, session.config.tool_choice)
+        self.start("audio" in (modalities or session.config.output_modalities), offer=offer)
 
     async def cancel(self, event: ResponseCancel) -> None:
         response = self.current
@@ -104,11 +115,11 @@ class Responses:
 
     # ------------------------------------------------------------------ starting, stopping
     def start(self, audio: bool, stream: ReplyStream | None = None,
-              announcement: Heard | None = None) -> None:
+              announcement: Heard | None = None, offer: Offer | None = None) -> None:
         session = self.session
         response = Response(new_id("resp"), new_id("item"),
                             {**session.marks, "response_created": time.perf_counter()},
-                            stream=stream, announcement=announcement)
+                            stream=stream, announcement=announcement, offer=offer)
         session.marks = {}
         self.current = response
         response.task = session.spawn(self._respond(response, audio))
@@ -174,30 +185,28 @@ class Responses:
                 if not has_speech(user):
                     raise StageError("input", "there is no user message to respond to",
                                      "no_input")
-            previous = conversation.last_id()
-            conversation.items.append(item)
-            await session.emit(OutputItemAdded(response_id=response.id, item=item))
-            await session.emit(ItemAdded(previous_item_id=previous, item=item))
-            await session.emit(ContentPartAdded(
-                response_id=response.id, item_id=item["id"],
-                part={"type": "audio", "transcript": ""} if audio
-                else {"type": "text", "text": ""}))
-            await output.begin(response.id, item["id"])
+            brain = client_brain(session, response) if response.announcement is None \
+                else None
+            if response.calls is None:  # with the client's tools, once there are words
+                await self._begin(response, item, audio)
             stream, response.stream = response.stream, None
             heard = self.heard(user, language)
-            if stream is not None and (stream.heard != heard or stream.audio != audio):
-                stream.drop()  # made for another text: start over
+            if stream is not None and (stream.heard != heard or stream.audio != audio
+                                       or brain is not None):
+                stream.drop()  # made for another text (or without the tools): start over
                 stream = None
             if response.announcement is not None:
                 stream = self.reply_stream(response.announcement, audio,
                                            Words(response.announcement.text)).start()
             elif stream is None:
-                stream = self.reply_stream(heard, audio).start()
+                stream = self.reply_stream(heard, audio, brain).start()
             elif session.metrics is not None:
                 session.metrics.replies_ahead.labels("used").inc()
+            if response.calls is not None:
+                response.calls.stream = stream
             # Shielded: a cancel ends the response at once, while the speech engine finishes
             # the piece it is on in its thread (its output is dropped).
-            inner = asyncio.create_task(self._play(response, stream))
+            inner = asyncio.create_task(self._play(response, stream, item))
             inner.add_done_callback(lambda t: t.cancelled() or t.exception())
             try:
                 await asyncio.shield(inner)
@@ -222,7 +231,8 @@ class Responses:
         finally:
             if response.cancel and status == "completed":
                 status, details = "cancelled", {"type": "cancelled", "reason": response.reason}
-            played = output.played() if audio else None
+            played = (output.played() if response.message_index is not None else 0.0) \
+                if audio else None
             stopped = time.perf_counter()
             output.clear()
             output.state("listening")
@@ -234,7 +244,23 @@ class Responses:
             if self.current is response:
                 self.current = None
 
-    async def _play(self, response: Response, stream: ReplyStream) -> None:
+    async def _begin(self, response: Response, item: dict[str, Any], audio: bool) -> None:
+        """The reply's message item (and its one content part) into the conversation."""
+        session = self.session
+        previous = session.conversation.last_id()
+        session.conversation.items.append(item)
+        index = response.message_index = response.reserve()
+        await session.emit(OutputItemAdded(response_id=response.id, output_index=index,
+                                           item=item))
+        await session.emit(ItemAdded(previous_item_id=previous, item=item))
+        await session.emit(ContentPartAdded(
+            response_id=response.id, item_id=item["id"], output_index=index,
+            part={"type": "audio", "transcript": ""} if audio
+            else {"type": "text", "text": ""}))
+        await session.output.begin(response.id, item["id"])
+
+    async def _play(self, response: Response, stream: ReplyStream,
+                    item: dict[str, Any]) -> None:
         """Play ``stream``: each sentence's transcript delta, then its audio at the pace it
         is heard (the stream notes which sentences began playing: what the history keeps)."""
         session = self.session
@@ -245,10 +271,13 @@ class Responses:
                 if stream.first_delta is not None:
                     response.marks.setdefault("brain_first_delta", stream.first_delta)
                 if isinstance(piece, Sentence):
+                    if response.message_index is None:
+                        await self._begin(response, item, stream.audio)
                     text = piece.text if first else " " + piece.text
                     first = False
-                    await session.emit(delta_event(response_id=response.id,
-                                                   item_id=response.item_id, delta=text))
+                    await session.emit(delta_event(
+                        response_id=response.id, item_id=response.item_id,
+                        output_index=response.message_index, delta=text))
                     continue
                 if response.audio_started is None:
                     response.audio_started = time.perf_counter()
@@ -269,8 +298,8 @@ class Responses:
         item["status"] = "completed" if status == "completed" else "incomplete"
         item["_spoken"] = spoken
         public = {k: v for k, v in item.items() if not k.startswith("_")}
-        ids = {"response_id": response.id, "item_id": item["id"]}
-        output = []
+        ids = {"response_id": response.id, "item_id": item["id"],
+               "output_index": response.message_index or 0}
         if item in session.conversation.items:
             if audio:
                 await session.emit(OutputAudioDone(**ids))
@@ -280,11 +309,16 @@ class Responses:
             await session.emit(ContentPartDone(
                 **ids, part={"type": "audio", "transcript": text} if audio
                 else {"type": "text", "text": text}))
-            await session.emit(OutputItemDone(response_id=response.id, item=public))
+            await session.emit(OutputItemDone(response_id=response.id,
+                                              output_index=ids["output_index"], item=public))
             await session.emit(ItemDone(item=public))
-            output = [public]
-            if user and text:
-                session.conversation.remember(item, user, text)
+            response.output[ids["output_index"]] = public
+        if response.calls is not None:  # after the words, as the model said them
+            await response.calls.close(status == "cancelled")
+        if (user and text and item in session.conversation.items
+                and not (response.calls and response.calls.made)):
+            session.conversation.remember(item, user, text)  # (words before a call: not yet)
+        output = [o for o in response.output if o is not None]
         done = dict(body, status=status, status_details=details, output=output,
                     usage={"total_tokens": 0, "input_tokens": 0, "output_tokens": 0})
         if played is not None:

@@ -248,6 +248,29 @@ class OutputTextDone(_Content):
     text: str
 
 
+@dataclass(kw_only=True)
+class FunctionCallArgumentsDelta(ServerEvent):
+    """A piece of a function call's arguments, as the model streams them."""
+
+    type = "response.function_call_arguments.delta"
+    response_id: str
+    item_id: str
+    output_index: int = 0
+    call_id: str
+    delta: str
+
+
+@dataclass(kw_only=True)
+class FunctionCallArgumentsDone(ServerEvent):
+    type = "response.function_call_arguments.done"
+    response_id: str
+    item_id: str
+    output_index: int = 0
+    call_id: str
+    name: str
+    arguments: str  # the whole JSON object
+
+
 SERVER_EVENTS: tuple[type[ServerEvent], ...] = (
     SessionCreated, TranscriptionSessionCreated, SessionUpdated, TranscriptionSessionUpdated,
     ErrorEvent, InputAudioBufferCommitted, InputAudioBufferCleared, SpeechStarted,
@@ -255,4 +278,4 @@ SERVER_EVENTS: tuple[type[ServerEvent], ...] = (
     TranscriptionCompleted, TranscriptionFailed, ResponseCreated, ResponseDone,
     OutputItemAdded, OutputItemDone, ContentPartAdded, ContentPartDone, OutputAudioDelta,
     OutputAudioDone, OutputAudioTranscriptDelta, OutputAudioTranscriptDone, OutputTextDelta,
-    OutputTextDone)
+    OutputTextDone, FunctionCallArgumentsDelta, FunctionCallArgumentsDone)

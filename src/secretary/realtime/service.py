@@ -125,9 +125,12 @@ class RealtimeService:
         return MODELS
 
     def health(self) -> dict[str, Any]:
+        brain = self._pipeline.brain if self._pipeline else None
+        mcp = getattr(brain, "mcp_status", lambda: None)()  # the brain's MCP servers
         return {"status": "ok", "service": self.name, "sessions": len(self.leases),
                 "max_sessions": self.options.max_sessions,
-                "stages": self.pipeline.describe() if self._pipeline else None}
+                "stages": self.pipeline.describe() if self._pipeline else None,
+                **({"mcp": mcp} if mcp is not None else {})}
 
     # ------------------------------------------------------------------ sessions
     def check_capacity(self) -> None:

@@ -240,9 +240,10 @@ class TurnTaking:
             if (self.utterance is not utterance or utterance.early is not early
                     or utterance.over_reply or session.responses.current is not None
                     or session.config.kind != "realtime" or turn is None
+                    or session.config.tools
                     or not turn.create_response or not has_speech(heard.text)):
                 return  # the turn ended first (the response starts from the final), or
-                # there will be no response to this
+                # there will be no response to this (or it may call the client's tools)
             audio = "audio" in session.config.output_modalities
             responses = session.responses
             utterance.reply = responses.reply_stream(

@@ -116,6 +116,11 @@ def create_app(settings: Settings | None = None,
     # The turn metrics are served with the app's own on /metrics.
     app.state.metrics.include(conversation.metrics.registry)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    if settings.mcp.http:  # the skills as an MCP server for other agents, behind the guard
+        from secretary.mcp.server import http_router as mcp_router
+
+        app.include_router(mcp_router(
+            settings, lambda: getattr(conversation.pipeline.brain, "secretary", None)))
     return app
 
 
