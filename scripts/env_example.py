@@ -27,6 +27,16 @@ GROUPS = {
     "conversation": "One conversation turn on the browser UI (POST /api/turn)",
     "realtime": "Realtime media, port 8086",
     "wyoming": "Home Assistant's Wyoming protocol (health on port 8088)",
+    "calendar": "The secretary's calendar and to-dos (CalDAV), port 5232",
+    "mcp": "The Model Context Protocol: MCP servers as tools, the skills as one",
+    "phone": "The telephone (SIP on 5060, health on port 8089)",
+    "ray": "Ray Serve (secretary serve --ray), port 8000",
+}
+# Defaults that depend on the machine that renders this file: shown as what they mean.
+MACHINE_DEFAULTS = {
+    "SECRETARY_CACHE_DIR": "~/.cache/secretary",  # the XDG folders of the user who runs it
+    "SECRETARY_DATA_DIR": "~/.local/share/secretary",
+    "SECRETARY_TIMEZONE": "",  # the system's time zone
 }
 
 
@@ -36,7 +46,7 @@ def shown(value: object) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, Path):
-        return "~/.cache/secretary"  # the XDG cache folder of the user who runs it
+        return str(value)
     if isinstance(value, tuple | list):
         return ",".join(str(v) for v in value)
     if isinstance(value, dict) and not value:
@@ -54,7 +64,8 @@ def render() -> str:
         if description:
             lines.extend(textwrap.wrap(description, 92, initial_indent="# ",
                                        subsequent_indent="# "))
-        lines.append(f"# {name}={shown(default)}")
+        value = MACHINE_DEFAULTS[name] if name in MACHINE_DEFAULTS else shown(default)
+        lines.append(f"# {name}={value}")
     return "\n".join(lines) + "\n"
 
 

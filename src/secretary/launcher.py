@@ -78,6 +78,9 @@ SERVICES: dict[str, ServiceSpec] = {
         # Home Assistant's Wyoming protocol: TCP servers beside an HTTP /health and /metrics.
         ServiceSpec("wyoming", "secretary.wyoming.app", "Wyoming speech-to-text and "
                     "text-to-speech", lambda s: s.wyoming.port, default=False),
+        # The telephone: a SIP endpoint (secretary[phone]) beside an HTTP /health.
+        ServiceSpec("phone", "secretary.phone.app", "the telephone (SIP)",
+                    lambda s: s.phone.http_port, default=False),
     )
 }
 

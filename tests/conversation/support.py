@@ -45,13 +45,13 @@ def silence(seconds: float = 2.0) -> bytes:
 
 def turn_events(url: str, wav: bytes, *, stop_after: str | None = None, timeout: float = 120,
                 on_event: Callable[[dict[str, Any]], None] | None = None,
-                **form: Any) -> list[dict[str, Any]]:
+                headers: dict[str, str] | None = None, **form: Any) -> list[dict[str, Any]]:
     """POST /api/turn and read its events; ``stop_after`` closes the stream at the first
     event of that type (the listener pressing Stop); ``on_event`` sees each as it arrives."""
     events: list[dict[str, Any]] = []
     data = {"session": "test", **{k: str(v) for k, v in form.items()}}
     with httpx.stream("POST", f"{url}/api/turn", files={"audio": ("speech.wav", wav)},
-                      data=data, timeout=timeout) as answer:
+                      data=data, timeout=timeout, headers=headers) as answer:
         assert answer.status_code == 200, answer.read()
         assert answer.headers["content-type"].startswith("application/x-ndjson")
         for line in answer.iter_lines():

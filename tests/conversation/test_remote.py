@@ -112,3 +112,24 @@ def test_a_portrait_without_a_face_is_refused_by_the_remote_avatar(
 
 def _mp3(events: list[dict]) -> bytes:
     return b"".join(base64.b64decode(e["data"]) for e in of_type(events, "audio"))
+
+
+def test_remote_stages_present_the_api_key_the_services_ask_for(cache_dir: Path) -> None:
+    """With SECRETARY_API_KEY set on every service, the UI's remote stages send the first
+    key (a stage that sent none got a 401 from its service)."""
+    keyed = make_settings(cache_dir, api_key="k1,k2")
+    keyed.conversation = keyed.conversation.model_copy(update={"avatar": False})
+    with running_server(create_stt_app(keyed)) as stt, \
+            running_server(create_tts_app(keyed)) as tts:
+        assert httpx.get(f"{stt}/v1/models", timeout=10).status_code == 401
+        ui_settings = keyed.model_copy(deep=True)
+        ui_settings.ui = ui_settings.ui.model_copy(update={"stt_url": stt, "tts_url": tts})
+        ui_settings.conversation = ui_settings.conversation.model_copy(
+            update={"stages": "remote"})
+        with running_server(create_ui_app(ui_settings)) as ui:
+            wav, said = recording(TWO_SENTENCE_CLIPS[0])
+            events = turn_events(ui, wav, headers={"Authorization": "Bearer k2"})
+    kinds = [e["type"] for e in events]
+    assert "error" not in kinds, events
+    assert wer(said, of_type(events, "transcript")[0]["text"], "en") <= TRANSCRIPT_CEILING
+    assert reply_audio(events).duration > 1

@@ -42,7 +42,7 @@ async def test_bad_events_get_error_events_and_the_session_goes_on(url: str) -> 
                          "audio": "A" * (2 * 1024 * 1024)}), "event_too_large"),
             (json.dumps({"type": "session.update", "session": {
                 "type": "realtime",
-                "audio": {"input": {"format": {"type": "audio/pcmu"}}}}}),
+                "audio": {"input": {"format": {"type": "audio/opus"}}}}}),
              "unsupported_audio_format"),
             (json.dumps({"type": "session.update", "session": {
                 "type": "realtime",

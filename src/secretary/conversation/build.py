@@ -54,6 +54,7 @@ def build_pipeline(settings: Settings, metrics: TurnMetrics) -> Pipeline:
     is not set is this machine's service on its port."""
     conversation, ui = settings.conversation, settings.ui_upstreams()
     timeout = ui.upstream_timeout
+    key = settings.api_keys[0] if settings.api_keys else None  # for the remote stages
 
     transcriber: Transcriber
     if conversation.stage("stt") == "local":
@@ -68,7 +69,7 @@ def build_pipeline(settings: Settings, metrics: TurnMetrics) -> Pipeline:
     else:
         from secretary.conversation.remote import RemoteTranscriber
 
-        transcriber = RemoteTranscriber(ui.stt_url, timeout)
+        transcriber = RemoteTranscriber(ui.stt_url, timeout, key)
 
     speaker: Speaker
     if conversation.stage("tts") == "local":
@@ -79,7 +80,7 @@ def build_pipeline(settings: Settings, metrics: TurnMetrics) -> Pipeline:
     else:
         from secretary.conversation.remote import RemoteSpeaker
 
-        speaker = RemoteSpeaker(ui.tts_url, timeout)
+        speaker = RemoteSpeaker(ui.tts_url, timeout, key)
 
     animator: Animator | None = None
     fps, size, quality = (conversation.avatar_fps, conversation.avatar_size,
@@ -93,7 +94,7 @@ def build_pipeline(settings: Settings, metrics: TurnMetrics) -> Pipeline:
     elif conversation.avatar:
         from secretary.conversation.remote import RemoteAnimator
 
-        animator = RemoteAnimator(ui.avatar_url, timeout, fps, size, quality)
+        animator = RemoteAnimator(ui.avatar_url, timeout, fps, size, quality, key)
 
     options = PipelineOptions(sentence_pause=conversation.sentence_pause_ms / 1000,
                               max_sentence_chars=settings.tts.max_sentence_chars,

@@ -31,9 +31,11 @@ class _RemoteStage:
 
     label = ""  # the service, as errors name it
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, api_key: str | None = None) -> None:
         self.url = url.rstrip("/")
-        self.client = new_client(timeout)
+        # The services share SECRETARY_API_KEY: a stage presents the first one.
+        self.client = new_client(timeout, {"Authorization": f"Bearer {api_key}"}
+                                 if api_key else None)
         self.where = f"the {self.label} service at {redact_url(self.url)}"
 
     def failure(self, stage: str, exc: httpx.HTTPError) -> StageError:
@@ -117,8 +119,8 @@ class RemoteAnimator(_RemoteStage):
     label = "avatar"
 
     def __init__(self, url: str, timeout: float, fps: int, size: int,
-                 jpeg_quality: int) -> None:
-        super().__init__(url, timeout)
+                 jpeg_quality: int, api_key: str | None = None) -> None:
+        super().__init__(url, timeout, api_key)
         self.fps = fps
         self.size = size
         self.jpeg_quality = jpeg_quality

@@ -13,8 +13,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from secretary import g711
 from secretary.audio import Resampler, from_pcm16
-from secretary.realtime.protocol import INPUT_RATE, ProtocolError, decode_pcm16, new_id
+from secretary.realtime.protocol import (
+    INPUT_RATE,
+    ProtocolError,
+    decode_pcm16,
+    format_rate,
+    new_id,
+)
 from secretary.realtime.server_events import InputAudioBufferCleared
 from secretary.realtime.vad import RATE
 
@@ -47,8 +54,13 @@ class InputBuffer:
 
     # ------------------------------------------------------------------ client events
     async def append(self, event: InputAudioBufferAppend) -> None:
-        raw = decode_pcm16(event.audio, self.session.limits.max_event_bytes)
-        await self.push(self.resampler.push(from_pcm16(raw)))
+        fmt = self.session.config.input_format
+        raw = decode_pcm16(event.audio, self.session.limits.max_event_bytes, fmt == "pcm")
+        rate = format_rate(fmt)
+        if self.resampler.from_rate != rate:  # the format changed (session.update)
+            self.resampler = Resampler(rate, RATE)
+        samples = from_pcm16(raw) if fmt == "pcm" else g711.decode(fmt, raw)
+        await self.push(self.resampler.push(samples))
 
     async def commit(self, event: InputAudioBufferCommit) -> None:
         audio = self.take()

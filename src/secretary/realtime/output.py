@@ -16,8 +16,9 @@ from typing import Protocol
 
 import numpy as np
 
-from secretary.audio import to_pcm16
-from secretary.realtime.protocol import OUTPUT_RATE
+from secretary import g711
+from secretary.audio import Resampler, to_pcm16
+from secretary.realtime.protocol import G711_RATE, OUTPUT_RATE
 from secretary.realtime.server_events import OutputAudioDelta, ServerEvent
 
 
@@ -61,10 +62,18 @@ class PacedEvents:
         self.started: float | None = None
         self.sent = 0.0
         self.ids: tuple[str, str] = ("", "")
+        self.format = "pcm"  # the session's output format: pcm, pcmu or pcma
+        self.resampler: Resampler | None = None  # to G.711's 8 kHz
 
     async def begin(self, response_id: str, item_id: str) -> None:
         self.ids = (response_id, item_id)
         self.started, self.sent = None, 0.0
+        self.resampler = None if self.format == "pcm" else Resampler(OUTPUT_RATE, G711_RATE)
+
+    def _encode(self, piece: np.ndarray) -> bytes:
+        if self.resampler is None:
+            return to_pcm16(piece)
+        return g711.encode(self.format, self.resampler.push(piece))
 
     async def play(self, samples: np.ndarray) -> None:
         step = int(self.chunk * OUTPUT_RATE)
@@ -78,7 +87,7 @@ class PacedEvents:
             response_id, item_id = self.ids
             await self.emit(OutputAudioDelta(
                 response_id=response_id, item_id=item_id,
-                delta=base64.b64encode(to_pcm16(piece)).decode()))
+                delta=base64.b64encode(self._encode(piece)).decode()))
             self.sent += len(piece) / OUTPUT_RATE
 
     def played(self) -> float:

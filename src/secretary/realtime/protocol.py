@@ -42,9 +42,12 @@ def check_event_text(text: str, param: str) -> None:
         raise ProtocolError(problem, param=param)
 
 
-def decode_pcm16(data: Any, max_bytes: int) -> bytes:
+def decode_pcm16(data: Any, max_bytes: int, pcm: bool = True) -> bytes:
+    """The bytes of an append's base64 audio (``pcm``: 16-bit samples; else G.711's
+    8-bit codes)."""
     if not isinstance(data, str):
-        raise ProtocolError("audio must be a base64 string of 16-bit PCM", param="audio")
+        raise ProtocolError("audio must be a base64 string of the session's input format",
+                            param="audio")
     if len(data) > max_bytes * 4 // 3 + 4:
         raise ProtocolError(f"one append may carry at most {max_bytes} bytes of audio",
                             code="audio_too_large", param="audio")
@@ -52,7 +55,7 @@ def decode_pcm16(data: Any, max_bytes: int) -> bytes:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise ProtocolError("audio is not valid base64", param="audio") from None
-    if len(raw) % 2:
+    if pcm and len(raw) % 2:
         raise ProtocolError("16-bit PCM has an even number of bytes", param="audio")
     return raw
 
@@ -100,6 +103,8 @@ class SessionConfig:
         default_factory=lambda: {"model": "whisper-1", "language": None, "prompt": None})
     turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
     max_output_tokens: int | str = "inf"
+    input_format: str = "pcm"  # pcm (24 kHz), pcmu or pcma (8 kHz)
+    output_format: str = "pcm"
     tools: list[dict[str, Any]] = field(default_factory=list)  # the client's functions
     tool_choice: Any = "auto"
 
@@ -108,19 +113,20 @@ class SessionConfig:
         return (self.transcription or {}).get("language") or None
 
     def as_json(self, beta: bool = False) -> dict[str, Any]:
-        pcm = {"type": "audio/pcm", "rate": INPUT_RATE}
+        fmt_in = format_json(self.input_format, beta)
+        fmt_out = format_json(self.output_format, beta)
         turn = self.turn_detection.as_json() if self.turn_detection else None
         if beta:
             return {"id": self.id, "object": "realtime.session", "model": self.model,
                     "modalities": ["text", "audio"] if "audio" in self.output_modalities
                     else ["text"], "instructions": self.instructions, "voice": self.voice,
-                    "input_audio_format": "pcm16", "output_audio_format": "pcm16",
+                    "input_audio_format": fmt_in, "output_audio_format": fmt_out,
                     "input_audio_transcription": self.transcription,
                     "turn_detection": turn, "max_response_output_tokens": self.max_output_tokens,
                     "tools": self.tools, "tool_choice": self.tool_choice}
         session: dict[str, Any] = {
             "type": self.kind, "id": self.id, "object": "realtime.session",
-            "audio": {"input": {"format": pcm, "transcription": self.transcription,
+            "audio": {"input": {"format": fmt_in, "transcription": self.transcription,
                                 "turn_detection": turn, "noise_reduction": None}},
         }
         if self.kind == "realtime":
@@ -130,7 +136,8 @@ class SessionConfig:
                 "max_output_tokens": self.max_output_tokens,
                 "tools": self.tools, "tool_choice": self.tool_choice,
             })
-            session["audio"]["output"] = {"format": pcm, "voice": self.voice, "speed": 1.0}
+            session["audio"]["output"] = {"format": fmt_out, "voice": self.voice,
+                                          "speed": 1.0}
         return session
 
     def update(self, body: Any) -> None:
@@ -156,11 +163,15 @@ class SessionConfig:
             raise ProtocolError("audio must be an object", param="session.audio")
         audio_in = audio.get("input") or {}
         audio_out = audio.get("output") or {}
-        for name, fmt in (("session.audio.input.format", audio_in.get("format")),
-                          ("session.audio.output.format", audio_out.get("format")),
-                          ("session.input_audio_format", body.get("input_audio_format")),
-                          ("session.output_audio_format", body.get("output_audio_format"))):
-            _check_format(fmt, name)
+        for key, name, fmt in (
+                ("input_format", "session.audio.input.format", audio_in.get("format")),
+                ("output_format", "session.audio.output.format", audio_out.get("format")),
+                ("input_format", "session.input_audio_format", body.get("input_audio_format")),
+                ("output_format", "session.output_audio_format",
+                 body.get("output_audio_format"))):
+            found = _check_format(fmt, name)
+            if found is not None:
+                changes[key] = found
         voice = audio_out.get("voice", body.get("voice"))
         if voice is not None:
             if isinstance(voice, dict):
@@ -216,20 +227,43 @@ class SessionConfig:
             setattr(self, key, value)
 
 
-def _check_format(fmt: Any, param: str) -> None:
+# The audio formats, as the GA API names them and as the beta did: 16-bit PCM at 24 kHz,
+# and telephone audio (G.711 mu-law and A-law, 8 kHz), which bridges such as Twilio's
+# Media Streams carry.
+G711_RATE = 8000
+_GA_FORMATS = {"audio/pcm": "pcm", "audio/pcmu": "pcmu", "audio/pcma": "pcma"}
+_BETA_FORMATS = {"pcm16": "pcm", "g711_ulaw": "pcmu", "g711_alaw": "pcma"}
+
+
+def format_rate(name: str) -> int:
+    return INPUT_RATE if name == "pcm" else G711_RATE
+
+
+def format_json(name: str, beta: bool) -> Any:
+    if beta:
+        return next(k for k, v in _BETA_FORMATS.items() if v == name)
+    ga = next(k for k, v in _GA_FORMATS.items() if v == name)
+    return {"type": ga, "rate": INPUT_RATE} if name == "pcm" else {"type": ga}
+
+
+def _check_format(fmt: Any, param: str) -> str | None:
+    """The format's short name (pcm, pcmu, pcma), or None where none was given."""
     if fmt is None:
-        return
-    if fmt == "pcm16":
-        return
-    if isinstance(fmt, dict) and fmt.get("type") in ("audio/pcm", None):
-        rate = fmt.get("rate", INPUT_RATE)
-        if rate != INPUT_RATE:
-            raise ProtocolError(f"audio/pcm is taken at {INPUT_RATE} Hz, not {rate}",
+        return None
+    if isinstance(fmt, str) and fmt in _BETA_FORMATS:
+        return _BETA_FORMATS[fmt]
+    if isinstance(fmt, dict) and fmt.get("type", "audio/pcm") in _GA_FORMATS:
+        name = _GA_FORMATS[fmt.get("type", "audio/pcm")]
+        rate = fmt.get("rate", format_rate(name))
+        if rate != format_rate(name):
+            raise ProtocolError(f"{fmt.get('type', 'audio/pcm')} is taken at "
+                                f"{format_rate(name)} Hz, not {rate}",
                                 code="unsupported_audio_format", param=param)
-        return
+        return name
     name = fmt.get("type") if isinstance(fmt, dict) else fmt
     raise ProtocolError(f"audio format {name!r} is not supported here; use audio/pcm at "
-                        f"{INPUT_RATE} Hz (pcm16)", code="unsupported_audio_format", param=param)
+                        f"{INPUT_RATE} Hz (pcm16), audio/pcmu or audio/pcma (g711_ulaw, "
+                        "g711_alaw)", code="unsupported_audio_format", param=param)
 
 
 def _turn_detection(value: Any, current: TurnDetection | None) -> TurnDetection | None:

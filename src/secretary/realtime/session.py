@@ -214,6 +214,8 @@ class RealtimeSession:
         self.config.update(body)
         if self.config.kind == "transcription":
             self.config.output_modalities = ["text"]
+        if hasattr(self.output, "format"):  # the protocol's own audio events (WebSocket)
+            self.output.format = self.config.output_format
         after = self.config.turn_detection
         if (before is None) != (after is None) or (
                 before and after and before.as_json() != after.as_json()):

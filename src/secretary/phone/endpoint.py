@@ -1,0 +1,443 @@
+"""The SIP endpoint: PJSIP's Python bindings (``pjsua2``) in a thread of their own.
+
+One ``Endpoint`` per process, with a null sound device (no sound card: each call's audio
+goes through an ``AudioMediaPort`` of its own), UDP and TCP transports on the configured
+address, and one account that takes calls (and registers where a registrar is set). All
+PJSIP calls happen on the endpoint's thread: other threads hand it work with ``submit``.
+The call's audio comes and goes on PJSIP's media clock thread, as 20 ms frames of 16-bit
+PCM at the conference bridge's rate (16 kHz), through the ``CallHandler`` the owner gives.
+
+Refused before a call is made: over ``max_invites_per_minute`` from one address (503), over
+``max_calls`` at once (486). PJSIP itself answers a malformed request 400 and an offer with
+no codec in common 488.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from secretary.phone.settings import PhoneSettings
+
+log = logging.getLogger(__name__)
+
+CLOCK_RATE = 16000  # the conference bridge's rate: each port's frames are at this rate
+FRAME_MS = 20
+KNOWN_CODECS = {"PCMU": "PCMU/8000", "PCMA": "PCMA/8000", "G722": "G722/16000"}
+
+
+class CallHandler(Protocol):
+    """What the owner does with a call (called on the endpoint's and media threads)."""
+
+    def answered(self, codec: str) -> None: ...
+
+    def heard(self, pcm: bytes) -> None:
+        """20 ms of the caller's audio, 16-bit mono at CLOCK_RATE (media thread)."""
+        ...
+
+    def speak(self, size: int) -> bytes:
+        """``size`` bytes of audio for the caller, 16-bit mono at CLOCK_RATE (media thread)."""
+        ...
+
+    def dtmf(self, digit: str) -> None: ...
+
+    def ended(self, reason: str) -> None: ...
+
+
+class RateLimit:
+    """At most ``limit`` events per ``window`` seconds for each key."""
+
+    def __init__(self, limit: int, window: float = 60.0) -> None:
+        self.limit, self.window = limit, window
+        self.seen: dict[str, deque[float]] = defaultdict(deque)
+
+    def allow(self, key: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        times = self.seen[key]
+        while times and now - times[0] > self.window:
+            times.popleft()
+        if len(times) >= self.limit:
+            return False
+        times.append(now)
+        if len(self.seen) > 10_000:  # forget quiet addresses
+            for other in [k for k, v in self.seen.items() if not v]:
+                del self.seen[other]
+        return True
+
+
+class CallHandle:
+    """A call as the owner sees it: who, and what it may ask of it (any thread)."""
+
+    def __init__(self, endpoint: SipEndpoint, call: Any, remote: str, source: str) -> None:
+        self.endpoint = endpoint
+        # Not the pj.Call itself (only the endpoint's thread may hold and drop those): its
+        # id, which PJSUA reuses for the next call, and which object had it.
+        self.call_id = int(call.getId())
+        self.token = id(call)
+        self.remote = remote  # the From header's value
+        self.source = source  # address:port the INVITE came from
+
+    def hangup(self, code: int = 200) -> None:
+        self.endpoint.submit(lambda: self.endpoint._hangup(self.call_id, code, self.token))
+
+    def transfer(self, uri: str) -> None:
+        self.endpoint.submit(lambda: self.endpoint._transfer(self.call_id, uri, self.token))
+
+
+class SipEndpoint:
+    """PJSIP in its own thread: ``start`` returns once it listens (or raises)."""
+
+    def __init__(self, options: PhoneSettings,
+                 on_call: Callable[[CallHandle], CallHandler | None]) -> None:
+        self.options = options
+        self.on_call = on_call
+        self.commands: queue.Queue[Callable[[], None]] = queue.Queue()
+        self.timers: list[tuple[float, Callable[[], None]]] = []
+        self.calls: dict[int, Any] = {}  # pj.Call objects alive, by call id
+        self.ended: list[Any] = []  # pj.Call objects of calls just ended
+        self.flood = RateLimit(options.max_invites_per_minute)
+        self.registration: dict[str, Any] = {"state": "off" if not options.registrar
+                                             else "registering"}
+        self.refused = {"busy": 0, "rate_limited": 0}
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._retry = options.register_retry_s
+
+    # ------------------------------------------------------------------ any thread
+    def start(self, timeout: float = 20.0) -> None:
+        self._thread = threading.Thread(target=self._main, name="sip-endpoint", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise RuntimeError("the SIP endpoint did not start")
+        if self._error is not None:
+            raise RuntimeError(f"the SIP endpoint could not start: {self._error}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def submit(self, command: Callable[[], None]) -> None:
+        self.commands.put(command)
+
+    def active(self) -> int:
+        return sum(1 for call in self.calls.values() if call.handler is not None)
+
+    # ------------------------------------------------------------------ the endpoint's thread
+    def _main(self) -> None:
+        import pjsua2 as pj
+
+        self.pj = pj
+        try:
+            self._create(pj)
+        except Exception as exc:  # noqa: BLE001 - reported to start()
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            while not self._stop.is_set():
+                self.ep.libHandleEvents(10)
+                self._run_commands()
+        finally:
+            self._shutdown()
+
+    def _create(self, pj: Any) -> None:
+        o = self.options
+        self.ep = pj.Endpoint()
+        self.ep.libCreate()
+        config = pj.EpConfig()
+        config.uaConfig.threadCnt = 0  # events are handled on this thread
+        config.uaConfig.mainThreadOnly = False
+        config.uaConfig.maxCalls = 32  # the build's most; room to answer 486 and 503
+        config.uaConfig.userAgent = "Secretary"
+        config.logConfig.level = 2
+        config.logConfig.consoleLevel = 1 if log.isEnabledFor(logging.DEBUG) else 0
+        config.medConfig.clockRate = CLOCK_RATE
+        config.medConfig.sndClockRate = CLOCK_RATE
+        config.medConfig.noVad = True
+        self.ep.libInit(config)
+        transport = pj.TransportConfig()
+        transport.port = o.port
+        transport.boundAddress = o.host
+        transport.publicAddress = o.host if o.host not in ("0.0.0.0", "::") else ""
+        self.ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, transport)
+        self.ep.transportCreate(pj.PJSIP_TRANSPORT_TCP, transport)
+        self.ep.audDevManager().setNullDev()
+        wanted = [KNOWN_CODECS[c.upper()] for c in o.codecs if c.upper() in KNOWN_CODECS]
+        if not wanted:
+            raise ValueError("SECRETARY_PHONE_CODECS names none of PCMU, PCMA, G722")
+        for codec in self.ep.codecEnum2():
+            name = codec.codecId.rsplit("/", 1)[0]
+            priority = 0
+            if name in wanted:
+                priority = 250 - wanted.index(name)
+            self.ep.codecSetPriority(codec.codecId, priority)
+        self.ep.libStart()
+        account = pj.AccountConfig()
+        host = o.registrar or f"{o.host}:{o.port}"
+        account.idUri = f"sip:{o.user}@{host}"
+        account.mediaConfig.transportConfig.port = o.rtp_port
+        account.mediaConfig.transportConfig.portRange = 1000
+        account.mediaConfig.transportConfig.boundAddress = o.host
+        if o.registrar:
+            account.regConfig.registrarUri = f"sip:{o.registrar}"
+            account.regConfig.retryIntervalSec = 0  # retried here, with backoff
+            account.regConfig.timeoutSec = 300
+            if o.password is not None:
+                account.sipConfig.authCreds.append(pj.AuthCredInfo(
+                    "digest", "*", o.user, 0, o.password.get_secret_value()))
+        self.account = _account_class(pj)(self)
+        self.account.create(account)
+        log.info("SIP endpoint on %s:%d (UDP, TCP), codecs %s", o.host, o.port,
+                 ", ".join(wanted))
+
+    def _run_commands(self) -> None:
+        while True:
+            try:
+                command = self.commands.get_nowait()
+            except queue.Empty:
+                break
+            self._safely(command)
+        now = time.monotonic()
+        due = [t for t in self.timers if t[0] <= now]
+        if due:
+            self.timers = [t for t in self.timers if t[0] > now]
+            for _, command in due:
+                self._safely(command)
+
+    @staticmethod
+    def _safely(command: Callable[[], None]) -> None:
+        try:
+            command()
+        except Exception:
+            log.exception("SIP endpoint: a command failed")
+
+    def later(self, delay: float, command: Callable[[], None]) -> None:
+        self.timers.append((time.monotonic() + delay, command))
+
+    def _shutdown(self) -> None:
+        for call_id in list(self.calls):
+            self._hangup(call_id, 503)
+        deadline = time.monotonic() + 1.0
+        while self.calls and time.monotonic() < deadline:
+            self.ep.libHandleEvents(10)
+        self.calls.clear()
+        self.ended.clear()
+        self.account.shutdown()
+        del self.account
+        self.ep.libDestroy()
+        del self.ep
+
+    # ------------------------------------------------------------------ calls
+    def incoming(self, account: Any, prm: Any) -> None:
+        pj = self.pj
+        call_id = int(prm.callId)  # prm is PJSIP's, gone once the callback returns
+        call = _call_class(pj)(account, call_id, self)
+        self.calls[call_id] = call
+        source = str(prm.rdata.srcAddress)
+        address = source.rsplit(":", 1)[0]
+        info = call.getInfo()
+        op = pj.CallOpParam()
+        if not self.flood.allow(address):
+            self.refused["rate_limited"] += 1
+            log.warning("SIP: too many INVITEs from %s: 503", address)
+            op.statusCode = 503
+            op.reason = "Too many calls from this address"
+            header = pj.SipHeader()
+            header.hName, header.hValue = "Retry-After", "60"
+            op.txOption.headers.append(header)
+            call.answer(op)
+            return
+        if self.active() >= self.options.max_calls:
+            self.refused["busy"] += 1
+            log.info("SIP: call from %s refused, %d calls in progress: 486",
+                     info.remoteUri, self.active())
+            op.statusCode = 486
+            call.answer(op)
+            return
+        handler = self.on_call(CallHandle(self, call, info.remoteUri, source))
+        if handler is None:
+            op.statusCode = 503
+            call.answer(op)
+            return
+        call.handler = handler
+        op.statusCode = 180
+        call.answer(op)
+
+        def pick_up() -> None:
+            if call_id in self.calls and call.isActive():
+                answer = pj.CallOpParam()
+                answer.statusCode = 200
+                call.answer(answer)
+
+        self.later(self.options.answer_delay_s, pick_up)
+
+    def _call(self, call_id: int, token: int | None) -> Any:
+        call = self.calls.get(call_id)
+        if call is None or (token is not None and id(call) != token) or not call.isActive():
+            return None
+        return call
+
+    def _hangup(self, call_id: int, code: int, token: int | None = None) -> None:
+        call = self._call(call_id, token)
+        if call is not None:
+            op = self.pj.CallOpParam()
+            op.statusCode = code  # a final answer before the call is answered, else a BYE
+            call.hangup(op)
+
+    def _transfer(self, call_id: int, uri: str, token: int | None = None) -> None:
+        call = self._call(call_id, token)
+        if call is not None:
+            call.xfer(uri, self.pj.CallOpParam(True))
+
+    def forget(self, call_id: int) -> None:
+        """A call that ended (its object is dropped on this thread, later)."""
+        call = self.calls.get(call_id)
+        if call is None:
+            return
+        # PJSUA reuses the id at once, for the next call: the object leaves the table now,
+        # and is dropped a little later (not inside its own callback).
+        del self.calls[call_id]
+        self.ended.append(call)
+        self.later(0.5, lambda: self.ended.remove(call))
+
+    # ------------------------------------------------------------------ registration
+    def registered(self, code: int, reason: str, expires: int) -> None:
+        if 200 <= code < 300 and expires > 0:
+            if self.registration.get("state") != "registered":
+                log.info("SIP: registered with %s", self.options.registrar)
+            self.registration = {"state": "registered", "code": code}
+            self._retry = self.options.register_retry_s
+            return
+        if 200 <= code < 300:
+            self.registration = {"state": "unregistered", "code": code}
+            return
+        wait = self._retry
+        self._retry = min(self._retry * 2, self.options.register_retry_max_s)
+        self.registration = {"state": "failed", "code": code, "reason": reason,
+                             "retry_in_s": wait}
+        log.error("SIP: the registrar %s refused the registration of %r: %d %s; "
+                  "retrying in %g s", self.options.registrar, self.options.user, code,
+                  reason, wait)
+        self.later(wait, lambda: self.account.setRegistration(True))
+
+
+def _account_class(pj: Any) -> type:
+    class Account(pj.Account):
+        def __init__(self, owner: SipEndpoint) -> None:
+            super().__init__()
+            self.owner = owner
+
+        def onIncomingCall(self, prm: Any) -> None:  # noqa: N802
+            try:
+                self.owner.incoming(self, prm)
+            except Exception:
+                log.exception("SIP: an incoming call failed")
+
+        def onRegState(self, prm: Any) -> None:  # noqa: N802
+            self.owner.registered(int(prm.code), str(prm.reason), int(prm.expiration))
+
+    return Account
+
+
+_classes: dict[str, type] = {}
+
+
+def _call_class(pj: Any) -> type:
+    if "call" in _classes:
+        return _classes["call"]
+
+    class Port(pj.AudioMediaPort):
+        def __init__(self, handler: CallHandler) -> None:
+            super().__init__()
+            self.handler = handler
+
+        def onFrameReceived(self, frame: Any) -> None:  # noqa: N802
+            if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size:
+                try:
+                    self.handler.heard(bytes(frame.buf))
+                except Exception:
+                    log.exception("SIP: the caller's audio was not taken")
+
+        def onFrameRequested(self, frame: Any) -> None:  # noqa: N802
+            size = CLOCK_RATE * FRAME_MS // 1000 * 2
+            try:
+                data = self.handler.speak(size)
+            except Exception:
+                log.exception("SIP: no audio for the caller")
+                data = bytes(size)
+            frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
+            frame.buf = pj.ByteVector(data)
+            frame.size = len(data)
+
+    class Call(pj.Call):
+        def __init__(self, account: Any, call_id: int, owner: SipEndpoint) -> None:
+            super().__init__(account, call_id)
+            self.owner = owner
+            self.handler: CallHandler | None = None
+            self.port: Any = None
+            self.done = False
+
+        def onCallState(self, prm: Any) -> None:  # noqa: N802
+            info = self.getInfo()
+            if info.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.done:
+                self.done = True
+                if self.handler is not None:
+                    self.handler.ended(f"{info.lastStatusCode} {info.lastReason}".strip())
+                    self.handler = None
+                self.owner.forget(info.id)
+
+        def onCallMediaState(self, prm: Any) -> None:  # noqa: N802
+            try:
+                self._connect_media()
+            except Exception:
+                log.exception("SIP: the call's audio could not be connected")
+
+        def _connect_media(self) -> None:
+            if self.handler is None or self.port is not None:
+                return
+            info = self.getInfo()
+            for index, media in enumerate(info.media):
+                if (media.type == pj.PJMEDIA_TYPE_AUDIO
+                        and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE):
+                    audio = self.getAudioMedia(index)
+                    port = Port(self.handler)
+                    fmt = pj.MediaFormatAudio()
+                    fmt.type = pj.PJMEDIA_TYPE_AUDIO
+                    fmt.clockRate = CLOCK_RATE
+                    fmt.channelCount = 1
+                    fmt.bitsPerSample = 16
+                    fmt.frameTimeUsec = FRAME_MS * 1000
+                    port.createPort(f"call{info.id}", fmt)
+                    audio.startTransmit(port)
+                    port.startTransmit(audio)
+                    self.port = port
+                    codec = self.getStreamInfo(index).codecName
+                    self.handler.answered(str(codec))
+                    return
+
+        def onDtmfEvent(self, prm: Any) -> None:  # noqa: N802
+            # RFC 4733 events come again while the key is held and at its end: a key
+            # press is the first event (so is a SIP INFO).
+            if prm.flags & 3:  # PJMEDIA_STREAM_DTMF_IS_UPDATE, _IS_END (not exported)
+                return
+            if self.handler is not None:
+                self.handler.dtmf(str(prm.digit))
+
+        def onCallTransferStatus(self, prm: Any) -> None:  # noqa: N802
+            if prm.finalNotify:
+                log.info("SIP: transfer ended %d %s", prm.statusCode, prm.reason)
+                prm.cont = False
+                if 200 <= prm.statusCode < 300:
+                    self.owner._hangup(self.getId(), 200)
+
+    _classes["call"] = Call
+    return Call
