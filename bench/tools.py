@@ -10,6 +10,10 @@ when ``response.create`` is sent:
     ``response.function_call_arguments.done`` arrives (the model's first round), the client
     answers at once with a ``function_call_output`` and ``response.create`` (tool_choice
     ``none``), and the first ``response.output_audio.delta`` of the answer ends the clock;
+  - with an MCP tool: a second server whose brain has the skills and an MCP server over
+    stdio (a ``get_weather`` written for the benchmark, answering at once); the chat
+    model's ``tool_choice`` forces it (``SECRETARY_CONVERSATION_CHAT_TOOL_CHOICE``), the
+    brain calls it over stdio and the model answers with its result, in one response;
   - without: the same question in a session with no tools, to its first audio.
 Medians (and each round) in milliseconds.
 """
@@ -21,6 +25,7 @@ import asyncio
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +41,22 @@ from secretary.config import Settings  # noqa: E402
 from secretary.realtime.app import create_app  # noqa: E402
 from secretary.realtime.service import RealtimeService  # noqa: E402
 
-QUESTION = "What is the weather in Paris today?"
+QUESTION = "Tell me the weather in Paris today."  # no skill template takes it
+# The MCP server of the benchmark: one tool that answers at once, over stdio.
+MCP_SERVER = """
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("weather", log_level="WARNING")
+
+
+@server.tool()
+def get_weather(city: str) -> str:
+    \"\"\"The weather in a city now.\"\"\"
+    return '{"temperature_c": 21, "sky": "sunny"}'
+
+
+server.run("stdio")
+"""
 WEATHER = {"type": "function", "name": "get_weather",
            "description": "The weather in a city now.",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
@@ -85,6 +105,10 @@ async def with_tool(url: str) -> dict[str, float]:
             "after_call": first - called}
 
 
+async def with_mcp(url: str) -> dict[str, float]:
+    return await without_tool(url)  # the tool's round trip is inside the response
+
+
 async def without_tool(url: str) -> dict[str, float]:
     async with connect(url) as connection:
         await until(connection, "session.created")
@@ -117,18 +141,33 @@ async def main() -> None:
                                                      "chat_model": MODEL_NAME})
         service = RealtimeService(settings)
         service.load()
-        with running_server(create_app(service=service)) as url:
-            await without_tool(url)  # warm the model, the voice and the prompt cache
-            tool, plain = [], []
-            for _ in range(args.rounds):
-                tool.append(await with_tool(url))
-                plain.append(await without_tool(url))
+        with tempfile.TemporaryDirectory() as folder:
+            script = Path(folder) / "weather_mcp.py"
+            script.write_text(MCP_SERVER)
+            mcp_settings = settings.model_copy(deep=True)
+            mcp_settings.data_dir = Path(folder)
+            mcp_settings.conversation.brain = "skills"
+            mcp_settings.conversation.chat_tool_choice = "weather__get_weather"
+            mcp_settings.mcp = mcp_settings.mcp.model_copy(
+                update={"servers": f"weather={sys.executable} {script}"})
+            mcp_service = RealtimeService(mcp_settings)
+            mcp_service.load()
+            with running_server(create_app(service=service)) as url, \
+                    running_server(create_app(service=mcp_service)) as mcp_url:
+                await without_tool(url)  # warm the model, the voice and the prompt cache
+                await with_mcp(mcp_url)  # and the MCP server's connection
+                tool, plain, mcp = [], [], []
+                for _ in range(args.rounds):
+                    tool.append(await with_tool(url))
+                    mcp.append(await with_mcp(mcp_url))
+                    plain.append(await without_tool(url))
     print(f"typed request -> first audio of the answer ({args.rounds} rounds, "
           f"llama.cpp {args.threads} threads, SmolLM2-135M, Piper)")
     print(f"  without a tool:                    {ms([r['first_audio'] for r in plain])}")
     print(f"  with one client tool round trip:   {ms([r['first_audio'] for r in tool])}")
     print(f"    of which to the call's .done:    {ms([r['call'] for r in tool])}")
     print(f"    .done -> first audio (answer):   {ms([r['after_call'] for r in tool])}")
+    print(f"  with one MCP tool over stdio:      {ms([r['first_audio'] for r in mcp])}")
 
 
 if __name__ == "__main__":
