@@ -13,7 +13,9 @@ from secretary import audio
 from secretary.stt.engine import TranscriptionOptions, collect
 from secretary.stt.whisper import WhisperEngine
 from tests.helpers import wer
-from tests.phone.conftest import Phone, clip
+from tests.phone.conftest import Phone, clip, needs_pjsua2
+
+pytestmark = needs_pjsua2
 
 CLIP = "en_cmu_arctic_aew_a0003.wav"
 SAID = "For the twentieth time that evening the two men shook hands."

@@ -6,8 +6,10 @@ import json
 import time
 from pathlib import Path
 
-from tests.phone.conftest import Phone, silence, spoken
+from tests.phone.conftest import Phone, needs_pjsua2, silence, spoken
 from tests.phone.test_call import calls, wait_for_record
+
+pytestmark = needs_pjsua2
 
 
 def test_dtmf_reaches_the_brain(phone: Phone, tmp_path: Path) -> None:

@@ -16,8 +16,10 @@ import httpx
 import pytest
 
 from secretary.phone.endpoint import RateLimit
-from tests.phone.conftest import Phone, free_udp_port
+from tests.phone.conftest import Phone, free_udp_port, needs_pjsua2
 from tests.phone.sip import RawSip
+
+pytestmark = needs_pjsua2
 
 
 @pytest.fixture
@@ -89,7 +91,6 @@ def test_invite_flood_is_rate_limited(phone: Phone) -> None:
 
 def test_refused_registration_is_retried_with_backoff() -> None:
     """A registrar answering 403: a clear state, and REGISTER again after the backoff."""
-    pytest.importorskip("pjsua2", reason="the telephone needs secretary[phone]")
     registrar = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     registrar.bind(("127.0.0.1", 0))
     registrar.settimeout(0.2)

@@ -33,7 +33,7 @@ from secretary.realtime.app import create_app
 from secretary.realtime.service import RealtimeService
 from tests.calendar.support import CalendarServer, plain_calendar
 from tests.conftest import make_settings
-from tests.conversation.llama import MODEL_NAME, available, llama_server, needs_llama
+from tests.conversation.llama import MODEL_NAME, llama_server, needs_llama
 from tests.helpers import running_server
 from tests.realtime.conftest import realtime_settings
 from tests.realtime.rtc import offer
@@ -131,8 +131,6 @@ def fresh(stub: ChatStub) -> None:
 
 @pytest.fixture(scope="module")
 def llama(stub: ChatStub) -> Iterator[None]:
-    if not available():
-        pytest.skip("no llama.cpp server")
     with llama_server() as base:
         stub.upstream = base
         yield
