@@ -71,7 +71,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def ws_turn(url: str, name: str, turn_detection: str | None = None) -> dict[str, Any]:
-    speech = clip(name)
+    return await ws_speech_turn(url, clip(name), turn_detection)
+
+
+async def ws_speech_turn(url: str, speech: np.ndarray,
+                         turn_detection: str | None = None) -> dict[str, Any]:
+    """One spoken turn over WebSocket at real-time pace (24 kHz ``speech``): the
+    voice-to-voice ``latency``, partial lags and the server's split."""
     begin, end = voiced(speech)
     samples = np.concatenate([silence(0.3), speech, silence(2.0)])
     voiced_end = 0.3 + end

@@ -33,8 +33,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.realtime import ws_speech_turn  # noqa: E402
 from tests.helpers import running_server  # noqa: E402
-from tests.realtime.support import RATE, connect, pcm16, silence, voiced  # noqa: E402
+from tests.realtime.support import RATE  # noqa: E402
 
 from secretary import audio  # noqa: E402
 from secretary.calendar.app import create_app as create_calendar_app  # noqa: E402
@@ -65,7 +66,6 @@ PHRASES = {
            "Merk dir, dass mein Zahnarzt Dr. Weber ist.", "Wer ist mein Zahnarzt?",
            "Wie spät ist es?", "Erzähl mir einen Witz."),
 }
-CHUNK = 0.02
 
 
 def pct(values: list[float], q: float) -> float:
@@ -75,34 +75,7 @@ def pct(values: list[float], q: float) -> float:
 
 async def turn(url: str, speech: np.ndarray) -> float:
     """Seconds from the last voiced audio sent to the first reply audio received."""
-    _, end = voiced(speech)
-    samples = np.concatenate([silence(0.3), speech, silence(2.5)])
-    voiced_end = 0.3 + end
-    sent: list[tuple[float, float]] = []
-    first: list[float] = []
-    async with connect(url) as connection:
-        async for event in connection:
-            if event.type == "session.created":
-                break
-
-        async def read() -> None:
-            async for event in connection:
-                if event.type == "response.output_audio.delta" and not first:
-                    first.append(time.perf_counter())
-                elif event.type == "response.done":
-                    return
-
-        reader = asyncio.create_task(read())
-        began = time.perf_counter()
-        step = int(CHUNK * RATE)
-        for index, start in enumerate(range(0, len(samples), step)):
-            await asyncio.sleep(max(0.0, began + index * CHUNK - time.perf_counter()))
-            await connection.input_audio_buffer.append(audio=pcm16(samples[start:start + step]))
-            sent.append(((start + step) / RATE, time.perf_counter()))
-            if reader.done():
-                break
-        await asyncio.wait_for(reader, 60)
-    return first[0] - next(w for t, w in sent if t >= voiced_end)
+    return (await ws_speech_turn(url, speech))["latency"]
 
 
 async def request_clips(service: RealtimeService) -> list[np.ndarray]:

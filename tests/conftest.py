@@ -2,11 +2,15 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from secretary.catalog import ModelStore
 from secretary.config import Settings
+from secretary.stt.whisper import WhisperEngine
+from tests.calendar.support import CalendarServer
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +55,25 @@ def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 def make_settings(cache_dir: Path, **overrides: object) -> Settings:
     return Settings(_env_file=None, cache_dir=cache_dir, **overrides)
+
+
+@pytest.fixture(scope="module")
+def calendar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CalendarServer]:
+    """A real CalDAV server, the project's calendar service, of the test module's own: in a
+    child process that a test may kill and start again."""
+    with CalendarServer(tmp_path_factory.mktemp("calendar") / "data") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def judge(cache_dir: Path) -> WhisperEngine:
+    """Whisper base in float32 to hear speech back (deterministic across CPUs): what the
+    realtime service and the telephone said, transcribed."""
+    settings = make_settings(cache_dir)
+    settings.stt.compute_type = "float32"
+    engine = WhisperEngine(settings.stt, ModelStore(settings.models_dir))
+    engine.load()
+    return engine
 
 
 @pytest.fixture

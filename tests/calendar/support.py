@@ -63,6 +63,13 @@ class CalendarServer:
         self.kill()
         raise RuntimeError("the calendar server did not start")
 
+    def __enter__(self) -> CalendarServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
     def kill(self) -> None:
         """Gone at once, as a crash or a power cut would take it."""
         if self.process is not None and self.process.poll() is None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import socket
 import time
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -33,11 +32,8 @@ _days = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CalendarServer]:
-    running = CalendarServer(tmp_path_factory.mktemp("calendar") / "data")
-    running.start()
-    yield running
-    running.kill()
+def server(calendar: CalendarServer) -> CalendarServer:
+    return calendar
 
 
 @pytest.fixture

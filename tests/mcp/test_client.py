@@ -404,15 +404,6 @@ def test_the_health_of_the_ui_shows_each_mcp_server(cache_dir: Path, tmp_path: P
 
 # --------------------------------------------------------------------------- the brain
 
-@pytest.fixture(scope="module")
-def calendar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CalendarServer]:
-    server = CalendarServer(tmp_path_factory.mktemp("mcp-calendar"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
 
 @pytest.fixture(scope="module")
 def chat() -> Iterator[str]:

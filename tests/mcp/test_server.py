@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,13 +43,8 @@ SPECS = {spec["function"]["name"]: spec["function"]
 
 
 @pytest.fixture(scope="module")
-def calendar_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = CalendarServer(tmp_path_factory.mktemp("mcp-calendar") / "data")
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.kill()
+def calendar_url(calendar: CalendarServer) -> str:
+    return calendar.url
 
 
 def child_env(calendar_url: str, data_dir: Path) -> dict[str, str]:

@@ -13,10 +13,8 @@ import numpy as np
 import pytest
 
 from secretary.audio import decode, to_pcm16, wav_header
-from secretary.catalog import ModelStore
 from secretary.phone.app import create_app
 from secretary.phone.service import PhoneService
-from secretary.stt.whisper import WhisperEngine
 from tests.conftest import make_settings
 from tests.helpers import needs, running_server
 
@@ -73,16 +71,6 @@ def phone(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     service = PhoneService(settings)
     with running_server(create_app(service=service)) as url:
         yield Phone(service, url, f"sip:secretary@127.0.0.1:{port}")
-
-
-@pytest.fixture(scope="session")
-def judge(cache_dir: Path) -> WhisperEngine:
-    """Whisper base in float32 to hear the call back (deterministic across CPUs)."""
-    settings = make_settings(cache_dir)
-    settings.stt.compute_type = "float32"
-    engine = WhisperEngine(settings.stt, ModelStore(settings.models_dir))
-    engine.load()
-    return engine
 
 
 def clip(tmp_path: Path, name: str, rate: int = 16000) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 
 
 class RawSip:
@@ -24,14 +25,8 @@ class RawSip:
                 until_final: bool = True) -> list[str]:
         """Status lines of the answers (for ``call_id``), up to the first final one."""
         got: list[str] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                data = self.sock.recv(65536).decode("utf-8", "replace")
-            except TimeoutError:
-                break
-            if not data.startswith("SIP/2.0") or (call_id and call_id not in data):
+        for data in self._responses(timeout):
+            if call_id and call_id not in data:
                 continue
             status = data.split("\r\n", 1)[0]
             got.append(status)
@@ -42,19 +37,23 @@ class RawSip:
     def by_call(self, timeout: float = 3.0) -> dict[str, list[str]]:
         """Every answer within ``timeout``: status lines by Call-ID."""
         got: dict[str, list[str]] = {}
+        for data in self._responses(timeout):
+            call_id = next((line.split(":", 1)[1].strip() for line in data.split("\r\n")
+                            if line.lower().startswith(("call-id:", "i:"))), "")
+            got.setdefault(call_id, []).append(data.split("\r\n", 1)[0])
+        return got
+
+    def _responses(self, timeout: float) -> Iterator[str]:
+        """Each SIP response that arrives within ``timeout``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.sock.settimeout(max(0.01, deadline - time.monotonic()))
             try:
                 data = self.sock.recv(65536).decode("utf-8", "replace")
             except TimeoutError:
-                break
-            if not data.startswith("SIP/2.0"):
-                continue
-            call_id = next((line.split(":", 1)[1].strip() for line in data.split("\r\n")
-                            if line.lower().startswith(("call-id:", "i:"))), "")
-            got.setdefault(call_id, []).append(data.split("\r\n", 1)[0])
-        return got
+                return
+            if data.startswith("SIP/2.0"):
+                yield data
 
     def request(self, method: str, *, body: str = "", call_id: str | None = None,
                 branch: str | None = None, cseq: int = 1, extra: str = "") -> str:

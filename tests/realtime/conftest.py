@@ -5,11 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from secretary.catalog import ModelStore
 from secretary.config import Settings
 from secretary.realtime.app import create_app
 from secretary.realtime.service import RealtimeService
-from secretary.stt.whisper import WhisperEngine
 from tests.conftest import make_settings
 from tests.helpers import running_server
 
@@ -37,11 +35,3 @@ def url(service: RealtimeService) -> Iterator[str]:
         yield base
 
 
-@pytest.fixture(scope="session")
-def judge(cache_dir: Path) -> WhisperEngine:
-    """Whisper base in float32 to hear the reply back (deterministic across CPUs)."""
-    settings = make_settings(cache_dir)
-    settings.stt.compute_type = "float32"
-    engine = WhisperEngine(settings.stt, ModelStore(settings.models_dir))
-    engine.load()
-    return engine

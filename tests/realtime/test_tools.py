@@ -490,16 +490,6 @@ async def test_tools_over_the_webrtc_data_channel(tools_url: str, stub: ChatStub
 
 
 # ---------------------------------------------------------------------- beside the skills
-@pytest.fixture(scope="module")
-def calendar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CalendarServer]:
-    server = CalendarServer(tmp_path_factory.mktemp("realtime-tools-calendar"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
 async def test_client_tools_beside_the_skills_tools(
         cache_dir: Path, tmp_path: Path, stub: ChatStub, calendar: CalendarServer) -> None:
     settings = make_settings(cache_dir, data_dir=tmp_path, timezone="Europe/Berlin")

@@ -5,7 +5,6 @@ back with a separate ``caldav`` client, not taken from the secretary's answer.""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -26,13 +25,8 @@ NAME = "Secretary"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CalendarServer]:
-    server = CalendarServer(tmp_path_factory.mktemp("calendar-data"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
+def server(calendar: CalendarServer) -> CalendarServer:
+    return calendar
 
 
 class Clock:
@@ -217,12 +211,10 @@ async def test_notes_and_memory_answer_the_ways_people_ask(
 
 async def test_a_calendar_that_is_down_is_said_and_a_retry_writes_once(
         tmp_path: Path) -> None:
-    server = CalendarServer(tmp_path / "data")
-    server.start()
-    secretary = _secretary(server.url, tmp_path, BERLIN, SUNDAY, NAME)
-    await _say(secretary, "What's on my list?", "en")  # the calendar exists
-    server.kill()
-    try:
+    with CalendarServer(tmp_path / "data") as server:
+        secretary = _secretary(server.url, tmp_path, BERLIN, SUNDAY, NAME)
+        await _say(secretary, "What's on my list?", "en")  # the calendar exists
+        server.kill()
         answer = await _say(secretary, "Put lunch with Anna on Friday at one.", "en")
         assert "couldn't reach the calendar" in answer and "nothing was saved" in answer
         server.start()
@@ -231,8 +223,6 @@ async def test_a_calendar_that_is_down_is_said_and_a_retry_writes_once(
         # Said once more (the user was not sure it took): still one event.
         await _say(secretary, "Put lunch with Anna on Friday at one.", "en")
         assert len(_components(server.url, NAME, "VEVENT")) == 1
-    finally:
-        server.kill()
 
 
 @pytest.mark.parametrize(("text", "language"), [

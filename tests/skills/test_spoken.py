@@ -59,15 +59,6 @@ def _settings(cache_dir: Path, url: str, zone: str, data: Path) -> Settings:
     return settings
 
 
-@pytest.fixture(scope="module")
-def calendar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CalendarServer]:
-    server = CalendarServer(tmp_path_factory.mktemp("spoken-calendar"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
 
 @pytest.fixture(scope="module")
 def realtime(cache_dir: Path, calendar: CalendarServer,

@@ -23,16 +23,6 @@ from tests.conversation.llama import MODEL_NAME, llama_server, needs_llama
 
 
 @pytest.fixture(scope="module")
-def calendar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CalendarServer]:
-    server = CalendarServer(tmp_path_factory.mktemp("tools-calendar"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
-
-@pytest.fixture(scope="module")
 def chat() -> Iterator[str]:
     with llama_server() as url:
         yield url

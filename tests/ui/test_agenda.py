@@ -69,14 +69,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def calendar_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def calendar_url(calendar: CalendarServer) -> str:
     """The calendar service (Radicale) as its own server, as ``secretary serve`` runs it."""
-    server = CalendarServer(tmp_path_factory.mktemp("agenda-calendar") / "data")
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.kill()
+    return calendar.url
 
 
 @pytest.fixture(scope="module")

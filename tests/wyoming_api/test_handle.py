@@ -62,15 +62,6 @@ def agent_server(cache_dir: Path, data_dir: Path, calendar_url: str,
         yield Agent(settings.wyoming.handle_port, url, settings)
 
 
-@pytest.fixture(scope="module")
-def calendar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CalendarServer]:
-    server = CalendarServer(tmp_path_factory.mktemp("handle-calendar"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
-
 
 @pytest.fixture(scope="module")
 def agent(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory,

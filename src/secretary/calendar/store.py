@@ -106,14 +106,8 @@ class CalendarStore:
         failure, it is made once."""
         uid = check_uid(uid)
         component = new_event(uid, clean_title(title), start, end, all_day, self.tz)
-        with self._lock:
-            href, etag = self._create(uid, wrap(component))
-            if etag is not None:
-                return event_of(component, href, etag, self.tz)
-            existing = self._read(href)  # there already: an earlier try went through
-        if existing is None:
-            raise CalendarConflict(f"it changed meanwhile: the new event {title!r} is gone")
-        return event_of(main_component(existing[0], "VEVENT"), href, existing[1], self.tz)
+        component, href, etag = self._add(uid, component, "VEVENT", f"event {title!r}")
+        return event_of(component, href, etag, self.tz)
 
     def events(self, start: datetime, end: datetime) -> list[Event]:
         """Events of every calendar that overlap [start, end), series expanded."""
@@ -187,14 +181,8 @@ class CalendarStore:
         ``uid`` after a failure, it is made once."""
         uid = check_uid(uid)
         component = new_todo(uid, clean_title(title), due, self.tz)
-        with self._lock:
-            href, etag = self._create(uid, wrap(component))
-            if etag is not None:
-                return todo_of(component, href, etag, self.tz)
-            existing = self._read(href)  # there already: an earlier try went through
-        if existing is None:
-            raise CalendarConflict(f"it changed meanwhile: the new to-do {title!r} is gone")
-        return todo_of(main_component(existing[0], "VTODO"), href, existing[1], self.tz)
+        component, href, etag = self._add(uid, component, "VTODO", f"to-do {title!r}")
+        return todo_of(component, href, etag, self.tz)
 
     def todos(self, include_done: bool = False) -> list[Todo]:
         """To-dos of every calendar, the soonest due first (none due last)."""
@@ -333,6 +321,19 @@ class CalendarStore:
         headers = dict(_ICS, **({"If-Match": etag} if etag else {}))
         response = self._request("PUT", href, to_text(ical), headers, doing="saving a change")
         return response.headers.get("ETag") if response is not None else None
+
+    def _add(self, uid: str, component: Any, kind: str,
+             what: str) -> tuple[Any, str, str | None]:
+        """A new item made once: the component as stored, its href and its ETag (the one
+        an earlier try stored, where that try went through)."""
+        with self._lock:
+            href, etag = self._create(uid, wrap(component))
+            if etag is not None:
+                return component, href, etag
+            existing = self._read(href)  # there already: an earlier try went through
+        if existing is None:
+            raise CalendarConflict(f"it changed meanwhile: the new {what} is gone")
+        return main_component(existing[0], kind), href, existing[1]
 
     def _create(self, uid: str, ical: icalendar.Calendar,
                 retry: bool = True) -> tuple[str, str | None]:
