@@ -310,42 +310,74 @@ async def main() -> None:
     parser.add_argument("--modes", default="semantic_vad,server_vad",
                         help="turn detection over WebSocket, side by side (WebRTC runs the "
                         "default, the first)")
+    parser.add_argument("--transports", default="websocket,webrtc",
+                        help="websocket, webrtc or both (WebRTC adds its turns, barge-in, "
+                        "the face track and lip sync)")
+    parser.add_argument("--baseline", default="", metavar="SETTINGS",
+                        help="a second server with these settings changed "
+                        "(group.name=value,...; e.g. conversation.beam_size=5), run over "
+                        "WebSocket beside the first on every clip (the first mode)")
     args = parser.parse_args()
+    with_rtc = "webrtc" in args.transports.split(",")
     clips = CLIPS if args.clips == "en" else ALL_CLIPS
     modes = args.modes.split(",")
     settings = Settings(_env_file=None)
     settings.conversation.avatar = False
     service = RealtimeService(settings)
     service.load()
+    baseline: RealtimeService | None = None
+    if args.baseline:
+        changed = Settings(_env_file=None)
+        changed.conversation.avatar = False
+        for assignment in args.baseline.split(","):
+            key, value = assignment.split("=", 1)
+            group, name = key.strip().split(".")
+            section = getattr(changed, group)
+            kind = type(getattr(section, name))
+            setattr(section, name, value.lower() in ("1", "true", "yes")
+                    if kind is bool else kind(value))
+        baseline = RealtimeService(changed)
+        baseline.load()
+        by_mode_label = f"{modes[0]}, baseline ({args.baseline})"
     ws: list[dict[str, Any]] = []
     by_mode: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    if baseline is not None:
+        by_mode[by_mode_label] = []
     rtc: list[dict[str, Any]] = []
     rtc_buffered: list[dict[str, Any]] = []
     bargein: list[dict[str, float]] = []
     rtc_bargein: list[float | None] = []
     landmarker = Landmarker(ModelStore(settings.models_dir).face_landmarker_path())
     landmarker.load()
-    with running_server(create_app(service=service)) as url:
+    with contextlib.ExitStack() as servers:
+        url = servers.enter_context(running_server(create_app(service=service)))
+        if baseline is not None:
+            baseline_url = servers.enter_context(running_server(create_app(service=baseline)))
         for _ in range(args.rounds):
             for name in clips:
                 for mode in modes:
                     by_mode[mode].append(await ws_turn(url, name, mode))
+                if baseline is not None:
+                    by_mode[by_mode_label].append(await ws_turn(baseline_url, name, modes[0]))
                 ws.append(by_mode[modes[0]][-1])
-                rtc.append(await rtc_turn(url, name, landmarker=landmarker))
-                rtc[-1]["length"] = ws[-1]["length"]
-                rtc_buffered.append(await rtc_turn(url, name, playout_buffer=True))
+                if with_rtc:
+                    rtc.append(await rtc_turn(url, name, landmarker=landmarker))
+                    rtc[-1]["length"] = ws[-1]["length"]
+                    rtc_buffered.append(await rtc_turn(url, name, playout_buffer=True))
                 if args.detail:
                     split = " ".join(f"{k} {ws[-1]['timings'].get(k, float('nan')):+.3f}"
                                      for k in STAGES)
                     late = [t[-1]["latency"] for t in (rtc, rtc_buffered)] + [
-                        rtc[-1]["stopped"]]
+                        rtc[-1]["stopped"]] if with_rtc else []
                     print(f"{name}: WebSocket {ws[-1]['latency']:.3f} s (VAD stop "
-                          f"{ws[-1]['stopped']:.3f} s; {split}), WebRTC "
-                          + ", ".join('-' if v is None else f'{v:.3f} s' for v in late)
-                          + " (the last: VAD stop)",
+                          f"{ws[-1]['stopped']:.3f} s; {split})"
+                          + (", WebRTC " + ", ".join(
+                              '-' if v is None else f'{v:.3f} s' for v in late)
+                             + " (the last: VAD stop)" if with_rtc else ""),
                           flush=True)
             bargein.append(await barge_in(url, settings.realtime.barge_in_min_ms / 1000))
-            rtc_bargein.append(await rtc_barge_in(url))
+            if with_rtc:
+                rtc_bargein.append(await rtc_barge_in(url))
     landmarker.close()
     print(f"{len(ws)} turns per transport ({len(clips)} clips x {args.rounds} rounds)\n")
     print("Voice-to-voice by utterance length (end of the user's voiced audio sent -> first "
@@ -354,7 +386,8 @@ async def main() -> None:
           "turn end |")
     print("|---|---|---|---|---|---|---|")
     rows = [("WebSocket", mode, turns) for mode, turns in by_mode.items()]
-    rows.append(("WebRTC", modes[0], rtc))
+    if with_rtc:
+        rows.append(("WebRTC", modes[0], rtc))
     for transport, mode, turns in rows:
         for label, low, high in LENGTHS:
             chosen = [t for t in turns if low <= t["length"] < high
@@ -366,6 +399,15 @@ async def main() -> None:
             print(f"| {transport} | {mode} | {label} | {len(chosen)} | "
                   f"{statistics.median(lat):.3f} s | {pct(lat, 0.95):.3f} s | "
                   f"{statistics.median(stops):.3f} s |")
+    if baseline is not None:
+        ratios = []
+        for label, low, high in LENGTHS:
+            ours = [t["latency"] for t in by_mode[modes[0]] if low <= t["length"] < high]
+            theirs = [t["latency"] for t in by_mode[by_mode_label] if low <= t["length"] < high]
+            if ours and theirs:
+                ratios.append(f"{label} {statistics.median(ours) / statistics.median(theirs):.2f}x")
+        print(f"\nvoice-to-voice p50 against the baseline (same clips, alternating): "
+              f"{', '.join(ratios)}")
     print()
     print("| transport | p50 | p95 | end of speech -> VAD stop | final started | "
           "final transcript | first reply text | first audio (server) |")
@@ -379,7 +421,7 @@ async def main() -> None:
           f"{split['transcribed']:+.3f} s | "
           f"{split['brain_first_delta']:+.3f} s | {split['first_audio']:+.3f} s |")
     for label, turns in (("WebRTC", rtc), ("WebRTC, after aiortc's playout buffer",
-                                           rtc_buffered)):
+                                           rtc_buffered)) if with_rtc else ():
         lat = [t["latency"] for t in turns if t["latency"] is not None]
         missed = len(turns) - len(lat)
         stops = [t["stopped"] for t in turns if t["stopped"] is not None]
@@ -393,14 +435,17 @@ async def main() -> None:
           f"{statistics.median(b['stop'] for b in bargein):.3f} s; reply audio sent after "
           f"that point {statistics.median(b['audio_after'] for b in bargein):.3f} s")
     stops = [b for b in rtc_bargein if b is not None]
-    print(f"WebRTC barge-in: the cancelled response.done -> the last reply sound on the "
-          f"track: median {statistics.median(stops) if stops else float('nan'):+.3f} s, "
-          f"max {max(stops) if stops else float('nan'):+.3f} s ({len(stops)} of "
-          f"{len(rtc_bargein)} calls cancelled)")
+    if with_rtc:
+        print(f"WebRTC barge-in: the cancelled response.done -> the last reply sound on the "
+              f"track: median {statistics.median(stops) if stops else float('nan'):+.3f} s, "
+              f"max {max(stops) if stops else float('nan'):+.3f} s ({len(stops)} of "
+              f"{len(rtc_bargein)} calls cancelled)")
     ahead = {o: service.metrics.registry.get_sample_value(
         "secretary_realtime_replies_ahead_total", {"outcome": o}) or 0 for o in ("started", "used")}
     print(f"replies made in the silence before the turn ended: {ahead['started']:.0f}, of "
           f"which played {ahead['used']:.0f} (the rest dropped when the speaker went on)")
+    if not with_rtc:
+        return
     face = [t["face_cpu"] for t in rtc]
     fps = [t["video_fps"] for t in rtc]
     print(f"face track: render CPU {100 * statistics.median(face):.1f}% of one core at "

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from secretary.conversation.brain import ChatBrain, History, SentenceSplitter
+from secretary.conversation.brain import ChatBrain, History
 from secretary.conversation.metrics import TurnMetrics
+from secretary.conversation.sentences import SentenceSplitter
 from secretary.conversation.service import ConversationService
 from secretary.conversation.stages import Cancel, Heard
 from secretary.ui.app import create_app

@@ -10,7 +10,7 @@ import pytest
 
 from secretary import audio
 from secretary.config import Settings
-from secretary.conversation.brain import SentenceSplitter
+from secretary.conversation.sentences import SentenceSplitter
 from secretary.stt.engine import TranscriptionOptions, collect
 from secretary.stt.fastfinal import FULL_WINDOW, FastFinalPolicy, final_transcript
 from secretary.stt.models import WhisperModels

@@ -22,6 +22,7 @@ import pydantic
 import pytest
 
 from secretary.config import Settings, describe_invalid
+from secretary.conversation.brain import ChatBrain, History
 from secretary.conversation.build import build_brain
 from secretary.conversation.settings import ConversationSettings
 from secretary.conversation.stages import Cancel, Heard
@@ -32,6 +33,7 @@ from secretary.skills.brain import SkillBrain
 from tests.calendar.support import CalendarServer
 from tests.conftest import make_settings
 from tests.conversation.llama import MODEL_NAME, llama_server, needs_llama
+from tests.conversation.scripted import called, said, scripted_chat
 from tests.helpers import free_port, running_server
 from tests.ui.support import ui_settings
 
@@ -349,6 +351,31 @@ async def test_the_toolbox_offers_and_dispatches_both_and_answers_bad_calls_in_w
         assert calls(log) == ["lookup_order 5"]
     finally:
         await toolbox.aclose()
+
+
+async def test_the_brain_checks_an_mcp_tools_arguments_against_its_schema(
+        script: Path, log: Path) -> None:
+    toolbox = McpToolbox.from_settings(
+        McpSettings(_env_file=None, servers=stdio("orders", script, log)))
+    toolbox.start()
+    await toolbox.ready()
+    with scripted_chat() as chat:
+        brain = ChatBrain(chat.url, "scripted", "You help.", History(4, 8), tools=toolbox)
+        try:
+            chat.scripts += [called("orders__lookup_order", '{"order_id": 42}'),
+                             called("orders__lookup_order", '{"order_id": "42"}'),
+                             said("It ships Friday.")]
+            heard = Heard("Where is order 42?", "en", 1.0, 2.0)
+            answer = "".join([d async for d in brain.reply("s1", heard, Cancel())])
+            assert answer.strip() == "It ships Friday."
+            # The call with a number for the string was not made; the model read why.
+            assert chat.tool_messages() == [
+                "Error: arguments for orders__lookup_order: order_id: 42 is not of type "
+                "'string'.", "Order 42 ships Friday"]
+            assert calls(log) == ["lookup_order 42"]
+        finally:
+            await brain.aclose()
+            await toolbox.aclose()
 
 
 async def test_a_tool_to_confirm_waits_for_the_next_turns_yes(script: Path, log: Path) -> None:

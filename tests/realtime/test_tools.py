@@ -44,6 +44,16 @@ WEATHER = {"type": "function", "name": "get_weather",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                           "required": ["city"]}}
 FORCED = {"type": "function", "name": "get_weather"}
+# A schema with more to check: types, an enum, nested objects, no extra properties.
+TABLE = {"type": "function", "name": "book_table", "description": "Book a table.",
+         "parameters": {
+             "type": "object", "additionalProperties": False, "required": ["guests", "time"],
+             "properties": {
+                 "guests": {"type": "integer", "minimum": 1}, "time": {"type": "string"},
+                 "seating": {"type": "string", "enum": ["inside", "outside"]},
+                 "contact": {"type": "object", "additionalProperties": False,
+                             "required": ["phone"],
+                             "properties": {"phone": {"type": "string"}}}}}}
 RESULT = json.dumps({"temperature_c": 21, "sky": "sunny"})
 CALL_EVENTS = ("response.output_item.added", "response.output_item.done",
                "conversation.item.added", "conversation.item.created",
@@ -314,6 +324,15 @@ BAD_TOOLS = [
      "invalid_value"),
     ({"tools": [WEATHER], "tool_choice": {"type": "function", "name": "other"}},
      "session.tool_choice", "invalid_value"),
+    # Parameters that are no valid JSON schema.
+    ({"tools": [{"type": "function", "name": "f", "parameters": {
+        "type": "object", "properties": {"city": {"type": "strin"}}}}]},
+     "session.tools[0].parameters", "invalid_value"),
+    ({"tools": [WEATHER, {"type": "function", "name": "f", "parameters": {
+        "type": "object", "required": "city"}}]},
+     "session.tools[1].parameters", "invalid_value"),
+    ({"tools": [{"type": "function", "name": "f", "parameters": {
+        "$schema": 5, "type": "object"}}]}, "session.tools[0].parameters", "invalid_value"),
 ]
 
 
@@ -333,6 +352,14 @@ async def test_invalid_tools_are_error_events_and_change_nothing(tools_url: str)
         await connection.response.create(response={"tools": [{"name": "bad name"}]})
         error = (await collect(connection, "error"))[-1].error
         assert error.param == "response.tools[0].name"
+        await connection.response.create(response={"tools": [TABLE, {
+            "name": "f", "parameters": {"type": "object",
+                                        "properties": {"n": {"minimum": "one"}}}}]})
+        error = (await collect(connection, "error"))[-1].error
+        assert (error.type, error.param) == ("invalid_request_error",
+                                             "response.tools[1].parameters")
+        assert error.message == ("the parameters of f are not a valid JSON schema: at "
+                                 "properties.n.minimum: 'one' is not of type 'number'")
 
 
 async def test_outputs_must_answer_a_call_and_be_bounded(tools_url: str,
@@ -405,15 +432,30 @@ async def test_words_then_two_calls_then_the_answer(tools_url: str, stub: ChatSt
         assert [m["content"] for m in messages[-2:]] == ["sunny", "rainy"]
 
 
-@pytest.mark.parametrize(("name", "arguments", "started"), [
-    ("launch_rockets", '{"count": 3}', False),  # a function nobody offered
-    ("get_weather", '{"city": "Par', True),  # arguments that are not JSON
-    ("get_weather", '{"town": "Paris"}', True),  # without the required city
+@pytest.mark.parametrize(("name", "arguments", "started", "message"), [
+    # A function nobody offered.
+    ("launch_rockets", '{"count": 3}', False, None),
+    ("get_weather", '{"city": "Par', True,  # arguments that are not JSON
+     "arguments for get_weather are not valid JSON"),
+    ("get_weather", '{"town": "Paris"}', True,  # without the required city
+     "arguments for get_weather: 'city' is a required property"),
+    ("book_table", '{"guests": "four", "time": "19:00"}', True,  # a wrong type
+     "arguments for book_table: guests: 'four' is not of type 'integer'"),
+    ("book_table", '{"guests": 4, "time": "19:00", "seating": "roof"}', True,  # no enum value
+     "arguments for book_table: seating: 'roof' is not one of ['inside', 'outside']"),
+    ("book_table", '{"guests": 4, "time": "19:00", "dog": true}', True,  # an extra property
+     "arguments for book_table: Additional properties are not allowed ('dog' was "
+     "unexpected)"),
+    ("book_table", '{"guests": 4, "time": "19:00", "contact": {"phone": 5}}', True,  # nested
+     "arguments for book_table: contact.phone: 5 is not of type 'string'"),
+    ("book_table", '{"guests": 0, "time": "19:00"}', True,  # below the minimum
+     "arguments for book_table: guests: 0 is less than the minimum of 1"),
 ])
 async def test_a_call_that_cannot_be_made_is_an_error_and_an_apology(
-        tools_url: str, stub: ChatStub, name: str, arguments: str, started: bool) -> None:
+        tools_url: str, stub: ChatStub, name: str, arguments: str, started: bool,
+        message: str | None) -> None:
     async with connect(tools_url) as connection:
-        await configure(connection, tools=[WEATHER])
+        await configure(connection, tools=[WEATHER, TABLE])
         stub.scripts.append(called(0, name, arguments))
         await ask(connection, "Do it.")
         events = await collect(connection, "response.done")
@@ -421,6 +463,8 @@ async def test_a_call_that_cannot_be_made_is_an_error_and_an_apology(
         [error] = of_type(events, "error")
         assert (error.error.type, error.error.code) == ("server_error", "invalid_function_call")
         assert name in error.error.message
+        if message is not None:
+            assert error.error.message == message
         response = events[-1].response
         assert response.status == "completed"
         assert of_type(events, "response.output_audio_transcript.done")[0].transcript == (
@@ -434,6 +478,21 @@ async def test_a_call_that_cannot_be_made_is_an_error_and_an_apology(
         events = await collect(connection, "response.done")
         assert events[-1].response.status == "completed"
         assert all("tool_calls" not in m for m in stub.requests[-1]["messages"])
+
+
+async def test_arguments_that_match_a_strict_schema_go_out(tools_url: str,
+                                                            stub: ChatStub) -> None:
+    arguments = '{"guests": 4, "time": "19:00", "seating": "outside", "contact": {"phone": "5"}}'
+    async with connect(tools_url) as connection:
+        await configure(connection, tools=[WEATHER, TABLE])
+        stub.scripts.append(called(0, "book_table", arguments))
+        await ask(connection, "A table for four at seven, outside.")
+        events = await collect(connection, "response.done")
+        strict(events)
+        assert not of_type(events, "error")
+        [call] = events[-1].response.output
+        assert (call.name, call.status, call.arguments) == ("book_table", "completed",
+                                                            arguments)
 
 
 async def test_tools_over_the_webrtc_data_channel(tools_url: str, stub: ChatStub) -> None:

@@ -9,13 +9,16 @@ answer at once (``stream: false``).
 Tools: the server's own (a ``Toolbox``: the skills) run here, round after round; a client's
 functions (the Realtime API's ``session.tools``, see ``with_client_tools``) are never run
 here: their calls stream out to the client and the reply ends for the client's results.
+A call's arguments are checked against the function's ``parameters`` (JSON Schema, with
+``jsonschema``) first: a server's tool called with arguments that do not match is not run,
+and the model reads what was wrong as the tool's result; a client's is ``refused``.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import json
-import re
 import secrets
 import threading
 from collections import OrderedDict, deque
@@ -25,13 +28,13 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
+from jsonschema import exceptions as schema_errors
+from jsonschema import validators
+from referencing.exceptions import Unresolvable
 
 from secretary.conversation.stages import Cancel, Heard, StageError
 from secretary.errors import SecretaryError, redact_url, scrub
-from secretary.tts.text import split_sentences
 from secretary.web.client import http_failure, new_client, status_failure
-
-_CLAUSE = re.compile(r"[,;:，、；：—]\s")
 
 
 class History:
@@ -118,7 +121,7 @@ class ToolCallEvent:
     """A call of one of the client's functions as the model makes it: ``started`` (its name
     is known), ``arguments`` (a piece of them, as it streams), ``done`` (``text``: the whole
     arguments, a JSON object), or ``refused``: a function nobody offered, or arguments that
-    are no JSON object with the schema's required keys (``text``: what is wrong)."""
+    do not match its ``parameters`` schema (``text``: what is wrong)."""
 
     kind: str
     call_id: str
@@ -263,10 +266,17 @@ class ChatBrain:
                 return
             messages = [*messages, {"role": "assistant", "content": text,
                                     "tool_calls": calls.as_messages()}]
+            schemas = {_spec_name(spec): spec for spec in server}
             for call in calls.as_messages():
                 function = call["function"]
-                result = await self.tools.call(function["name"], function["arguments"],
-                                               language, session)
+                spec = schemas.get(function["name"])
+                # A raw line break inside a string, as small models write, is taken here.
+                problem = arguments_problem(function["name"], function["arguments"],
+                                            spec["function"].get("parameters"),
+                                            strict=False) if spec is not None else None
+                result = f"Error: {problem}." if problem is not None else (
+                    await self.tools.call(function["name"], function["arguments"],
+                                          language, session))
                 messages.append({"role": "tool", "tool_call_id": call["id"],
                                  "content": result})
             # A forced call is made once; then the model answers in words.
@@ -275,7 +285,7 @@ class ChatBrain:
     def _settle(self, calls: _ToolCalls, watch: _ClientCalls,
                 server: Collection[str]) -> tuple[bool, bool]:
         """The round's calls told to ``on_call``: each client's call ``done`` (or
-        ``refused`` for arguments that are no JSON object with the required keys), a call
+        ``refused`` for arguments that do not match its schema), a call
         of a function nobody offered ``refused``. Returns (a client's call went out, a call
         was refused). The server's calls of a round with a client's call are not run (the
         model may make them again once the client's results are in)."""
@@ -363,20 +373,85 @@ def _call_id() -> str:
     return f"call_{secrets.token_hex(12)}"
 
 
-def _arguments_problem(arguments: str, spec: dict[str, Any]) -> str | None:
-    """What is wrong with a call's arguments for ``spec`` (None: a JSON object with the
-    schema's required keys)."""
+_MAX_PROBLEM = 200  # characters of jsonschema's message that are kept
+
+
+def _dialect(schema: dict[str, Any]) -> Any:
+    """The validator class of the dialect ``schema``'s ``$schema`` names; 2020-12 where it
+    names none, or one ``jsonschema`` does not know (ValueError: no URI)."""
+    uri = schema.get("$schema")
+    if uri is not None and not isinstance(uri, str):
+        raise ValueError("$schema must be a URI")
+    return validators.validator_for(schema, default=validators.Draft202012Validator)
+
+
+def schema_problem(schema: dict[str, Any]) -> str | None:
+    """What makes ``schema`` no valid JSON Schema (None: it is one)."""
     try:
-        args = json.loads(arguments or "{}")
+        _dialect(schema).check_schema(schema)
+    except ValueError as error:
+        return str(error)
+    except schema_errors.SchemaError as error:
+        where = _where(error.path)
+        return f"{f'at {where}: ' if where else ''}{_short(error.message)}"
+    except RecursionError:
+        return "it is nested too deeply"
+    return None
+
+
+def _validator(schema: Any) -> Any:
+    """A validator of ``schema`` (None: no valid schema)."""
+    try:
+        return _validator_of(json.dumps(schema, sort_keys=True))
+    except (TypeError, ValueError, RecursionError):
+        return None
+
+
+@functools.lru_cache(maxsize=256)
+def _validator_of(key: str) -> Any:
+    """The validator of the schema whose JSON is ``key``, kept for the next call."""
+    schema = json.loads(key)
+    if not isinstance(schema, dict) or schema_problem(schema) is not None:
+        return None
+    return _dialect(schema)(schema)
+
+
+def arguments_problem(name: str, arguments: str, parameters: Any,
+                      strict: bool = True) -> str | None:
+    """What is wrong with the model's ``arguments`` for the function ``name`` whose schema
+    is ``parameters`` (None: a JSON object that matches it), in a few words: e.g.
+    "arguments for get_weather: 'city' is a required property". Where the schema cannot be
+    applied (an invalid one, as an MCP server may declare, or a ``$ref`` that does not
+    resolve), only the JSON object is checked."""
+    try:
+        args = json.loads(arguments or "{}", strict=strict)
     except (ValueError, RecursionError):
-        return "are not valid JSON"
+        return f"arguments for {name} are not valid JSON"
     if not isinstance(args, dict):
-        return "are not a JSON object"
-    parameters = spec["function"].get("parameters")
-    required = parameters.get("required") if isinstance(parameters, dict) else None
-    missing = [key for key in required if isinstance(key, str) and key not in args] \
-        if isinstance(required, list) else []
-    return f"lack {', '.join(missing)}" if missing else None
+        return f"arguments for {name} are not a JSON object"
+    validator = _validator(parameters)
+    if validator is None:
+        return None
+    try:
+        error = schema_errors.best_match(validator.iter_errors(args))
+    except (Unresolvable, RecursionError):
+        return None
+    if error is None:
+        return None
+    where = _where(error.absolute_path)
+    return f"arguments for {name}: {f'{where}: ' if where else ''}{_short(error.message)}"
+
+
+def _where(path: Sequence[Any]) -> str:
+    """A JSON path as ``a.b[2].c``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f"{'.' if text else ''}{part}"
+    return _short(text)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _MAX_PROBLEM else text[:_MAX_PROBLEM - 3] + "..."
 
 
 class _ClientCalls:
@@ -409,13 +484,13 @@ class _ClientCalls:
     def finish(self, index: int) -> None:
         call = self.calls[index]
         name, call_id = call["name"], self.ids[index]
-        problem = _arguments_problem(call["arguments"], self.tools[name])
+        problem = arguments_problem(name, call["arguments"],
+                                    self.tools[name]["function"].get("parameters"))
         self.outcome[index] = problem is None
         if problem is None:
             self.report(ToolCallEvent("done", call_id, name, call["arguments"] or "{}"))
         else:
-            self.report(ToolCallEvent("refused", call_id, name,
-                                      f"the model's arguments for {name!r} {problem}"))
+            self.report(ToolCallEvent("refused", call_id, name, problem))
 
 
 class _ToolCalls:
@@ -489,40 +564,3 @@ def _content(answer: httpx.Response) -> str | None:
     except (ValueError, KeyError, IndexError, TypeError):
         return None
     return content if isinstance(content, str) else None
-
-
-class SentenceSplitter:
-    """Text deltas in, finished sentences out, as soon as each one is known to be finished
-    (the next one has begun). The first sentence may be cut at a clause past
-    ``first_clause_chars`` so speech starts sooner; later ones are whole."""
-
-    def __init__(self, max_chars: int = 250, first_clause_chars: int = 0) -> None:
-        self.max_chars = max_chars
-        self.first_clause_chars = first_clause_chars
-        self.buffer = ""
-        self.emitted = 0
-
-    def feed(self, delta: str) -> list[str]:
-        self.buffer += delta
-        out: list[str] = []
-        if self.emitted == 0 and self.first_clause_chars:
-            match = next((m for m in _CLAUSE.finditer(self.buffer)
-                          if m.start() >= self.first_clause_chars), None)
-            pieces = split_sentences(self.buffer, self.max_chars)
-            if match is not None and len(pieces) < 2:
-                out.append(self.buffer[:match.end()].strip())
-                self.buffer = self.buffer[match.end():]
-        pieces = split_sentences(self.buffer, self.max_chars)
-        if len(pieces) >= 2:
-            out += pieces[:-1]
-            # The unfinished tail, with the space it ended on (the next word follows it).
-            tail = " " if self.buffer[-1:].isspace() else ""
-            self.buffer = pieces[-1] + tail
-        self.emitted += len(out)
-        return [s for s in out if s]
-
-    def flush(self) -> list[str]:
-        pieces = split_sentences(self.buffer, self.max_chars) if self.buffer.strip() else []
-        self.buffer = ""
-        self.emitted += len(pieces)
-        return pieces

@@ -98,7 +98,8 @@ def build_pipeline(settings: Settings, metrics: TurnMetrics) -> Pipeline:
 
     options = PipelineOptions(sentence_pause=conversation.sentence_pause_ms / 1000,
                               max_sentence_chars=settings.tts.max_sentence_chars,
-                              first_clause_chars=conversation.first_clause_chars)
+                              first_clause_chars=conversation.first_clause_chars,
+                              first_words=conversation.first_words)
     return Pipeline(transcriber, build_brain(settings), speaker, animator, metrics, options)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from secretary import audio
-from secretary.conversation.brain import SentenceSplitter
+from secretary.conversation.sentences import Fragment, SentenceSplitter
 from secretary.conversation.stages import Brain, Cancel, Heard, Speaker
 from secretary.validation import has_speech
 
@@ -39,12 +39,14 @@ class ReplyOptions:
     first_clause_chars: int = 24  # 0: the first sentence is never cut at a clause
     sentence_pause: float = 0.2  # seconds of silence after each sentence
     ahead: int = 4  # pieces made ahead of the listener at most
+    first_words: int = 4  # 0: the first sentence is never cut at a word
 
 
 @dataclass(frozen=True)
 class Sentence:
     text: str
     index: int = 0
+    flows_on: bool = False  # cut at a word: the next piece follows without a pause
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,8 @@ class ReplyStream:
         self.on_text = on_text  # each piece of the brain's text, as it comes
         self.on_sentence = on_sentence  # each sentence as the brain's text completes it
         self.splitter = SentenceSplitter(self.options.max_sentence_chars,
-                                         self.options.first_clause_chars)
+                                         self.options.first_clause_chars,
+                                         self.options.first_words)
         self.reply = ""
         self.first_delta: float | None = None  # perf_counter of the brain's first text
         self.brain_done: float | None = None  # perf_counter when the brain's text ended
@@ -187,11 +190,13 @@ class ReplyStream:
         sentences: asyncio.Queue[Sentence | None] = asyncio.Queue()
         thinker = asyncio.create_task(self._think(sentences))
         try:
+            follows = False  # the previous piece was cut at a word
             while (sentence := await sentences.get()) is not None:
                 await self.pieces.put(sentence)
                 if self.audio and not self.cancel:
-                    await self._speak(sentence.text, sentence.index,
-                                      trim=self.trim_lead and sentence.index == 0)
+                    await self._speak(sentence, trim=follows or (
+                        self.trim_lead and sentence.index == 0))
+                follows = sentence.flows_on
             await thinker
             await self.pieces.put(None)
         except asyncio.CancelledError:
@@ -212,7 +217,7 @@ class ReplyStream:
             for text in texts:
                 if not has_speech(text):
                     continue
-                sentence = Sentence(text, found)
+                sentence = Sentence(text, found, isinstance(text, Fragment))
                 found += 1
                 if self.on_sentence is not None:
                     self.on_sentence(sentence)
@@ -231,11 +236,16 @@ class ReplyStream:
             self.brain_done = time.perf_counter()
             sentences.put_nowait(None)
 
-    async def _speak(self, text: str, index: int, *, trim: bool) -> None:
+    async def _speak(self, sentence: Sentence, *, trim: bool) -> None:
+        """The sentence's speech as pieces, then the pause after it. ``trim`` starts it
+        without the engine's quiet lead-in; a piece cut at a word also ends without its
+        quiet tail and without the pause, so the next piece follows as one sentence."""
         resampler: Any = None
         rate = self.rate
+        index = sentence.index
+        held: np.ndarray | None = None  # a fragment's last audio, its tail trimmed at the end
         async for samples, engine_rate in self.speaker.speak(
-                text, self.heard.language or "en", self.voice, self.cancel):
+                sentence.text, self.heard.language or "en", self.voice, self.cancel):
             if rate is None:
                 rate = engine_rate
             if resampler is None:
@@ -246,11 +256,25 @@ class ReplyStream:
                 if not len(loud):
                     continue
                 out, trim = out[max(0, loud[0] - int(0.005 * rate)):], False
-            if len(out):
-                await self.pieces.put(Audio(out, rate, index, 0.0))
+            if not len(out):
+                continue
+            if sentence.flows_on:
+                if held is not None:
+                    await self.pieces.put(Audio(held, rate, index, 0.0))
+                held = out
+                continue
+            await self.pieces.put(Audio(out, rate, index, 0.0))
         if resampler is None or rate is None:
             return
         tail = resampler.flush()
+        if sentence.flows_on:
+            if held is not None or (len(tail) and not trim):
+                whole = tail if held is None else np.concatenate([held, tail])
+                loud = np.flatnonzero(np.abs(whole) > _QUIET)
+                if len(loud):
+                    end = min(len(whole), loud[-1] + int(0.02 * rate))
+                    await self.pieces.put(Audio(whole[:end], rate, index, 0.0))
+            return
         if len(tail) and not trim:
             await self.pieces.put(Audio(tail, rate, index, 0.0))
         pause = np.zeros(int(self.options.sentence_pause * rate), np.float32)

@@ -67,6 +67,7 @@ class PipelineOptions:
     sentence_pause: float = 0.2  # seconds of silence after each sentence
     max_sentence_chars: int = 250
     first_clause_chars: int = 24  # 0: the first sentence is never cut at a clause
+    first_words: int = 4  # 0: the first sentence is never cut at a word
 
 
 @dataclass
@@ -261,7 +262,8 @@ class Turn:
                              on_sentence=sentence,
                              options=ReplyOptions(options.max_sentence_chars,
                                                   options.first_clause_chars,
-                                                  options.sentence_pause))
+                                                  options.sentence_pause,
+                                                  first_words=options.first_words))
         self._stream = stream
         speech: asyncio.Queue[Speech | None] = asyncio.Queue()
         async with asyncio.TaskGroup() as group:

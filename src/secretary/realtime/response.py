@@ -161,7 +161,7 @@ class Responses:
                            voice=session.config.voice, audio=audio, rate=OUTPUT_RATE,
                            trim_lead=True, options=ReplyOptions(
                                limits.max_sentence_chars, limits.first_clause_chars,
-                               limits.sentence_pause))
+                               limits.sentence_pause, first_words=limits.first_words))
 
     # ------------------------------------------------------------------ running
     async def _respond(self, response: Response, audio: bool) -> None:

@@ -85,7 +85,7 @@ class RealtimeService:
                       barge_in_grace=o.barge_in_grace_ms / 1000,
                       sentence_pause=c.sentence_pause_ms / 1000,
                       max_sentence_chars=self.settings.tts.max_sentence_chars,
-                      first_clause_chars=c.first_clause_chars,
+                      first_clause_chars=c.first_clause_chars, first_words=c.first_words,
                       early_final_ms=o.early_final_ms,
                       reply_ahead=o.reply_ahead, audio_lead=o.audio_lead_ms / 1000)
 

@@ -12,9 +12,13 @@ The client's ``function_call_output`` joins the conversation; the next ``respons
 sends the model the user's message, its ``tool_calls`` and the results (``exchange``).
 
 Decisions: a client's function named like one of the server's own tools (the skills) hides
-the server's for that session; a call the model makes to a function nobody offered, or with
-arguments that are no JSON object with the schema's required keys, is an ``error`` event
-(type ``server_error``, code ``invalid_function_call``: the model's fault, not the client's)
+the server's for that session; a tool's ``parameters`` must be a valid JSON Schema (of the
+dialect its ``$schema`` names, else 2020-12) of an object, or the ``session.update`` or
+``response.create`` is an ``invalid_request_error``; a call the model makes to a function
+nobody offered, or with arguments that do not match the function's ``parameters`` (types,
+enums, ``required``, ``additionalProperties``, nested objects and arrays: ``jsonschema``),
+is an ``error`` event (type ``server_error``, code ``invalid_function_call``: the model's
+fault, not the client's, e.g. "arguments for get_weather: 'city' is a required property")
 and the reply says a short apology.
 """
 
@@ -26,7 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from secretary.conversation.brain import ToolCallEvent
+from secretary.conversation.brain import ToolCallEvent, schema_problem
 from secretary.realtime.protocol import ProtocolError, check_event_text, new_id
 from secretary.realtime.server_events import (
     ErrorEvent,
@@ -100,6 +104,10 @@ def parse_tools(value: Any, param: str) -> list[dict[str, Any]]:
         if not isinstance(parameters, dict) or parameters.get("type", "object") != "object":
             raise ProtocolError("a tool's parameters must be a JSON schema of an object",
                                 param=f"{where}.parameters")
+        problem = schema_problem(parameters)
+        if problem is not None:
+            raise ProtocolError(f"the parameters of {name} are not a valid JSON schema: "
+                                f"{problem}", param=f"{where}.parameters")
         tools.append({"type": "function", "name": name, "description": description,
                       "parameters": parameters})
     return tools
