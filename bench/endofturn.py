@@ -102,6 +102,9 @@ def main() -> None:
     parser.add_argument("--complete-ms", type=int, default=200)
     parser.add_argument("--incomplete-ms", type=int, default=1200)
     parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--ask-ms", type=int, default=64,
+                        help="silence after which Smart Turn is asked (the realtime service "
+                        "asks at SECRETARY_REALTIME_EARLY_FINAL_MS)")
     parser.add_argument("--verbose", action="store_true", help="a line per clip")
     args = parser.parse_args()
 
@@ -118,7 +121,7 @@ def main() -> None:
             "vad-500": (VadConfig(silence_duration_ms=500), None),
             "vad-200": (VadConfig(silence_duration_ms=200), None),
             "smart-turn": (VadConfig(silence_duration_ms=args.incomplete_ms, semantic=True,
-                                     complete_ms=args.complete_ms,
+                                     complete_ms=args.complete_ms, ask_ms=args.ask_ms,
                                      complete_threshold=args.threshold), model),
         }
         tail = np.zeros(2 * RATE, np.float32)

@@ -2,6 +2,7 @@
 transcript lag, barge-in stop time, and the face track's CPU.
 
     python bench/realtime.py [--rounds 2] [--clips en|all] [--modes semantic_vad,server_vad]
+        [--transports websocket,webrtc] [--brain echo|skills] [--baseline SETTINGS]
 
 A real server on this machine (the reply read back, English Piper, Whisper base with the
 fitted window, Silero VAD; turns ended by Smart Turn (``semantic_vad``, the default) or by
@@ -19,6 +20,9 @@ time pace:
     barge-in minimum -> the cancelled ``response.done`` (WebSocket) with the audio sent
     after that point; over WebRTC, the cancelled ``response.done`` on the data channel ->
     the last reply frame with sound on the track;
+  - with ``--baseline``, a second server with other settings (the previous defaults, say)
+    answers the same clips over WebSocket, alternating with the first, and the ratio of
+    their medians is printed;
   - face track: render CPU seconds per second of call (25 fps, 320 px), from the track;
     and lip sync: the shift of the received audio against the received video (by arrival)
     that best lines the Face Landmarker's jawOpen up with the loudness (0: in sync).
@@ -313,6 +317,9 @@ async def main() -> None:
     parser.add_argument("--transports", default="websocket,webrtc",
                         help="websocket, webrtc or both (WebRTC adds its turns, barge-in, "
                         "the face track and lip sync)")
+    parser.add_argument("--brain", default="echo", choices=("echo", "skills"),
+                        help="the reply: the words read back (the latency targets' case), or "
+                        "the secretary's skills (bench/skills.py compares the two)")
     parser.add_argument("--baseline", default="", metavar="SETTINGS",
                         help="a second server with these settings changed "
                         "(group.name=value,...; e.g. conversation.beam_size=5), run over "
@@ -323,12 +330,14 @@ async def main() -> None:
     modes = args.modes.split(",")
     settings = Settings(_env_file=None)
     settings.conversation.avatar = False
+    settings.conversation.brain = args.brain
     service = RealtimeService(settings)
     service.load()
     baseline: RealtimeService | None = None
     if args.baseline:
         changed = Settings(_env_file=None)
         changed.conversation.avatar = False
+        changed.conversation.brain = args.brain
         for assignment in args.baseline.split(","):
             key, value = assignment.split("=", 1)
             group, name = key.strip().split(".")

@@ -16,17 +16,24 @@ setup_venv '[test,xtts,liveportrait,canary,phone]'
     || echo "warning: the end-of-turn model could not be fetched; its tests will fail" >&2
 
 # Debian packages the tests use: the UI tests drive the system's Chromium (Playwright's own
-# browser download is not used); the Compose file is checked by Debian's docker-compose.
-# Under CI a missing one fails those tests instead of skipping.
+# browser download is not used); the Compose file is checked by Debian's docker-compose;
+# WebRTC is relayed through coturn's turnserver. Under CI a missing one fails those tests
+# instead of skipping.
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 \
     || missing+=(docker-compose)
+command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    if [ "$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1; then
+        as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq "${missing[@]}" >/dev/null
+        # Debian starts coturn as a system service when it is installed (port 3478, no
+        # users: an open relay); the tests start a turnserver of their own, so it is stopped.
+        if [[ " ${missing[*]} " == *" coturn "* ]] && command -v systemctl >/dev/null 2>&1; then
+            as_root systemctl disable --now coturn >/dev/null 2>&1 || true
+        fi
     else
         echo "warning: ${missing[*]} not installed; the tests that need them will be skipped" >&2
     fi

@@ -2,9 +2,109 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
+from pydantic_settings import NoDecode
 
 from secretary.settings_base import ServiceSettings, group
+
+_ICE_VARIABLE = "SECRETARY_REALTIME_ICE_SERVERS"
+# What aiortc and browsers both read: a host name or IPv4 address, an optional port, and for
+# TURN an optional transport.
+_ICE_URL = re.compile(r"(?P<scheme>stuns?|turns?):(?P<host>[A-Za-z0-9._-]+)(?::(?P<port>\d{1,5}))?"
+                      r"(?:\?transport=(?P<transport>udp|tcp))?")
+_ICE_SYNTAX = ("write 'turn:host:3478?transport=udp|username|credential' or 'stun:host:3478', "
+               "','-separated, or a JSON list like a browser's iceServers")
+
+
+@dataclass(frozen=True)
+class IceServer:
+    """One STUN or TURN server: its URL, and for TURN the long-term credentials."""
+
+    url: str
+    username: str | None = None
+    credential: str | None = field(default=None, repr=False)
+
+    def __str__(self) -> str:  # the setting's own form, the credential hidden
+        return f"{self.url}|{self.username}|***" if self.username else self.url
+
+    def as_browser(self) -> dict[str, Any]:
+        """The entry of a browser's ``RTCConfiguration.iceServers``."""
+        entry: dict[str, Any] = {"urls": [self.url]}
+        if self.username is not None:
+            entry.update(username=self.username, credential=self.credential)
+        return entry
+
+
+def _ice_server(url: Any, username: Any, credential: Any, where: str) -> IceServer:
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError(f"{_ICE_VARIABLE}: {where} has no URL; {_ICE_SYNTAX}")
+    url = url.strip()
+    match = _ICE_URL.fullmatch(url)
+    if match is None:
+        raise ValueError(f"{_ICE_VARIABLE}: {url[:80]!r} is not a stun:, stuns:, turn: or "
+                         f"turns: URL with a host name or IPv4 address; {_ICE_SYNTAX}")
+    scheme, port = match["scheme"], match["port"]
+    if port is not None and not 0 < int(port) < 65536:
+        raise ValueError(f"{_ICE_VARIABLE}: the port of {url!r} is not 1 to 65535")
+    if scheme.startswith("stun"):
+        if match["transport"]:
+            raise ValueError(f"{_ICE_VARIABLE}: {url!r}: a STUN URL takes no transport")
+        if username or credential:
+            raise ValueError(f"{_ICE_VARIABLE}: {url!r}: a STUN server takes no credentials")
+        return IceServer(url)
+    if scheme == "turns" and match["transport"] == "udp":
+        raise ValueError(f"{_ICE_VARIABLE}: {url!r}: turns: runs over TLS, so over TCP only")
+    if not (isinstance(username, str) and username and isinstance(credential, str)
+            and credential):
+        raise ValueError(f"{_ICE_VARIABLE}: {url!r}: a TURN server needs a username and a "
+                         f"credential ('{url}|username|credential')")
+    return IceServer(url, username, credential)
+
+
+def parse_ice_servers(text: str) -> tuple[IceServer, ...]:
+    """``SECRETARY_REALTIME_ICE_SERVERS`` as servers (``ValueError`` naming the variable):
+    ','-separated ``url`` or ``url|username|credential``, or a JSON list of objects with
+    ``urls`` (a URL or a list of them), ``username`` and ``credential``."""
+    text = text.strip()
+    if not text:
+        return ()
+    if text.startswith("["):
+        try:
+            entries = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"{_ICE_VARIABLE}: not valid JSON ({exc})") from None
+        found: list[IceServer] = []
+        for index, entry in enumerate(entries):
+            where = f"entry {index + 1}"
+            if not isinstance(entry, dict):
+                raise ValueError(f"{_ICE_VARIABLE}: {where} is not an object; {_ICE_SYNTAX}")
+            urls = entry.get("urls", entry.get("url"))
+            for url in urls if isinstance(urls, list) else [urls]:
+                found.append(_ice_server(url, entry.get("username"), entry.get("credential"),
+                                         where))
+        return tuple(found)
+    found = []
+    for index, item in enumerate(text.split(",")):
+        if not item.strip():
+            continue
+        url, *secret = item.split("|")
+        if len(secret) not in (0, 2):
+            raise ValueError(f"{_ICE_VARIABLE}: {url.strip()[:80]!r} has {len(secret) + 1} "
+                             "'|'-separated parts; write 'url' or 'url|username|credential'")
+        username, credential = secret or (None, None)
+        found.append(_ice_server(url, username and username.strip(),
+                                 credential and credential.strip(), f"entry {index + 1}"))
+    return tuple(found)
+
+
+IceServers = Annotated[tuple[IceServer, ...], NoDecode,
+                       BeforeValidator(lambda v: parse_ice_servers(v) if isinstance(v, str)
+                                       else v)]
 
 
 class RealtimeSettings(ServiceSettings):
@@ -36,9 +136,11 @@ class RealtimeSettings(ServiceSettings):
         default=600, ge=0, description="Speech starting this soon after the reply begins "
         "is not a barge-in (the echo canceller settling).")
     early_final_ms: int = Field(
-        default=96, ge=0, description="Silence after which the final transcript starts, "
-        "before the turn's end is certain (it is kept if the turn ends, dropped if not); "
-        "the default is three 32 ms VAD frames.")
+        default=64, ge=0, description="Silence after which the final transcript starts, "
+        "before the turn's end is certain (it is kept if the turn ends, dropped if not), "
+        "and Smart Turn is asked; the default is two 32 ms VAD frames (bench/realtime.py: "
+        "0.9x the voice-to-voice time of three; bench/endofturn.py: one complete clip "
+        "fewer waits the long silence, one more is cut at a spliced pause).")
     reply_ahead: bool = Field(
         default=True, description="Start the reply to that early transcript while the "
         "silence runs, so its first audio is ready when the turn ends (dropped unheard if "
@@ -65,3 +167,12 @@ class RealtimeSettings(ServiceSettings):
     video_size: int = Field(default=320, ge=64, le=768,
                             description="Longest side of the face video, in pixels.")
     preload: bool = Field(default=True, description="Load the engines at start-up.")
+    ice_servers: IceServers = Field(
+        default=(),
+        json_schema_extra={"example": "turn:turn.example.org:3478?transport=udp|secretary|"
+                           "s3cret,stun:turn.example.org:3478"},
+        description="STUN and TURN servers for WebRTC, for the service's peer connections "
+        "and Live mode's page: ','-separated 'turn:host:3478?transport=udp|username|"
+        "credential' or 'stun:host:3478' (turns: for TLS), or a JSON list like a browser's "
+        "iceServers. A TURN server (coturn) carries the media where the client cannot reach "
+        "this machine's UDP ports. Empty: aiortc's default STUN server, and none in the page.")

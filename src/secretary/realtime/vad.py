@@ -79,7 +79,7 @@ class VadConfig:
     silence_duration_ms: int = 500
     min_speech_ms: int = 96  # a click or a cough is not a turn
     semantic: bool = False  # ask an end-of-turn model at each pause
-    ask_ms: int = 96  # silence after which the model is asked
+    ask_ms: int = 64  # silence after which the model is asked
     complete_ms: int = 200  # silence that ends a turn the model calls complete
     complete_threshold: float = 0.5  # the model's probability that counts as complete
 

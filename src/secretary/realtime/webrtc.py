@@ -20,6 +20,7 @@ from secretary.realtime.media import Clock, Playout, RtcOutput, media_tracks
 from secretary.realtime.protocol import ProtocolError, new_id
 from secretary.realtime.server_events import ErrorEvent
 from secretary.realtime.service import Lease, RealtimeService
+from secretary.realtime.settings import IceServer
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,19 @@ async def _discard(pc: Any) -> None:
         await pc.close()
 
 
+def peer_configuration(servers: tuple[IceServer, ...]) -> Any:
+    """The peer connection's configuration: the STUN and TURN servers of
+    ``SECRETARY_REALTIME_ICE_SERVERS``; None (aiortc's default STUN server) where there are
+    none. aiortc uses the first STUN and the first TURN server of the list."""
+    from aiortc import RTCConfiguration, RTCIceServer
+
+    if not servers:
+        return None
+    return RTCConfiguration(iceServers=[
+        RTCIceServer(urls=s.url, username=s.username, credential=s.credential)
+        for s in servers])
+
+
 async def answer(service: RealtimeService, sdp: str, *, model: str | None,
                  intent: str | None, config: dict[str, Any] | None = None) -> tuple[str, str]:
     """The SDP answer for an offer, and the call's id. Bad SDP is a 400; over the session
@@ -178,7 +192,7 @@ async def answer(service: RealtimeService, sdp: str, *, model: str | None,
     if not service.loaded:
         await asyncio.to_thread(service.load)
     call = Call(service)
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(peer_configuration(service.options.ice_servers))
     call.pc = pc
     @pc.on("datachannel")
     def on_channel(channel: Any) -> None:

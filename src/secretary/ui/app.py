@@ -58,12 +58,16 @@ def build_router(ui: UiService) -> APIRouter:
 
     @router.get("/api/config")
     async def config() -> dict[str, Any]:
+        """What the page needs to start. ``ice_servers``: Live mode's STUN and TURN servers
+        (SECRETARY_REALTIME_ICE_SERVERS) as a browser's ``iceServers``, TURN credentials
+        included: this route is behind the API key where there is one, as Live mode is."""
         return {
             "poll_seconds": settings.ui.status_poll_seconds,
             "reply": conversation.describe_reply(),
             "portrait": f"/static/{DEFAULT_PORTRAIT}",
             "services": {n: u.label for n, u in forwarder.services.items()},
             "turn": conversation.turn_options(),
+            "ice_servers": [s.as_browser() for s in settings.realtime.ice_servers],
         }
 
     @router.get("/api/status")

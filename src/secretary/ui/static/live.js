@@ -1,7 +1,8 @@
 // Live mode: one WebRTC session with the realtime service (the OpenAI Realtime API).
 // The SDP offer goes to this page's own server (/api/realtime/calls), which forwards it;
 // then the microphone, the reply's voice and the secretary's face flow as media tracks,
-// and the events (transcripts, the reply's text) on the data channel "oai-events".
+// and the events (transcripts, the reply's text) on the data channel "oai-events". Where the
+// media cannot reach the realtime service directly, the TURN server of /api/config relays it.
 "use strict";
 
 (() => {
@@ -113,6 +114,14 @@
     });
   }
 
+  // The STUN and TURN servers (SECRETARY_REALTIME_ICE_SERVERS), asked for at each start so
+  // changed credentials are picked up; /api/config is behind the API key, as Live mode is.
+  async function iceServers() {
+    const res = await fetch("/api/config");
+    if (!res.ok) throw new Error(`the page's configuration: ${res.status} ${res.statusText}`);
+    return (await res.json()).ice_servers || [];
+  }
+
   async function start() {
     $("live-start").disabled = true;
     setState("connecting");
@@ -120,7 +129,7 @@
       live.mic = await navigator.mediaDevices.getUserMedia({
         audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
       });
-      const pc = new RTCPeerConnection();
+      const pc = new RTCPeerConnection({ iceServers: await iceServers() });
       live.pc = pc;
       for (const track of live.mic.getTracks()) pc.addTrack(track, live.mic);
       pc.addTransceiver("video", { direction: "recvonly" });
