@@ -5,7 +5,8 @@ It offers one codec, plays a WAV file as its microphone once ``--play-after`` se
 the call have passed, records what it hears to a WAV file, presses DTMF digits, and hangs
 up after ``--hangup-after`` seconds (or when the other side does). Each thing that happens
 is one JSON line on stdout: {"event": "state", ...}, {"event": "transfer", "to": ...},
-{"event": "end", "code": ..., "reason": ..., "by": "us"|"them"}.
+{"event": "playing", "at": seconds into the recording}, {"event": "end", "code": ...,
+"reason": ..., "by": "us"|"them"}. ``bench/phone.py`` times answers with it.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def main() -> int:
                         recorder.createRecorder(args.record)
                         state["media"].startTransmit(recorder)
                         state["recorder"] = recorder
+                        state["recording"] = time.monotonic()
 
         def onCallTransferRequest(self, prm: object) -> None:  # noqa: N802
             say(event="transfer", to=prm.dstUri)
@@ -107,7 +109,10 @@ def main() -> int:
             player.createPlayer(args.play, pj.PJMEDIA_FILE_NO_LOOP)
             player.startTransmit(state["media"])
             played = True
-            say(event="playing")
+            # Seconds into the recording the clip starts at (for bench/phone.py's clock).
+            recording = state.get("recording")
+            say(event="playing", at=None if recording is None else round(
+                time.monotonic() - recording, 4))  # type: ignore[operator]
         if args.dtmf and not dtmf_sent and since >= args.dtmf_after:
             for digit in args.dtmf:  # RFC 4733 events in the RTP stream
                 param = pj.CallSendDtmfParam()

@@ -1,5 +1,6 @@
 """What is kept of a call: who called, when and how long, what both sides said (with the
-second of the call each line was said at), how it ended, and a short summary. Kept as a
+second of the call each line was said at), how it ended, and a short summary (the caller's
+first sentences, or the chat model's where one is configured: ``summary.py``). Kept as a
 note in the secretary's notes, as JSON in the data folder (``calls/``, the page's list),
 and POSTed to the webhook where one is set."""
 
@@ -55,6 +56,7 @@ class CallRecord:
     end_reason: str = ""
     transferred_to: str | None = None
     summary: str = ""
+    summary_source: str = ""  # "chat": the chat model's; "transcript": the caller's words
     _t0: float = field(default_factory=time.monotonic, repr=False)
 
     @classmethod
@@ -77,8 +79,10 @@ class CallRecord:
             self.ended = datetime.now(UTC).isoformat()
             self.duration_s = round(time.monotonic() - self._t0, 2)
             self.end_reason = reason
-            self.summary = self.summary or first_sentences(
-                " ".join(line.text for line in self.lines if line.who == "caller"))
+            if not self.summary:
+                self.summary = first_sentences(
+                    " ".join(line.text for line in self.lines if line.who == "caller"))
+                self.summary_source = "transcript" if self.summary else ""
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)

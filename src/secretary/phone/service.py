@@ -3,7 +3,8 @@
 The caller's audio (from the endpoint's media thread) goes to ``session.push_audio``; the
 session's reply audio goes to the caller through ``PhoneOutput`` (the session's ``Output``,
 paced by PJSIP's media clock taking 20 ms frames); the transcripts of both sides, DTMF
-digits and how the call ended become the call's record (``calls.py``).
+digits and how the call ended become the call's record (``calls.py``), summarized by the
+chat model where one is configured (``summary.py``).
 
 Call control, on the caller's final transcripts: a goodbye (en, de) ends the call after the
 secretary's answer; asking for a person transfers it (blind REFER) where
@@ -30,6 +31,7 @@ from secretary.config import Settings
 from secretary.errors import SecretaryError
 from secretary.phone.calls import CallLog, CallRecord
 from secretary.phone.endpoint import CLOCK_RATE, CallHandle, SipEndpoint
+from secretary.phone.summary import CallSummarizer
 from secretary.realtime.protocol import OUTPUT_RATE
 from secretary.realtime.service import Lease, RealtimeService
 
@@ -260,7 +262,11 @@ class PhoneCall:
                 await self.phone.realtime.release(self.lease)
             self.record.finish(self.reason or "ended")
             self.phone.calls.pop(self.record.id, None)
-            await asyncio.to_thread(self.phone.log.save, self.record)
+            try:
+                if self.phone.summarizer is not None and not self.phone.stopping:
+                    await self.phone.summarizer.summarize(self.record)
+            finally:  # kept, whatever became of the summary
+                await asyncio.to_thread(self.phone.log.save, self.record)
 
     async def _converse(self) -> None:
         o = self.options
@@ -342,6 +348,9 @@ class PhoneService:
         self.calls: dict[str, PhoneCall] = {}
         self.log = CallLog(settings.data_dir / "calls", self._notes(settings),
                            self.options.webhook, self.options.webhook_timeout_s)
+        # The chat model's summary of each call, where one is configured.
+        self.summarizer = CallSummarizer.from_settings(settings)
+        self.stopping = False
         self.endpoint: SipEndpoint | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -372,12 +381,15 @@ class PhoneService:
         await asyncio.to_thread(self.endpoint.start)
 
     async def stop(self) -> None:
+        self.stopping = True  # calls ending now are kept with the first sentences
         for call in list(self.calls.values()):
             call.hang_up("the service stopped")
         if self.tasks:
             await asyncio.wait(set(self.tasks), timeout=5)
         if self.endpoint is not None:
             await asyncio.to_thread(self.endpoint.stop)
+        if self.summarizer is not None:
+            await self.summarizer.aclose()
 
     def close(self) -> Any:
         return self.realtime.close()

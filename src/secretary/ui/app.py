@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -79,6 +79,13 @@ def build_router(ui: UiService) -> APIRouter:
     router.include_router(skills_router(
         lambda: getattr(conversation.pipeline.brain, "secretary", None),
         settings.calendar.reminder_poll_s))
+
+    @router.get("/api/calls")
+    async def calls(limit: int = Query(20, ge=1, le=200)) -> dict[str, Any]:
+        """The latest telephone calls, newest first (the page's Calls panel): the telephone
+        service's ``/api/calls``; ``phone`` says whether it answered (``down``: ``detail``
+        says why, and ``data`` holds the calls kept in this machine's data folder)."""
+        return await ui.calls(limit)
 
     @router.post("/api/realtime/calls", response_class=Response, status_code=201, responses={
         201: {"description": "The realtime service's SDP answer",

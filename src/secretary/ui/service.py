@@ -7,6 +7,8 @@ a request as it came.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import Any
 
@@ -14,9 +16,12 @@ import httpx
 
 from secretary.config import Settings
 from secretary.conversation.service import ConversationService
-from secretary.errors import InvalidRequestError
-from secretary.ui.upstream import Forwarder
+from secretary.errors import InvalidRequestError, redact_url
+from secretary.phone.calls import CallLog
+from secretary.ui.upstream import HEALTH_TIMEOUT, Forwarder
 from secretary.web.client import http_failure
+
+log = logging.getLogger(__name__)
 
 
 class UiService:
@@ -75,3 +80,30 @@ class UiService:
         headers = {k: v for k in ("retry-after",) if (v := answer.headers.get(k))}
         return (answer.status_code, answer.headers.get("content-type", "application/sdp"),
                 answer.content, headers)
+
+    def phone_url(self) -> str:
+        """The telephone service's HTTP side (/api/calls): this machine's, at
+        SECRETARY_PHONE_HTTP_PORT."""
+        sip = httpx.URL(self.settings.local_url("phone"))
+        return str(sip.copy_with(port=self.settings.phone.http_port)).rstrip("/")
+
+    async def calls(self, limit: int) -> dict[str, Any]:
+        """The latest calls for the page's Calls panel, from the telephone service; where it
+        does not answer, ``phone: "down"`` with why, and the calls it kept in this machine's
+        data folder (none where it runs elsewhere). Never an error: the page polls this."""
+        base = self.phone_url()
+        try:
+            answer = await self.forwarder.client.get(
+                f"{base}/api/calls", params={"limit": limit}, timeout=HEALTH_TIMEOUT)
+            body = answer.json() if answer.status_code == 200 else None
+            if isinstance(body, dict) and isinstance(body.get("data"), list):
+                return {"object": "list", "data": body["data"], "phone": "up"}
+            detail = f"the telephone service at {redact_url(base)} answered HTTP " \
+                f"{answer.status_code}"
+        except (httpx.HTTPError, ValueError) as exc:
+            # Said on the page, not logged: the page asks every half minute.
+            log.debug("the telephone service at %s: %s", base, exc)
+            detail = f"the telephone service at {redact_url(base)} is not running " \
+                "(start it with `secretary serve --only phone`)"
+        kept = await asyncio.to_thread(CallLog(self.settings.data_dir / "calls").list, limit)
+        return {"object": "list", "data": kept, "phone": "down", "detail": detail}
