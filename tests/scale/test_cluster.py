@@ -1,8 +1,10 @@
 """The services on a real Ray cluster of two nodes (one CPU each, on this machine), with
 the embedded models: the OpenAI clients through Serve's proxy get what the single-machine
 services give, replicas sit on both nodes, a realtime session over WebSocket completes a
-spoken turn with its stages called through the proxy, the autoscaler adds replicas under
-a burst, and a replica killed during a request gives a clear error, never an empty 200.
+spoken turn with its transcript and speech called through deployment handles (no HTTP
+hop), the autoscaler adds replicas under a burst, a replica removed on scale-down finishes
+its request in flight, and a replica killed during a request gives a clear error, never an
+empty 200.
 
 One cluster for the module (about 25 s to start and deploy); the test that kills replicas
 runs last.
@@ -28,6 +30,7 @@ from ray.cluster_utils import Cluster
 
 from secretary.config import Settings
 from secretary.scale import proxy
+from secretary.scale.deployments import service_deployment
 from secretary.scale.run import deploy
 from tests.conftest import make_settings
 from tests.helpers import SPEECH, free_port, running_server
@@ -176,15 +179,44 @@ def test_replicas_run_on_both_nodes(cluster: tuple[str, Settings]) -> None:
     assert len(ray.nodes()) == 2
 
 
+def handle_calls(url: str, service: str, method: str) -> float:
+    """Calls of ``method`` through deployment handles, summed over the replicas of
+    ``service`` (each counts its own: asked until every one has answered)."""
+    seen: dict[str, float] = {}
+    for _ in range(20):
+        text = httpx.get(f"{url}/{service}/metrics", timeout=10).text
+        for line in text.splitlines():
+            if line.startswith("secretary_serve_handle_calls_total{") and \
+                    f'method="{method}"' in line:
+                labels, value = line.rsplit(" ", 1)
+                seen[labels] = float(value)
+    return sum(seen.values())
+
+
+def http_finals(url: str) -> float:
+    """``POST /transcribe`` requests answered by the speech-to-text replicas (most seen:
+    each replica counts its own)."""
+    most = 0.0
+    for _ in range(20):
+        text = httpx.get(f"{url}/stt/metrics", timeout=10).text
+        most = max([most] + [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                             if line.startswith("secretary_http_requests_total{")
+                             and 'route="' in line and 'transcribe"' in line])
+    return most
+
+
 async def test_realtime_session_over_websocket_through_the_proxy_completes_a_turn(
         cluster: tuple[str, Settings]) -> None:
     url, _ = cluster
     async with httpx.AsyncClient(timeout=10) as client:
         health = (await client.get(f"{url}/realtime/health")).json()
-    # Its stages are the stt and tts deployments, through the proxy on its node.
+    # Its stages are the stt and tts deployments, called by deployment handle.
     stages = health["stages"]
-    assert stages["transcribe"]["where"].endswith("/stt")
-    assert stages["speech"]["where"].endswith("/tts")
+    assert stages["transcribe"] == {"where": "ray-serve:stt/stt", "via": "deployment handle"}
+    assert stages["speech"] == {"where": "ray-serve:tts/tts", "via": "deployment handle"}
+    transcribed = await asyncio.to_thread(handle_calls, url, "stt", "transcribe")
+    spoken = await asyncio.to_thread(handle_calls, url, "tts", "speak")
+    finals = await asyncio.to_thread(http_finals, url)
     async with support.connect(f"{url}/realtime") as connection:
         await support.collect(connection, "session.created")
         await connection.session.update(session={
@@ -208,6 +240,10 @@ async def test_realtime_session_over_websocket_through_the_proxy_completes_a_tur
     said = support.of_type(events, "response.output_audio_transcript.done")[0].transcript
     assert "danger trail" in said.lower()  # the echo brain reads the transcript back
     assert len(support.reply_audio(events)) > 24000
+    # The transcript and the speech came through the handles, not the HTTP routes.
+    assert await asyncio.to_thread(handle_calls, url, "stt", "transcribe") > transcribed
+    assert await asyncio.to_thread(handle_calls, url, "tts", "speak") > spoken
+    assert await asyncio.to_thread(http_finals, url) == finals
 
 
 async def test_a_full_realtime_deployment_refuses_a_session_as_one_machine_does(
@@ -277,6 +313,100 @@ def test_concurrent_finals_are_batched_and_equal_each_alone(
     # Each replica counts its own batches: ask until both have answered.
     grouped = max(batches(url)[1] for _ in range(20))
     assert grouped > before, "no batch of more than one final formed"
+
+
+LONG_TEXT = " ".join([
+    "The quarterly report covers the sales figures of every region in some detail.",
+    "Each office sent its numbers on time, and the totals were checked twice.",
+    "Next week the team meets on Tuesday morning to plan the following quarter.",
+    "Please bring the printed summary and any questions you would like to raise.",
+] * 20)  # about 6,000 characters: some five minutes of speech, tens of seconds to make
+
+
+def states(app: str) -> dict[str, int]:
+    found = serve.status().applications[app].deployments["tts"].replica_states
+    return {getattr(state, "value", state): count for state, count in found.items()}
+
+
+def test_a_replica_removed_on_scale_down_finishes_its_request_in_flight(
+        cluster: tuple[str, Settings]) -> None:
+    """Speech on an application of its own on the cluster: one request per replica at
+    a time, grown to two replicas by a burst; then two long syntheses hold one replica
+    each, which is below the target of two per replica, so one replica is removed while
+    its synthesis streams: it finishes it, whole, before it stops."""
+    url, settings = cluster
+    drain = settings.model_copy(deep=True)
+    drain.tts.max_concurrency, drain.tts.max_queue = 1, 0  # one request per replica
+    drain.tts.max_text_chars = len(LONG_TEXT)
+    ray_settings = drain.ray
+    ray_settings.min_replicas = "*=1"
+    ray_settings.max_replicas = "tts=2,*=1"
+    ray_settings.target_ongoing_requests = "tts=2"
+    ray_settings.upscale_delay_s = 0.3
+    ray_settings.downscale_delay_s = 1.0
+    ray_settings.metrics_window_s = 1.0
+    ray_settings.graceful_shutdown_s = 120.0
+    options = service_deployment(drain, "tts", ["tts"])
+    serve.run(options, name="drain", route_prefix="/drain")
+    try:
+        body = {"text": LONG_TEXT, "language": "en", "format": "pcm", "stream": True}
+        stop = threading.Event()
+
+        def short() -> None:
+            while not stop.is_set():
+                httpx.post(f"{url}/drain/synthesize", timeout=120,
+                           json={"text": "Hello there.", "format": "pcm"})
+
+        burst = [threading.Thread(target=short) for _ in range(6)]
+        for thread in burst:
+            thread.start()
+        deadline = time.monotonic() + 60
+        while states("drain").get("RUNNING", 0) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert states("drain").get("RUNNING", 0) == 2, "the burst did not add a replica"
+
+        started: list[float] = []
+        finished: dict[int, tuple[float, bytes]] = {}
+
+        def long(index: int) -> None:
+            with httpx.stream("POST", f"{url}/drain/synthesize", json=body,
+                              timeout=300) as answer:
+                assert answer.status_code == 200, answer.read()
+                started.append(time.monotonic())
+                data = b"".join(answer.iter_bytes())
+            finished[index] = (time.monotonic(), data)
+
+        # The load stops; at once two long syntheses start, each on a replica of its own
+        # (one request per replica), below the target: one replica is to go.
+        stop.set()
+        for thread in burst:
+            thread.join()
+        longs = [threading.Thread(target=long, args=(i,)) for i in range(2)]
+        for thread in longs:
+            thread.start()
+        stopping_seen = None
+        while any(t.is_alive() for t in longs):
+            now = states("drain")
+            if stopping_seen is None and (now.get("STOPPING", 0) or now.get("RUNNING", 0) < 2):
+                stopping_seen = time.monotonic()
+            time.sleep(0.1)
+        for thread in longs:
+            thread.join()
+        assert len(started) == 2 and stopping_seen is not None, \
+            "no replica was removed during the syntheses"
+        # It was removed while both syntheses streamed, one on each replica.
+        assert max(started) < stopping_seen < min(at for at, _ in finished.values())
+        # Both whole: the same length as the text synthesized again on the replica left.
+        again = httpx.post(f"{url}/drain/synthesize", timeout=300,
+                           json={**body, "stream": False}).content
+        assert len(again) > 44100 * 240  # over four minutes of 22.05 kHz 16-bit speech
+        assert [len(data) for _, data in finished.values()] == [len(again)] * 2
+        deadline = time.monotonic() + 60
+        while states("drain").get("RUNNING", 0) != 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert states("drain") == {"RUNNING": 1}
+    finally:
+        serve.delete("drain")
 
 
 def test_a_burst_adds_replicas_and_they_go_again(cluster: tuple[str, Settings]) -> None:

@@ -3,9 +3,11 @@ its own port (``create_app(settings)`` through the launcher's registry).
 
 Each replica builds its app once it runs on its node (``serve.ingress`` late-bound: the
 app, its models and thread pools are made there, never pickled). The conversation (ui)
-and realtime replicas call the other services through Serve's proxy on their own node,
-at ``/stt``, ``/tts`` and ``/avatar``, so a stage is answered by whichever replica the
-proxy picks, on any node.
+and realtime replicas call speech-to-text and speech through deployment handles
+(``scale.handles``: Python calls to the stt and tts replicas, whose ``transcribe`` and
+``speak`` methods are here; ``SECRETARY_RAY_STAGE_CALLS=http`` goes back to HTTP), and
+the avatar through Serve's proxy on their own node at ``/avatar``; either way a stage is
+answered by whichever replica Serve's router picks, on any node.
 
 How much each replica takes is derived from the service's own limits: a replica is sent
 at most its queue capacity (``max_concurrency + max_queue``; a realtime replica its
@@ -15,6 +17,7 @@ autoscaler aims at the engine's concurrency per replica.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Sequence
@@ -24,6 +27,7 @@ from ray import serve
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from secretary.config import Settings
+from secretary.scale.handles import SPEAK, TRANSCRIBE, CalledServiceError
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +106,18 @@ def proxy_url(settings: Settings) -> str:
     return f"http://{host}:{settings.ray.port}"
 
 
+def handle_stages(settings: Settings, service: str, deployed: Sequence[str]) -> tuple[str, ...]:
+    """The stages a replica of ``service`` calls through deployment handles: speech-to-text
+    and speech where they are deployed here and no setting chose their address or kind
+    (the avatar stays on HTTP: its service answers whole clips, see the README)."""
+    if service not in ("ui", "realtime") or settings.ray.stage_calls != "handle":
+        return ()
+    chosen = settings.conversation.model_fields_set
+    return tuple(stage for stage in ("stt", "tts") if stage in deployed
+                 and f"{stage}_url" not in settings.ui.model_fields_set
+                 and "stages" not in chosen and f"{stage}_stage" not in chosen)
+
+
 def replica_settings(settings: Settings, service: str, deployed: Sequence[str],
                      proxy: str) -> Settings:
     """The settings a replica of ``service`` runs with: the conversation's stages that are
@@ -144,16 +160,50 @@ class OpenPaths:
         await self.app(scope, receive, send)
 
 
-def build_app(service: str, settings: Settings) -> ASGIApp:
+def build_app(service: str, settings: Settings, handles: Sequence[str] = ()) -> ASGIApp:
     """The service's FastAPI app as its own port serves it (speech-to-text with batched
-    finals where SECRETARY_RAY_STT_BATCH_SIZE asks)."""
+    finals where SECRETARY_RAY_STT_BATCH_SIZE asks; the conversation's ``handles`` stages
+    called through deployment handles)."""
     from secretary.launcher import SERVICES
 
     if service == "stt" and settings.ray.stt_batch_size > 1:
         from secretary.scale.batching import create_batched_stt_app
 
         return create_batched_stt_app(settings)
+    if handles and service == "realtime":
+        from secretary.realtime.app import create_app as create_realtime_app
+        from secretary.realtime.service import RealtimeService
+
+        realtime = RealtimeService(settings)
+        # Its pipeline, on its own turn metrics, with the handle stages.
+        realtime._pipeline = handle_pipeline(settings, realtime.metrics, handles)
+        return create_realtime_app(settings, realtime)
+    if handles and service == "ui":
+        from secretary.conversation.metrics import TurnMetrics
+        from secretary.conversation.service import ConversationService
+        from secretary.ui.app import DEFAULT_PORTRAIT, STATIC
+        from secretary.ui.app import create_app as create_ui_app
+
+        metrics = TurnMetrics()
+        conversation = ConversationService(settings, metrics,
+                                           (STATIC / DEFAULT_PORTRAIT).read_bytes(),
+                                           handle_pipeline(settings, metrics, handles))
+        return create_ui_app(settings, conversation)
     return SERVICES[service].create_app(settings)
+
+
+def handle_pipeline(settings: Settings, metrics: Any, handles: Sequence[str]) -> Any:
+    """The conversation's pipeline as the settings build it, with the ``handles`` stages
+    (stt, tts) calling their deployments by handle."""
+    from secretary.conversation.build import build_pipeline
+    from secretary.scale.handles import HandleSpeaker, HandleTranscriber
+
+    pipeline = build_pipeline(settings, metrics)
+    if "stt" in handles:
+        pipeline.transcriber = HandleTranscriber("stt")
+    if "tts" in handles:
+        pipeline.speaker = HandleSpeaker("tts")
+    return pipeline
 
 
 @serve.deployment
@@ -165,13 +215,54 @@ class ServiceReplica:
         self.service = service
         self.settings = settings
         self.deployed = tuple(deployed)
+        self.built: Any = None
 
     async def __serve_build_asgi_app__(self) -> ASGIApp:
+        from prometheus_client import CollectorRegistry, Counter
+
         settings = replica_settings(self.settings, self.service, self.deployed,
                                     proxy_url(self.settings))
-        context = serve.get_replica_context()
-        log.info("replica %s of %s starting", context.replica_id.unique_id, self.service)
-        return OpenPaths(build_app(self.service, settings))
+        replica = serve.get_replica_context().replica_id.unique_id
+        log.info("replica %s of %s starting", replica, self.service)
+        handles = handle_stages(self.settings, self.service, self.deployed)
+        self.built = build_app(self.service, settings, handles)
+        registry = CollectorRegistry()
+        self.handle_calls = Counter(
+            "secretary_serve_handle_calls", "Calls to this replica through deployment "
+            "handles (the conversation's and realtime's stages), by method.",
+            ["method", "replica"], registry=registry).labels
+        self.replica = replica
+        self.built.state.metrics.include(registry)
+        return OpenPaths(self.built)
+
+    def _called(self, method: str, service: str) -> Any:
+        """The replica's service for a handle call of ``method`` (a 404 where this replica
+        runs another service)."""
+        if self.service != service:
+            raise CalledServiceError(404, "not_found", f"{method} is a method of the "
+                                     f"{service} deployment, not of {self.service}")
+        self.handle_calls(method, self.replica).inc()
+        return self.built.state.service
+
+    async def transcribe(self, samples: Any, language: str | None) -> Any:
+        """Handle method of speech-to-text: the final transcript of one utterance (16 kHz
+        mono float32) as a ``Heard``; errors are ``CalledServiceError``s."""
+        from secretary.scale.handles import transcribe_final
+
+        service = self._called(TRANSCRIBE, "stt")
+        batcher = getattr(self.built, "batcher", None)
+        if batcher is not None and batcher.loop is None:  # finals batch on this loop
+            batcher.loop = asyncio.get_running_loop()
+        return await transcribe_final(service, samples, language)
+
+    async def speak(self, text: str, language: str | None, voice: str | None) -> Any:
+        """Handle method of speech (streamed: ``handle.options(stream=True)``): the text's
+        audio as (float32 samples, sample rate) pieces."""
+        from secretary.scale.handles import speech_chunks
+
+        service = self._called(SPEAK, "tts")
+        async for piece in speech_chunks(service, text, language, voice):
+            yield piece
 
 
 def service_deployment(settings: Settings, service: str, deployed: Sequence[str]) -> Any:

@@ -7,7 +7,7 @@ settings group: Ray itself is imported only where the services are deployed.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode
@@ -110,6 +110,11 @@ class RaySettings(BaseSettings):
         description="Requests held per service while every replica is at its capacity "
         "(they go to the first replica that frees up or is added); past this Serve answers "
         "503. -1: no limit.")
+    stage_calls: Literal["handle", "http"] = Field(
+        default="handle",
+        description="How the conversation (ui) and realtime replicas call the speech-to-text "
+        "and speech deployments: 'handle' with Ray Serve deployment handles (Python calls, "
+        "no HTTP hop), 'http' through Serve's proxy. The avatar is called over HTTP.")
     stt_batch_size: int = Field(
         default=0, ge=0, le=64,
         description="Above 1, final transcripts (POST /transcribe with final, the "
