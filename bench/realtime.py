@@ -14,7 +14,10 @@ time pace:
     again after aiortc's fixed 80 ms playout buffer), p50 and p95, by utterance length
     (under 2 s, 2-4 s, over 4 s of speech) and turn detection, with the server's split
     from the end of speech (turn end, final transcript, first reply text, first audio);
-    false cut-offs at pauses are counted by ``bench/endofturn.py``, on the same detector;
+  - false ends of turn: each clip again with ``--pause-ms`` of silence spliced in after a
+    function word near its middle (``bench/endofturn.py``'s choice, which counts them on
+    every clip without a server), over WebSocket in each mode: a clip the server makes
+    more turns of than as spoken was cut off;
   - partial lag: arrival of each partial -> when the last audio it heard was sent;
   - barge-in: a clip spoken over a long reply; from when its voiced audio reached the
     barge-in minimum -> the cancelled ``response.done`` (WebSocket) with the audio sent
@@ -47,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.helpers import running_server  # noqa: E402
-from tests.realtime.support import ask, clip, connect, pcm16, silence, voiced  # noqa: E402
+from tests.realtime.support import ask, clip, connect, feed, pcm16, silence, voiced  # noqa: E402
 
 from secretary import audio  # noqa: E402
 from secretary.avatar.landmarks import Landmarker  # noqa: E402
@@ -128,6 +131,60 @@ async def ws_speech_turn(url: str, speech: np.ndarray,
     out["latency"] = out["first_audio"] - voiced_sent
     out["stopped"] -= voiced_sent
     return out
+
+
+async def ws_count_turns(url: str, speech: np.ndarray, turn_detection: str) -> int:
+    """How many turns the server makes of ``speech`` (24 kHz) fed at real-time pace."""
+    turns = 0
+    async with connect(url) as connection:
+        async for event in connection:
+            if event.type == "session.created":
+                break
+        await connection.session.update(session={"type": "realtime", "audio": {
+            "input": {"turn_detection": {"type": turn_detection}}}})
+        async for event in connection:
+            if event.type == "session.updated":
+                break
+
+        async def read() -> None:
+            nonlocal turns
+            async for event in connection:
+                if event.type == "input_audio_buffer.speech_stopped":
+                    turns += 1
+
+        reader = asyncio.create_task(read())
+        await feed(connection, np.concatenate([silence(0.3), speech, silence(2.0)]),
+                   chunk=CHUNK)
+        await asyncio.sleep(0.5)
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+    return turns
+
+
+async def cut_offs(url: str, clips: tuple[str, ...], modes: list[str],
+                   pause: float) -> dict[str, list[bool]]:
+    """Each clip with ``pause`` seconds of silence spliced in after a function word near
+    its middle (bench/endofturn.py's choice), over WebSocket: a false end of turn where the
+    server makes more turns of it than of the clip as spoken."""
+    from faster_whisper import WhisperModel
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from endofturn import pause_point
+    from secretary.stt.models import WhisperModels
+
+    whisper = WhisperModel(str(WhisperModels(Settings(_env_file=None).models_dir)
+                               .whisper_path("base")), compute_type="int8", cpu_threads=1)
+    found: dict[str, list[bool]] = {mode: [] for mode in modes}
+    for name in clips:
+        speech = clip(name)
+        at16, _ = pause_point(audio.resample(speech, RATE, 16000), name[:2], whisper)
+        cut = at16 * RATE // 16000
+        spliced = np.concatenate([speech[:cut], silence(pause), speech[cut:]])
+        for mode in modes:
+            whole = await ws_count_turns(url, speech, mode)
+            found[mode].append(await ws_count_turns(url, spliced, mode) > max(1, whole))
+    return found
 
 
 def lip_sync(sound: list[tuple[float, float]], video: list[tuple[float, np.ndarray]],
@@ -320,6 +377,9 @@ async def main() -> None:
     parser.add_argument("--brain", default="echo", choices=("echo", "skills"),
                         help="the reply: the words read back (the latency targets' case), or "
                         "the secretary's skills (bench/skills.py compares the two)")
+    parser.add_argument("--pause-ms", type=int, default=700,
+                        help="false ends of turn: each clip with this much silence spliced "
+                        "in after a function word, over WebSocket in each mode (0: skip)")
     parser.add_argument("--baseline", default="", metavar="SETTINGS",
                         help="a second server with these settings changed "
                         "(group.name=value,...; e.g. conversation.beam_size=5), run over "
@@ -387,6 +447,8 @@ async def main() -> None:
             bargein.append(await barge_in(url, settings.realtime.barge_in_min_ms / 1000))
             if with_rtc:
                 rtc_bargein.append(await rtc_barge_in(url))
+        false_ends = (await cut_offs(url, clips, modes, args.pause_ms / 1000)
+                      if args.pause_ms else {})
     landmarker.close()
     print(f"{len(ws)} turns per transport ({len(clips)} clips x {args.rounds} rounds)\n")
     print("Voice-to-voice by utterance length (end of the user's voiced audio sent -> first "
@@ -408,6 +470,11 @@ async def main() -> None:
             print(f"| {transport} | {mode} | {label} | {len(chosen)} | "
                   f"{statistics.median(lat):.3f} s | {pct(lat, 0.95):.3f} s | "
                   f"{statistics.median(stops):.3f} s |")
+    if false_ends:
+        print(f"\nfalse ends of turn, each clip with {args.pause_ms} ms of silence spliced in "
+              "after a function word near its middle (over WebSocket): "
+              + ", ".join(f"{mode} {sum(cut)} of {len(cut)}"
+                          for mode, cut in false_ends.items()))
     if baseline is not None:
         ratios = []
         for label, low, high in LENGTHS:
