@@ -9,15 +9,25 @@ alone: its own voice-activity trim, window, language (detected per clip where no
 given), prompt and token cap. On a GPU that is several clips for about the price of one;
 on a few CPU cores the gain is small.
 
-Everything else (whole files, streams, word timestamps, the full 30 s window) runs as on
-the single machine: faster-whisper's sequential decoding with its timestamps and
-temperature fallback, which a batch across requests would change.
+Every other transcription (``/v1/audio/transcriptions`` and ``/translations``, ``POST
+/transcribe`` without ``final``, streams) runs faster-whisper's own ``transcribe`` as on the
+single machine, with its timestamps, prompts, temperature fallback and windows, and only
+its calls into CTranslate2 are gathered: a Whisper window's ``encode`` and a beam-search
+``generate`` of one window that several transcriptions make at about the same time run as
+one call on the batch. A batch holds calls with the same arguments only (beam, length
+limit, suppressed tokens...) and prompts of one length (CTranslate2 needs the
+start-of-transcript token at one position), so each window gets exactly the tokens, scores
+and no-speech probability it gets alone, and faster-whisper, which decides everything else
+from those, makes the same segments. Sampled decodes (the fallback temperatures above 0),
+language detection and word alignment run alone, as they are.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -145,13 +155,162 @@ def _decode_group(engine: WhisperEngine, window: int, beam: int, clips: list[Cli
     return results
 
 
+_gathering = threading.local()  # .batcher: where this thread's CTranslate2 calls go
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call of a transcription into CTranslate2 that may join a batch: ``encode`` of
+    one window's features, or ``generate`` of one window with one prompt. ``key``: what
+    the calls of one batch share (shapes, the prompt's length, every other argument)."""
+
+    step: str  # "encode" or "generate"
+    key: tuple[Any, ...]
+    inputs: np.ndarray  # features, or the encoder's output, of one window
+    prompt: tuple[int, ...] = ()
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+class GatheredWhisper:
+    """CTranslate2's Whisper model as faster-whisper holds it (``WhisperModel.model``),
+    with the single-window ``encode`` and beam-search ``generate`` of a thread marked by
+    ``gathered`` sent to that batcher; everything else, and every other thread, calls the
+    model directly."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def __getattr__(self, name: str) -> Any:  # device, is_multilingual, align, ...
+        return getattr(self.model, name)
+
+    def encode(self, features: Any, to_cpu: bool = False) -> Any:
+        batcher = getattr(_gathering, "batcher", None)
+        if batcher is None or features.shape[0] != 1 or features.device != "cpu":
+            return self.model.encode(features, to_cpu=to_cpu)
+        array = np.array(features)
+        return batcher.gather(Call("encode", ("encode", array.shape), array))
+
+    def generate(self, features: Any, prompts: list[list[int]], **kwargs: Any) -> Any:
+        batcher = getattr(_gathering, "batcher", None)
+        if (batcher is None or len(prompts) != 1 or features.shape[0] != 1
+                or features.device != "cpu" or kwargs.get("sampling_temperature", 1) != 1
+                or kwargs.get("sampling_topk", 1) != 1 or kwargs.get("num_hypotheses", 1) != 1):
+            return self.model.generate(features, prompts, **kwargs)
+        frozen = tuple(sorted((k, _frozen(v)) for k, v in kwargs.items()))
+        array = np.array(features)
+        return [batcher.gather(Call("generate",
+                                    ("generate", array.shape, len(prompts[0]), frozen),
+                                    array, tuple(prompts[0]), frozen))]
+
+
+def run_calls(model: Any, calls: list[Call]) -> list[tuple[bool, Any]]:
+    """Blocking: the calls grouped by their key, each group as one call on the model
+    (CTranslate2's ``Whisper``); each call's result (or its error) as alone."""
+    import ctranslate2
+
+    results: list[tuple[bool, Any]] = [(False, None)] * len(calls)
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for index, call in enumerate(calls):
+        groups.setdefault(call.key, []).append(index)
+    for members in groups.values():
+        first = calls[members[0]]
+        inputs = ctranslate2.StorageView.from_array(
+            np.ascontiguousarray(np.concatenate([calls[i].inputs for i in members])))
+        try:
+            if first.step == "encode":
+                encoded = np.array(model.encode(inputs, to_cpu=True))
+                outputs: list[Any] = [
+                    ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded[row:row + 1]))
+                    for row in range(len(members))]
+            else:
+                outputs = model.generate(inputs, [list(calls[i].prompt) for i in members],
+                                         **{k: list(v) if isinstance(v, tuple) else v
+                                            for k, v in first.kwargs})
+        except Exception as exc:  # noqa: BLE001 - each caller raises it as alone
+            for index in members:
+                results[index] = (False, exc)
+            continue
+        for index, output in zip(members, outputs, strict=True):
+            results[index] = (True, output)
+    return results
+
+
+class Gatherer:
+    """The replica's batcher of CTranslate2 calls (``@serve.batch`` on its event loop):
+    calls that arrive within ``wait_s`` of the first, up to ``max_batch_size``, run as one
+    batch (``run_calls``); ``secretary_stt_window_batch_size`` counts each group."""
+
+    def __init__(self, max_batch_size: int, wait_s: float, registry: CollectorRegistry
+                 ) -> None:
+        from ray import serve
+
+        self.model: Any = None  # CTranslate2's Whisper itself, never the gathering wrapper
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.sizes = Histogram(
+            "secretary_stt_window_batch_size",
+            "Whisper windows of separate transcriptions encoded or decoded together, per "
+            "call into CTranslate2 ('encode' or 'generate').",
+            ["step"], buckets=_SIZE_BUCKETS, registry=registry)
+
+        async def run(calls: list[Call]) -> list[tuple[bool, Any]]:
+            keys: dict[tuple[Any, ...], int] = {}
+            for call in calls:
+                keys[call.key] = keys.get(call.key, 0) + 1
+            for key, size in keys.items():
+                self.sizes.labels(key[0]).observe(size)
+            return await asyncio.to_thread(run_calls, self.model, calls)
+
+        self._batched = serve.batch(max_batch_size=max_batch_size,
+                                    batch_wait_timeout_s=wait_s)(run)
+
+    def gather(self, call: Call) -> Any:
+        """Blocking, on a worker thread: the call's result once its batch has run."""
+        check_cancelled()
+        if self.loop is None:
+            raise RuntimeError("the batcher has no event loop yet")
+        future = asyncio.run_coroutine_threadsafe(self._batched(call), self.loop)
+        ok, value = future.result()
+        if not ok:
+            raise value
+        return value
+
+
+@contextlib.contextmanager
+def gathered(gatherer: Gatherer) -> Iterator[None]:
+    """This thread's CTranslate2 calls go to ``gatherer`` while inside."""
+    previous = getattr(_gathering, "batcher", None)
+    _gathering.batcher = gatherer
+    try:
+        yield
+    finally:
+        _gathering.batcher = previous
+
+
+def _each_gathered(gatherer: Gatherer, segments: Iterator[Segment]) -> Iterator[Segment]:
+    """The segments, each decoded (on whichever thread asks for it) with its calls
+    gathered."""
+    while True:
+        with gathered(gatherer):
+            try:
+                segment = next(segments)
+            except StopIteration:
+                return
+        yield segment
+
+
 class BatchedFinals:
-    """The Whisper engine with its final transcripts batched across requests.
+    """The Whisper engine with its final transcripts batched across requests, and the
+    windows of its other transcriptions gathered into batches (``Gatherer``).
 
     The service runs each request's decode on a worker thread; a final's thread hands its
     clip to the replica's event loop, where ``@serve.batch`` gathers the clips that arrive
-    within ``wait_s`` (up to ``max_batch_size``), and waits for its own result. Every other
-    call goes to the engine as it is."""
+    within ``wait_s`` (up to ``max_batch_size``), and waits for its own result. Any other
+    transcription runs the engine's own ``transcribe`` with its calls into CTranslate2
+    gathered the same way. Everything else goes to the engine as it is."""
 
     def __init__(self, engine: WhisperEngine, max_batch_size: int, wait_s: float,
                  registry: CollectorRegistry) -> None:
@@ -159,10 +318,11 @@ class BatchedFinals:
 
         self.engine = engine
         self.name = engine.name
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.sizes = Histogram("secretary_stt_batch_size",
                                "Final transcripts decoded together, per batch.",
                                buckets=_SIZE_BUCKETS, registry=registry)
+        self.gatherer = Gatherer(max_batch_size, wait_s, registry)
 
         async def decode(clips: list[Clip]) -> list[tuple[TranscriptionInfo, list[Segment]]]:
             self.sizes.observe(len(clips))
@@ -172,13 +332,35 @@ class BatchedFinals:
         self._batched = serve.batch(max_batch_size=max_batch_size,
                                     batch_wait_timeout_s=wait_s)(decode)
 
-    def __getattr__(self, name: str) -> Any:  # loaded, load, describe, languages, check...
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop
+
+    @loop.setter
+    def loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self._loop = self.gatherer.loop = loop
+
+    def __getattr__(self, name: str) -> Any:  # loaded, describe, languages, check...
         return getattr(self.engine, name)
+
+    def load(self) -> None:
+        """Load the engine and route its model's calls through the gathering wrapper
+        (which calls the model directly on any thread not marked by ``gathered``)."""
+        self.engine.load()
+        whisper = self.engine._model
+        if not isinstance(whisper.model, GatheredWhisper):
+            self.gatherer.model = whisper.model
+            whisper.model = GatheredWhisper(whisper.model)
 
     def transcribe(self, audio: np.ndarray, options: TranscriptionOptions
                    ) -> tuple[TranscriptionInfo, Iterator[Segment]]:
-        if not batchable(options) or self.loop is None:
+        if self.loop is None:
             return self.engine.transcribe(audio, options)
+        self.load()
+        if not batchable(options):
+            with gathered(self.gatherer):
+                info, segments = self.engine.transcribe(audio, options)
+            return info, _each_gathered(self.gatherer, segments)
         check_cancelled()
         future = asyncio.run_coroutine_threadsafe(self._batched(Clip(audio, options)),
                                                   self.loop)

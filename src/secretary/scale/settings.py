@@ -119,10 +119,12 @@ class RaySettings(BaseSettings):
         default=0, ge=0, le=64,
         description="Above 1, final transcripts (POST /transcribe with final, the "
         "conversation's and realtime's turns) arriving together are decoded as one batch "
-        "of up to this many clips (gains on a GPU). 0: each alone.")
+        "of up to this many clips, and the Whisper windows of other transcriptions "
+        "(/v1/audio/transcriptions...) are encoded and decoded together, each with the "
+        "result it gets alone (gains on a GPU). 0: each alone.")
     stt_batch_wait_ms: float = Field(
         default=10.0, ge=0, le=1000,
-        description="How long a batch waits for more clips after its first.")
+        description="How long a batch waits for more clips or windows after its first.")
 
     @model_validator(mode="after")
     def _check(self) -> RaySettings:
