@@ -2,6 +2,7 @@
 same sentences with a pause in the middle.
 
     python bench/endofturn.py [--pause-ms 700] [--complete-ms 200] [--incomplete-ms 1200]
+                              [--codec none|pcmu|pcma] [--thresholds 0.5,0.3,0.2,0.1]
 
 Every clip of tests/data/speech (en, de, fr, es) goes through the realtime service's own
 ``TurnDetector`` at the sample level (no server, no clock: the rule is judged on the
@@ -15,7 +16,12 @@ silence spliced in at the word boundary nearest its middle (Whisper base's word 
 Rules side by side: ``vad-500`` (500 ms of silence, today's default without the model),
 ``vad-200`` (a short silence without the model), ``smart-turn`` (the model asked after
 96 ms of silence; a complete verdict ends the turn after ``--complete-ms``, an unfinished
-one after ``--incomplete-ms``).
+one after ``--incomplete-ms``), at ``--threshold`` or at each of ``--thresholds``
+(``smart-0.3``: the model's probability from which a pause counts as complete).
+
+``--codec pcmu`` (or ``pcma``) sends every signal through the telephone's round trip
+first, as a G.711 session hears it: 16 kHz to 8 kHz, mu-law (A-law) codes, decoded and
+resampled back to 16 kHz with the service's own ``g711`` and ``Resampler``.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from secretary import audio  # noqa: E402
+from secretary import audio, g711  # noqa: E402
 from secretary.config import Settings  # noqa: E402
 from secretary.realtime.vad import FRAME, RATE, TurnDetector, VadConfig  # noqa: E402
 from secretary.stt.models import WhisperModels  # noqa: E402
@@ -72,9 +78,27 @@ def pause_point(samples: np.ndarray, language: str, whisper: object) -> tuple[in
     return int(word.end * RATE), word.word.strip()
 
 
+def telephone(samples: np.ndarray, codec: str) -> np.ndarray:
+    """``samples`` (16 kHz) as a session hears them over ``codec`` (pcmu, pcma): down to
+    8 kHz, G.711 codes, decoded and resampled to 16 kHz as the input buffer does."""
+    if codec == "none":
+        return samples
+    down = audio.Resampler(RATE, 8000)
+    narrow = np.concatenate([down.push(samples), down.flush()])
+    decoded = g711.decode(codec, g711.encode(codec, narrow))
+    up = audio.Resampler(8000, RATE)
+    wide = np.concatenate([up.push(decoded), up.flush()])
+    # The same length, so the spliced pause and the speech's end stay where they were.
+    return np.pad(wide, (0, max(0, len(samples) - len(wide))))[:len(samples)]
+
+
 def run(samples: np.ndarray, config: VadConfig, model: SmartTurn | None,
-        costs: list[float]) -> list[tuple[int, int]]:
-    """(speech end, decision) in ms of audio for each turn the detector ends."""
+        costs: list[float], asked: dict[tuple[int, int], float] | None = None
+        ) -> list[tuple[int, int]]:
+    """(speech end, decision) in ms of audio for each turn the detector ends. ``asked``
+    keeps the model's verdicts on ``samples`` (the same pause under another threshold is
+    the same question)."""
+    asked = {} if asked is None else asked
     detector = TurnDetector(config)
     turns: list[tuple[int, int]] = []
     start = 0
@@ -87,10 +111,13 @@ def run(samples: np.ndarray, config: VadConfig, model: SmartTurn | None,
                 start = event.at_ms
             elif event.kind == "paused":
                 assert model is not None
-                began = time.perf_counter()
-                verdict = model.complete(samples[start * RATE // 1000:event.at_ms * RATE // 1000])
-                costs.append(time.perf_counter() - began)
-                pending += detector.decide(verdict)
+                key = (start, event.at_ms)
+                if key not in asked:
+                    began = time.perf_counter()
+                    asked[key] = model.complete(
+                        samples[start * RATE // 1000:event.at_ms * RATE // 1000])
+                    costs.append(time.perf_counter() - began)
+                pending += detector.decide(asked[key])
             else:
                 turns.append((event.at_ms, detector.now_ms))
     return turns
@@ -102,6 +129,11 @@ def main() -> None:
     parser.add_argument("--complete-ms", type=int, default=200)
     parser.add_argument("--incomplete-ms", type=int, default=1200)
     parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--thresholds", default="",
+                        help="','-separated Smart Turn thresholds, one rule each "
+                        "(instead of --threshold)")
+    parser.add_argument("--codec", choices=("none", "pcmu", "pcma"), default="none",
+                        help="hear every clip through this G.711 round trip (8 kHz)")
     parser.add_argument("--ask-ms", type=int, default=64,
                         help="silence after which Smart Turn is asked (the realtime service "
                         "asks at SECRETARY_REALTIME_EARLY_FINAL_MS)")
@@ -117,13 +149,17 @@ def main() -> None:
         model = SmartTurn(SmartTurnModels(settings.models_dir or Path(scratch))
                           .smart_turn_path())
         model.load()
+        thresholds = ([float(t) for t in args.thresholds.split(",") if t.strip()]
+                      or [args.threshold])
         rules = {
             "vad-500": (VadConfig(silence_duration_ms=500), None),
             "vad-200": (VadConfig(silence_duration_ms=200), None),
-            "smart-turn": (VadConfig(silence_duration_ms=args.incomplete_ms, semantic=True,
-                                     complete_ms=args.complete_ms, ask_ms=args.ask_ms,
-                                     complete_threshold=args.threshold), model),
         }
+        for threshold in thresholds:
+            name = "smart-turn" if len(thresholds) == 1 else f"smart-{threshold:g}"
+            rules[name] = (VadConfig(silence_duration_ms=args.incomplete_ms, semantic=True,
+                                     complete_ms=args.complete_ms, ask_ms=args.ask_ms,
+                                     complete_threshold=threshold), model)
         tail = np.zeros(2 * RATE, np.float32)
         gap = np.zeros(args.pause_ms * RATE // 1000, np.float32)
         rows: dict[tuple[str, str], dict[str, list[float]]] = {}
@@ -132,30 +168,40 @@ def main() -> None:
             samples = audio.decode(path, RATE).samples
             language = path.name[:2]
             cut, word = pause_point(samples, language, whisper)
-            paused = np.concatenate([samples[:cut], gap, samples[cut:], tail])
-            whole = np.concatenate([samples, tail])
+            paused = telephone(np.concatenate([samples[:cut], gap, samples[cut:], tail]),
+                               args.codec)
+            whole = telephone(np.concatenate([samples, tail]), args.codec)
+            asked_whole: dict[tuple[int, int], float] = {}
+            asked_paused: dict[tuple[int, int], float] = {}
             for name, (config, judge) in rules.items():
                 row = rows.setdefault((language, name), {"delay": [], "cut": [], "long": []})
-                turns = run(whole, config, judge, costs)
+                turns = run(whole, config, judge, costs, asked_whole)
                 if turns:
                     end, decided = turns[-1]
                     row["delay"].append(decided - end)
                     row["long"].append(float(decided - end >= args.incomplete_ms))
                 # A clip with pauses of its own may be several turns already: a cut-off
                 # is one turn more than the clip makes without the spliced pause.
-                cut_off = len(run(paused, config, judge, costs)) > max(1, len(turns))
+                cut_off = len(run(paused, config, judge, costs, asked_paused)) > max(
+                    1, len(turns))
                 row["cut"].append(float(cut_off))
                 if args.verbose and judge is not None:
-                    print(f"{path.name:45} pause after {word!r:16} "
+                    print(f"{path.name:45} {name:11} pause after {word!r:16} "
                           f"{'cut off' if cut_off else 'one turn'}; whole clip: "
                           f"{(turns[-1][1] - turns[-1][0]) if turns else -1} ms")
+        print(f"\ncodec: {args.codec}")
         print(f"{'lang':5}{'rule':12}{'clips':>6}{'delay p50':>11}{'delay max':>11}"
               f"{'long waits':>12}{'cut-offs':>10}")
-        for (language, name), row in sorted(rows.items()):
-            delays = row["delay"] or [float("nan")]
-            print(f"{language:5}{name:12}{len(row['cut']):>6}"
-                  f"{statistics.median(delays):>9.0f}ms{max(delays):>9.0f}ms"
-                  f"{int(sum(row['long'])):>12}{int(sum(row['cut'])):>10}")
+        order = list(rules)
+        for language in sorted({language for language, _ in rows}) + ["all"]:
+            for name in order:
+                found = [row for (lang, rule), row in rows.items()
+                         if rule == name and language in (lang, "all")]
+                row = {key: [v for r in found for v in r[key]] for key in found[0]}
+                delays = row["delay"] or [float("nan")]
+                print(f"{language:5}{name:12}{len(row['cut']):>6}"
+                      f"{statistics.median(delays):>9.0f}ms{max(delays):>9.0f}ms"
+                      f"{int(sum(row['long'])):>12}{int(sum(row['cut'])):>10}")
         print(f"\nSmart Turn per decision (one thread, with features): "
               f"p50 {statistics.median(costs) * 1000:.0f} ms, "
               f"max {max(costs) * 1000:.0f} ms over {len(costs)} decisions")

@@ -6,16 +6,20 @@ holds its frames until the model has answered, so no wall clock is involved."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from secretary import audio
+from secretary import audio, g711
+from secretary.realtime.service import RealtimeService
+from secretary.realtime.session import RealtimeSession
 from secretary.realtime.vad import TurnDetector, VadConfig
 from secretary.stt.models import WhisperModels
 from secretary.turns.models import SmartTurnModels
 from secretary.turns.smartturn import SmartTurn
+from tests.conftest import make_settings
 from tests.helpers import SPEECH
 from tests.realtime.support import RATE, clip, connect, feed, of_type, silence, voiced
 from tests.realtime.support import collect as events_until
@@ -175,3 +179,125 @@ async def test_a_pause_after_only_is_one_turn_with_the_model_and_two_without(
     stopped = of_type(vad_only, "input_audio_buffer.speech_stopped")
     assert len(stopped) == 2, [e.type for e in vad_only]
     assert stopped[0].audio_end_ms / 1000 <= pause_at + 0.15  # cut at the pause
+
+
+# ---------------------------------------------------------------------- telephone audio
+# Over 8 kHz G.711 the model hears less "done" in a finished sentence: "For the twentieth
+# time that evening the two men shook hands." scored 0.97 as spoken, and 0.37 (16 kHz ->
+# 8 kHz, bench/endofturn.py --codec pcmu) to 0.49 (24 kHz -> 8 kHz, as sent here) through
+# PCMU: under the wideband threshold of 0.5, so at 0.5 it waits the long 1.2 s. Narrowband
+# input is judged against SECRETARY_REALTIME_END_OF_TURN_THRESHOLD_NARROWBAND (0.25)
+# instead; the spliced pause after "only" scored 0.09 and 0.19 through PCMU (0.02 as
+# spoken), so it still holds the turn.
+NARROW_CLIP = "en_cmu_arctic_aew_a0003.wav"
+# The silence sent after the speech: the complete wait (200 ms) and a margin of 300 ms for
+# the 64 ms before the model is asked, the 32 ms frames and Silero's hysteresis; an
+# unfinished verdict would need 1200 ms.
+NARROW_SILENCE = 0.5
+
+
+def _pcmu(samples: np.ndarray) -> list[str]:
+    """24 kHz audio as a phone line carries it: 8 kHz mu-law, in 20 ms base64 appends."""
+    codes = g711.encode("pcmu", audio.resample(samples, RATE, 8000))
+    return [base64.b64encode(codes[i:i + 160]).decode() for i in range(0, len(codes), 160)]
+
+
+async def _pcmu_session(connection) -> None:
+    await events_until(connection, "session.created")
+    await connection.session.update(session={"type": "realtime", "audio": {"input": {
+        "format": {"type": "audio/pcmu"},
+        "turn_detection": {"type": "semantic_vad", "create_response": False}}}})
+    updated = (await events_until(connection, "session.updated"))[-1]
+    assert updated.session.audio.input.format.type == "audio/pcmu"
+
+
+async def test_a_complete_sentence_over_pcmu_ends_its_turn_after_the_short_silence(
+        url: str) -> None:
+    speech = clip(NARROW_CLIP)
+    _, end = voiced(speech)
+    async with connect(url) as connection:
+        await _pcmu_session(connection)
+        # The speech, then 500 ms of silence and nothing more: the turn must end on that.
+        for piece in _pcmu(np.concatenate([speech[:int(end * RATE)],
+                                           silence(NARROW_SILENCE)])):
+            await connection.input_audio_buffer.append(audio=piece)
+        events = await _everything_heard(connection, [])
+        assert len(of_type(events, "input_audio_buffer.speech_started")) == 1
+        stopped = of_type(events, "input_audio_buffer.speech_stopped")
+        assert len(stopped) == 1, [e.type for e in events]
+        assert stopped[0].audio_end_ms <= end * 1000 + 100
+        done = await events_until(
+            connection, "conversation.item.input_audio_transcription.completed")
+        assert "hands" in done[-1].transcript.lower()
+
+
+async def test_a_pause_after_only_is_still_one_turn_over_pcmu(
+        url: str, pause_at: float) -> None:
+    async with connect(url) as connection:
+        await _pcmu_session(connection)
+        for piece in _pcmu(np.concatenate([spliced(pause_at), silence(2.0)])):
+            await connection.input_audio_buffer.append(audio=piece)
+        events = await _everything_heard(connection, [])
+        assert len(of_type(events, "input_audio_buffer.speech_stopped")) == 1, [
+            e.type for e in events]
+        done = await events_until(
+            connection, "conversation.item.input_audio_transcription.completed")
+        said = done[-1].transcript.lower()
+        assert "only" in said and "platforms" in said, said
+
+
+def test_narrowband_input_is_judged_against_its_own_threshold(
+        service: RealtimeService) -> None:
+    """The rule the service loads has the narrowband threshold, and a session takes it for
+    G.711 input (either name set) and for a telephone call's narrowband track."""
+    rule = service.end_of_turn
+    assert rule is not None and rule.narrowband_threshold == 0.25
+    assert rule.threshold_for(True) == 0.25 and rule.threshold_for(False) == 0.5
+    session = RealtimeSession(None, _discard, model="m", end_of_turn=rule)
+    turns = session.turns
+    assert not turns.narrowband and turns.detector.config.complete_threshold == 0.5
+    for fmt in ("pcmu", "pcma"):
+        session.config.input_format = fmt
+        turns.reset_detector()
+        assert turns.narrowband and turns.detector.config.complete_threshold == 0.25
+    session.config.input_format = "pcm"
+    turns.reset_detector()
+    assert turns.detector.config.complete_threshold == 0.5
+    turns.narrowband_track = True  # a PCMU or PCMA call, told after the session began
+    turns._follow_band()
+    assert turns.detector.config.complete_threshold == 0.25
+
+
+async def _discard(event: dict) -> None:
+    pass
+
+
+@pytest.mark.parametrize(("codec", "narrow"), [("PCMU", True), ("PCMA", True),
+                                               ("G722", False)])
+async def test_a_call_tells_its_session_the_band_of_its_codec(
+        service: RealtimeService, cache_dir: Path, codec: str, narrow: bool) -> None:
+    """The telephone hands the session 16 kHz PCM whatever the codec; once the call is
+    answered its session knows whether that audio is narrowband."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from secretary.phone.service import PhoneCall
+
+    options = make_settings(cache_dir).phone.model_copy(update={"greeting": ""})
+    phone = SimpleNamespace(options=options, realtime=service)
+    handle = SimpleNamespace(remote="sip:alice@127.0.0.1", hangup=lambda *a: None)
+    call = PhoneCall(phone, handle, asyncio.get_running_loop())
+    call.answered(codec)
+    task = asyncio.ensure_future(call._converse())
+    try:
+        async with asyncio.timeout(30):
+            await call.connected.wait()
+            while call.lease is None:  # noqa: ASYNC110 - the call's own task sets it
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)  # past the answer, into the call
+        assert call.lease.session.turns.narrowband is narrow
+    finally:
+        call.finished.set()
+        await task
+        if call.lease is not None:
+            await service.release(call.lease)

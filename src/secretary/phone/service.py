@@ -43,6 +43,9 @@ GOODBYE = re.compile(
 PERSON = re.compile(
     r"\b(human|real person|a person|someone|somebody|operator|receptionist|"
     r"mensch(?:en)?|mitarbeiter(?:in)?|jemanden|person sprechen)\b", re.IGNORECASE)
+# Codecs that carry 8 kHz audio: the session judges the end of turn as narrowband (G.722
+# is 16 kHz, wideband).
+NARROWBAND_CODECS = frozenset({"PCMU", "PCMA"})
 SILENT_DBFS = -50.0  # a caller's frame quieter than this is silence
 TRANSFER_SAID = {"en": "One moment, I am putting you through.",
                  "de": "Einen Moment, ich verbinde Sie."}
@@ -287,6 +290,8 @@ class PhoneCall:
             if not self.finished.is_set():
                 self.hang_up("the call was never connected")
             return
+        # The bridge hands over 16 kHz PCM whatever the codec: the session is told the band.
+        session.turns.narrowband_track = self.record.codec.upper() in NARROWBAND_CODECS
         self.last_sound = time.monotonic()
         greeting = o.greeting_de if language == "de" else o.greeting
         if greeting:

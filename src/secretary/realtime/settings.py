@@ -152,6 +152,11 @@ class RealtimeSettings(ServiceSettings):
     end_of_turn_threshold: float = Field(
         default=0.5, gt=0, lt=1, description="Smart Turn's probability from which a pause "
         "ends a complete turn.")
+    end_of_turn_threshold_narrowband: float = Field(
+        default=0.25, gt=0, lt=1, description="The same for 8 kHz telephone audio: the "
+        "audio/pcmu and audio/pcma input formats, and telephone calls over PCMU or PCMA "
+        "(G.722 calls are wideband). The model, trained on wideband speech, calls more "
+        "narrowband sentences unfinished (bench/endofturn.py --codec pcmu).")
     end_of_turn_complete_ms: int = Field(
         default=200, ge=32, le=2000, description="Silence that ends a turn Smart Turn calls "
         "complete.")

@@ -3,7 +3,9 @@
 Silero VAD hears every frame (``TurnDetector``). With ``semantic_vad`` and its model loaded,
 each pause is a ``paused`` event that waits for the end-of-turn model's verdict
 (``EndOfTurnRule``): a turn it calls complete ends after a short silence, an unfinished one
-after the long one.
+after the long one. Narrowband input (8 kHz G.711: the ``audio/pcmu`` and ``audio/pcma``
+formats, or a telephone call's PCMU or PCMA track) is judged against the rule's
+narrowband threshold: the model, trained on wideband speech, hears less "done" in it.
 
 In the silence that may end the turn the final transcript starts early (it is the same
 audio if the turn does end), and the reply to it is made ahead, so its first audio is ready
@@ -45,6 +47,9 @@ BACKCHANNELS = frozenset({
     "uhhuh", "right", "sure", "aha", "ah", "oh", "i see", "got it", "alright", "cool",
 })
 _WORDS = re.compile(r"[^\w\s]")
+# Input formats that carry 8 kHz telephone audio (the beta's g711_ulaw and g711_alaw are
+# these names in the session's config).
+NARROWBAND_FORMATS = frozenset({"pcmu", "pcma"})
 
 
 def is_backchannel(text: str) -> bool:
@@ -81,7 +86,16 @@ class TurnTaking:
         self.session = session
         self.detector: TurnDetector | None = None
         self.utterance: Utterance | None = None
+        # The media track carries 8 kHz telephone audio (a PCMU or PCMA call), whatever
+        # the rate it arrives at: set by the telephone once the codec is negotiated.
+        self.narrowband_track = False
         self.reset_detector()
+
+    @property
+    def narrowband(self) -> bool:
+        """Whether the input is 8 kHz telephone audio (G.711)."""
+        return (self.narrowband_track
+                or self.session.config.input_format in NARROWBAND_FORMATS)
 
     def reset_detector(self) -> None:
         """A detector for the session's ``turn_detection`` (None: the client commits)."""
@@ -98,7 +112,8 @@ class TurnTaking:
         self.detector = TurnDetector(VadConfig(
             turn.threshold, turn.prefix_padding_ms, rule.incomplete_wait(turn.eagerness),
             semantic=True, ask_ms=max(32, session.limits.early_final_ms),
-            complete_ms=rule.complete_ms, complete_threshold=rule.threshold))
+            complete_ms=rule.complete_ms,
+            complete_threshold=rule.threshold_for(self.narrowband)))
 
     def user_speaking(self) -> bool:
         """An utterance is in progress (the server's detector hears speech)."""
@@ -137,6 +152,7 @@ class TurnTaking:
                 # the audio alone, whatever the machine's speed.
                 complete = await self._judge_pause(vad.at_ms)
                 if self.detector is not None:  # (a session.update may have replaced it)
+                    self._follow_band()
                     events += self.detector.decide(complete)
             else:
                 await self._speech_stopped(vad.at_ms)
@@ -148,6 +164,13 @@ class TurnTaking:
             await self._maybe_barge_in()
             if buffer.held > session.limits.max_buffer_seconds * RATE:
                 await self._speech_stopped(buffer.now_ms)  # a very long turn
+
+    def _follow_band(self) -> None:
+        """The detector's threshold for the input's band as it is now (the format may
+        change with a session.update, and a call's codec is known once it is answered)."""
+        rule, detector = self.session.end_of_turn, self.detector
+        if rule is not None and detector is not None and detector.config.semantic:
+            detector.config.complete_threshold = rule.threshold_for(self.narrowband)
 
     async def _judge_pause(self, at_ms: int) -> float:
         """The end-of-turn model's probability that the utterance paused at ``at_ms`` is
@@ -165,8 +188,9 @@ class TurnTaking:
             return 0.0
         if session.metrics is not None:
             session.metrics.end_of_turn_seconds.observe(time.perf_counter() - began)
+            threshold = rule.threshold_for(self.narrowband)
             session.metrics.end_of_turn.labels(
-                "complete" if complete >= rule.threshold else "unfinished").inc()
+                "complete" if complete >= threshold else "unfinished").inc()
         return complete
 
     async def _speech_started(self, at_ms: int) -> None:

@@ -23,6 +23,15 @@ class EndOfTurnRule:
     threshold: float = 0.5  # the probability from which the model's "complete" counts
     complete_ms: int = 200  # silence that ends a turn the model calls complete
     incomplete_ms: int = 1200  # silence that ends one it calls unfinished
+    # The threshold for 8 kHz telephone audio (G.711): the model, trained on wideband
+    # speech, calls narrowband sentences unfinished more often (None: ``threshold``).
+    narrowband_threshold: float | None = None
+
+    def threshold_for(self, narrowband: bool) -> float:
+        """The threshold for input of that band."""
+        if narrowband and self.narrowband_threshold is not None:
+            return self.narrowband_threshold
+        return self.threshold
 
     def incomplete_wait(self, eagerness: str) -> int:
         return max(self.complete_ms, round(self.incomplete_ms * _EAGERNESS.get(eagerness, 1)))
@@ -43,4 +52,5 @@ def load_rule(settings: Settings, who: str) -> EndOfTurnRule | None:
     model = SmartTurn(path)
     model.load()
     return EndOfTurnRule(model, o.end_of_turn_threshold, o.end_of_turn_complete_ms,
-                         o.end_of_turn_incomplete_ms)
+                         o.end_of_turn_incomplete_ms,
+                         narrowband_threshold=o.end_of_turn_threshold_narrowband)
