@@ -7,6 +7,14 @@ up after ``--hangup-after`` seconds (or when the other side does). Each thing th
 is one JSON line on stdout: {"event": "state", ...}, {"event": "transfer", "to": ...},
 {"event": "playing", "at": seconds into the recording}, {"event": "end", "code": ...,
 "reason": ..., "by": "us"|"them"}. ``bench/phone.py`` times answers with it.
+
+Over UDP with plain RTP unless told otherwise: ``--transport tls`` (or ``tcp``) adds that
+transport (``--ca`` verifies the other side's certificate against a PEM file; without it any
+certificate is taken), and ``--srtp optional|mandatory`` offers SRTP (SDES keys; mandatory
+SRTP asks for a TLS hop, as the secretary's does). It then also says {"event": "stream",
+"proto": ..., "srtp": bool} for the audio stream, {"event": "answer", "message": ...} with
+the 2xx that answered the INVITE (its SDP included), and {"event": "connected",
+"remote_contact": ...}.
 """
 
 from __future__ import annotations
@@ -37,7 +45,12 @@ def main() -> int:
     parser.add_argument("--hangup-after", type=float, default=10.0)
     parser.add_argument("--from-uri", default="sip:caller@127.0.0.1")
     parser.add_argument("--name", default="")
+    parser.add_argument("--transport", choices=["udp", "tcp", "tls"], default="udp")
+    parser.add_argument("--ca", help="PEM file the other side's TLS certificate is verified "
+                        "against")
+    parser.add_argument("--srtp", choices=["off", "optional", "mandatory"], default="off")
     args = parser.parse_args()
+    secure = args.transport != "udp" or args.srtp != "off"  # say more than the defaults
 
     ep = pj.Endpoint()
     ep.libCreate()
@@ -52,6 +65,15 @@ def main() -> int:
     transport = pj.TransportConfig()
     transport.boundAddress = "127.0.0.1"
     ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, transport)
+    if args.transport == "tcp":
+        ep.transportCreate(pj.PJSIP_TRANSPORT_TCP, transport)
+    elif args.transport == "tls":
+        tls = pj.TransportConfig()
+        tls.boundAddress = "127.0.0.1"
+        tls.tlsConfig.verifyServer = args.ca is not None
+        if args.ca:
+            tls.tlsConfig.CaListFile = args.ca
+        ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tls)
     ep.audDevManager().setNullDev()
     for codec in ep.codecEnum2():
         ep.codecSetPriority(codec.codecId, 255 if codec.codecId.startswith(
@@ -66,6 +88,8 @@ def main() -> int:
             say(event="state", state=info.stateText, code=info.lastStatusCode)
             if info.state == pj.PJSIP_INV_STATE_CONFIRMED and state["connected"] is None:
                 state["connected"] = time.monotonic()
+                if secure:
+                    say(event="connected", remote_contact=info.remoteContact)
             if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
                 state["done"] = True
                 state["end"] = (info.lastStatusCode, info.lastReason)
@@ -76,13 +100,27 @@ def main() -> int:
                 if media.type == pj.PJMEDIA_TYPE_AUDIO and \
                         media.status == pj.PJSUA_CALL_MEDIA_ACTIVE and "media" not in state:
                     state["media"] = self.getAudioMedia(index)
-                    say(event="media", codec=self.getStreamInfo(index).codecName)
+                    stream = self.getStreamInfo(index)
+                    say(event="media", codec=stream.codecName)
+                    if secure:
+                        say(event="stream", proto=int(stream.proto),
+                            srtp=bool(stream.proto & pj.PJMEDIA_TP_PROFILE_SRTP))
                     if args.record:
                         recorder = pj.AudioMediaRecorder()
                         recorder.createRecorder(args.record)
                         state["media"].startTransmit(recorder)
                         state["recorder"] = recorder
                         state["recording"] = time.monotonic()
+
+        def onCallTsxState(self, prm: object) -> None:  # noqa: N802
+            event = prm.e  # type: ignore[attr-defined]
+            if not secure or "answer" in state or event.type != pj.PJSIP_EVENT_TSX_STATE \
+                    or event.body.tsxState.type != pj.PJSIP_EVENT_RX_MSG:
+                return
+            message = str(event.body.tsxState.src.rdata.wholeMsg)
+            if message.startswith("SIP/2.0 2") and "application/sdp" in message.lower():
+                state["answer"] = True
+                say(event="answer", message=message)
 
         def onCallTransferRequest(self, prm: object) -> None:  # noqa: N802
             say(event="transfer", to=prm.dstUri)
@@ -92,6 +130,10 @@ def main() -> int:
     account_config = pj.AccountConfig()
     account_config.idUri = (f'"{args.name}" <{args.from_uri}>' if args.name
                             else args.from_uri)
+    account_config.mediaConfig.srtpUse = {
+        "off": pj.PJMEDIA_SRTP_DISABLED, "optional": pj.PJMEDIA_SRTP_OPTIONAL,
+        "mandatory": pj.PJMEDIA_SRTP_MANDATORY}[args.srtp]
+    account_config.mediaConfig.srtpSecureSignaling = 1 if args.srtp == "mandatory" else 0
     account.create(account_config)
     call = Call(account)
     call.makeCall(args.to, pj.CallOpParam(True))

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from secretary import tls
 from secretary.audio import decode, to_pcm16, wav_header
 from secretary.phone.app import create_app
 from secretary.phone.service import PhoneService
@@ -36,18 +37,23 @@ def free_udp_port() -> int:
         return port
 
 
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+        tcp.bind(("127.0.0.1", 0))
+        return tcp.getsockname()[1]
+
+
 @dataclass
 class Phone:
     service: PhoneService
     url: str  # HTTP: /health, /api/calls
     uri: str  # SIP: whom to call
+    tls_uri: str = ""  # SIP over TLS
+    cert: Path | None = None  # the certificate SIP over TLS serves
 
-    def call(self, *args: str, timeout: float = 60) -> list[dict]:
-        """Run the caller to the end; its events."""
-        done = subprocess.run([sys.executable, str(CALLER), "--to", self.uri, *args],
-                              capture_output=True, text=True, timeout=timeout, check=False)
-        assert done.returncode == 0, done.stderr[-3000:]
-        return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    def call(self, *args: str, timeout: float = 60, to: str | None = None) -> list[dict]:
+        """Run the caller to the end (calling ``to``, else ``uri``); its events."""
+        return call(to or self.uri, *args, timeout=timeout)
 
     def start_call(self, *args: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, str(CALLER), "--to", self.uri, *args],
@@ -68,9 +74,23 @@ def phone(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     settings.phone.max_calls = 1
     settings.phone.silence_hangup_s = 6.0
     settings.phone.transfer_to = "sip:human@127.0.0.1:5999"
+    # SIP over TLS beside UDP and TCP, SRTP optional (the default): test_tls.py calls it.
+    cert, key = tls.ensure_self_signed(tmp_path_factory.mktemp("phone-tls"), ["127.0.0.1"])
+    tls_port = free_tcp_port()
+    settings.phone = settings.phone.model_copy(
+        update={"tls_port": tls_port, "tls_cert": cert, "tls_key": key})
     service = PhoneService(settings)
     with running_server(create_app(service=service)) as url:
-        yield Phone(service, url, f"sip:secretary@127.0.0.1:{port}")
+        yield Phone(service, url, f"sip:secretary@127.0.0.1:{port}",
+                    f"sip:secretary@127.0.0.1:{tls_port};transport=tls", cert)
+
+
+def call(uri: str, *args: str, timeout: float = 60) -> list[dict]:
+    """Run the caller to the end; its events."""
+    done = subprocess.run([sys.executable, str(CALLER), "--to", uri, *args],
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
 def clip(tmp_path: Path, name: str, rate: int = 16000) -> Path:

@@ -272,18 +272,22 @@ async def _discard(event: dict) -> None:
     pass
 
 
-@pytest.mark.parametrize(("codec", "narrow"), [("PCMU", True), ("PCMA", True),
-                                               ("G722", False)])
+@pytest.mark.parametrize(("codec", "narrow", "narrowband_turns", "turns"), [
+    ("PCMU", True, "server_vad", "server_vad"), ("PCMA", True, "server_vad", "server_vad"),
+    ("PCMU", True, "semantic_vad", "semantic_vad"), ("G722", False, "server_vad", "semantic_vad")])
 async def test_a_call_tells_its_session_the_band_of_its_codec(
-        service: RealtimeService, cache_dir: Path, codec: str, narrow: bool) -> None:
+        service: RealtimeService, cache_dir: Path, codec: str, narrow: bool,
+        narrowband_turns: str, turns: str) -> None:
     """The telephone hands the session 16 kHz PCM whatever the codec; once the call is
-    answered its session knows whether that audio is narrowband."""
+    answered its session knows whether that audio is narrowband, and a narrowband call's
+    turns end by silence unless SECRETARY_PHONE_NARROWBAND_TURNS says otherwise."""
     import asyncio
     from types import SimpleNamespace
 
     from secretary.phone.service import PhoneCall
 
-    options = make_settings(cache_dir).phone.model_copy(update={"greeting": ""})
+    options = make_settings(cache_dir).phone.model_copy(
+        update={"greeting": "", "narrowband_turns": narrowband_turns})
     phone = SimpleNamespace(options=options, realtime=service)
     handle = SimpleNamespace(remote="sip:alice@127.0.0.1", hangup=lambda *a: None)
     call = PhoneCall(phone, handle, asyncio.get_running_loop())
@@ -295,7 +299,10 @@ async def test_a_call_tells_its_session_the_band_of_its_codec(
             while call.lease is None:  # noqa: ASYNC110 - the call's own task sets it
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.2)  # past the answer, into the call
-        assert call.lease.session.turns.narrowband is narrow
+        session = call.lease.session
+        assert session.turns.narrowband is narrow
+        assert session.config.turn_detection is not None
+        assert session.config.turn_detection.type == turns
     finally:
         call.finished.set()
         await task

@@ -14,8 +14,8 @@ import pytest
 from cryptography import x509
 from fastapi import FastAPI, Request
 
+from secretary import tls
 from secretary.errors import NotFoundError
-from secretary.ui import tls
 from secretary.ui.app import create_app, listeners
 from tests.helpers import SPEECH, free_port, running_server
 from tests.ui.support import ui_settings

@@ -2,26 +2,32 @@
 
 One ``Endpoint`` per process, with a null sound device (no sound card: each call's audio
 goes through an ``AudioMediaPort`` of its own), UDP and TCP transports on the configured
-address, and one account that takes calls (and registers where a registrar is set). All
+address (and TLS where a TLS port is set: the user's certificate, or a self-signed one kept
+in the cache dir), and one account that takes calls (and registers where a registrar is set;
+over TLS where its URI says ``sips:`` or ``;transport=tls``), with the SRTP policy. All
 PJSIP calls happen on the endpoint's thread: other threads hand it work with ``submit``.
 The call's audio comes and goes on PJSIP's media clock thread, as 20 ms frames of 16-bit
 PCM at the conference bridge's rate (16 kHz), through the ``CallHandler`` the owner gives.
 
 Refused before a call is made: over ``max_invites_per_minute`` from one address (503), over
 ``max_calls`` at once (486). PJSIP itself answers a malformed request 400 and an offer with
-no codec in common 488.
+no codec in common 488, and so an offer of SRTP only where SRTP is off, or of plain RTP
+(or SRTP over a plain transport) where SRTP is mandatory.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import ssl
 import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
+from secretary import tls
 from secretary.phone.settings import PhoneSettings
 
 log = logging.getLogger(__name__)
@@ -29,6 +35,7 @@ log = logging.getLogger(__name__)
 CLOCK_RATE = 16000  # the conference bridge's rate: each port's frames are at this rate
 FRAME_MS = 20
 KNOWN_CODECS = {"PCMU": "PCMU/8000", "PCMA": "PCMA/8000", "G722": "G722/16000"}
+CERT_FOLDER = "phone-tls"  # in the cache dir: the self-signed certificate of SIP over TLS
 
 
 class CallHandler(Protocol):
@@ -93,8 +100,10 @@ class SipEndpoint:
     """PJSIP in its own thread: ``start`` returns once it listens (or raises)."""
 
     def __init__(self, options: PhoneSettings,
-                 on_call: Callable[[CallHandle], CallHandler | None]) -> None:
+                 on_call: Callable[[CallHandle], CallHandler | None],
+                 cache_dir: Path | None = None) -> None:
         self.options = options
+        self.cache_dir = cache_dir  # where a self-signed TLS certificate is kept
         self.on_call = on_call
         self.commands: queue.Queue[Callable[[], None]] = queue.Queue()
         self.timers: list[tuple[float, Callable[[], None]]] = []
@@ -170,6 +179,8 @@ class SipEndpoint:
         transport.publicAddress = o.host if o.host not in ("0.0.0.0", "::") else ""
         self.ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, transport)
         self.ep.transportCreate(pj.PJSIP_TRANSPORT_TCP, transport)
+        if o.tls_port:
+            self.ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, self._tls_transport(pj))
         self.ep.audDevManager().setNullDev()
         wanted = [KNOWN_CODECS[c.upper()] for c in o.codecs if c.upper() in KNOWN_CODECS]
         if not wanted:
@@ -182,13 +193,18 @@ class SipEndpoint:
             self.ep.codecSetPriority(codec.codecId, priority)
         self.ep.libStart()
         account = pj.AccountConfig()
-        host = o.registrar or f"{o.host}:{o.port}"
-        account.idUri = f"sip:{o.user}@{host}"
+        registrar = o.registrar_uri
+        if registrar:
+            scheme, rest = registrar.split(":", 1)
+            account.idUri = f"{scheme.lower()}:{o.user}@{rest.split(';', 1)[0]}"
+        else:
+            account.idUri = f"sip:{o.user}@{o.host}:{o.port}"
         account.mediaConfig.transportConfig.port = o.rtp_port
         account.mediaConfig.transportConfig.portRange = 1000
         account.mediaConfig.transportConfig.boundAddress = o.host
-        if o.registrar:
-            account.regConfig.registrarUri = f"sip:{o.registrar}"
+        self._srtp(pj, account.mediaConfig)
+        if registrar:
+            account.regConfig.registrarUri = registrar
             account.regConfig.retryIntervalSec = 0  # retried here, with backoff
             account.regConfig.timeoutSec = 300
             if o.password is not None:
@@ -196,8 +212,55 @@ class SipEndpoint:
                     "digest", "*", o.user, 0, o.password.get_secret_value()))
         self.account = _account_class(pj)(self)
         self.account.create(account)
-        log.info("SIP endpoint on %s:%d (UDP, TCP), codecs %s", o.host, o.port,
-                 ", ".join(wanted))
+        log.info("SIP endpoint on %s:%d (UDP, TCP)%s, codecs %s, SRTP %s", o.host, o.port,
+                 f", TLS on {o.tls_port}" if o.tls_port else "", ", ".join(wanted), o.srtp)
+
+    def certificate(self) -> tuple[Path, Path]:
+        """The TLS certificate and key: the user's, or a self-signed one in the cache dir."""
+        o = self.options
+        if o.tls_cert is not None and o.tls_key is not None:
+            return o.tls_cert, o.tls_key
+        if self.cache_dir is None:
+            raise ValueError("SIP over TLS without SECRETARY_PHONE_TLS_CERT needs the cache "
+                             "dir for a self-signed certificate")
+        return tls.ensure_self_signed(self.cache_dir / CERT_FOLDER,
+                                      tls.certificate_names(o.host))
+
+    def _tls_transport(self, pj: Any) -> Any:
+        o = self.options
+        cert, key = self.certificate()
+        config = pj.TransportConfig()
+        config.port = o.tls_port
+        config.boundAddress = o.host
+        config.publicAddress = o.host if o.host not in ("0.0.0.0", "::") else ""
+        config.tlsConfig.certFile = str(cert)
+        config.tlsConfig.privKeyFile = str(key)
+        config.tlsConfig.proto = pj.PJ_SSL_SOCK_PROTO_TLS1_2 | pj.PJ_SSL_SOCK_PROTO_TLS1_3
+        # Callers bring no certificate; the registrar's is checked where tls_verify says so.
+        config.tlsConfig.verifyClient = False
+        config.tlsConfig.requireClientCert = False
+        config.tlsConfig.verifyServer = o.tls_verify
+        # PJSIP names each CA of the list to every TLS client that connects, and a whole
+        # system bundle of them stalls the handshake: the system's CAs are loaded only where
+        # they are needed (a registrar over TLS to verify, and no CA file of its own).
+        ca = o.tls_ca
+        if ca is None and o.tls_verify and o.registrar_tls:
+            ca = system_ca_file()
+            if ca is None:
+                raise ValueError("no CA file to verify the registrar's certificate with: set "
+                                 "SECRETARY_PHONE_TLS_CA")
+        if ca is not None:
+            config.tlsConfig.CaListFile = str(ca)
+        return config
+
+    def _srtp(self, pj: Any, media: Any) -> None:
+        """The SRTP policy. SDES puts the media keys in the SDP, so mandatory SRTP also
+        takes a TLS hop for the signalling (no key in the clear); optional SRTP is taken
+        on any transport where the caller offers it, plain RTP otherwise."""
+        media.srtpUse = {"off": pj.PJMEDIA_SRTP_DISABLED,
+                         "optional": pj.PJMEDIA_SRTP_OPTIONAL,
+                         "mandatory": pj.PJMEDIA_SRTP_MANDATORY}[self.options.srtp]
+        media.srtpSecureSignaling = 1 if self.options.srtp == "mandatory" else 0
 
     def _run_commands(self) -> None:
         while True:
@@ -328,6 +391,19 @@ class SipEndpoint:
                   "retrying in %g s", self.options.registrar, self.options.user, code,
                   reason, wait)
         self.later(wait, lambda: self.account.setRegistration(True))
+
+
+def system_ca_file() -> Path | None:
+    """The system's CA bundle (OpenSSL's default file), or certifi's; None if neither."""
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    try:
+        import certifi
+    except ImportError:
+        return None
+    return Path(certifi.where())
 
 
 def _account_class(pj: Any) -> type:

@@ -291,7 +291,12 @@ class PhoneCall:
                 self.hang_up("the call was never connected")
             return
         # The bridge hands over 16 kHz PCM whatever the codec: the session is told the band.
-        session.turns.narrowband_track = self.record.codec.upper() in NARROWBAND_CODECS
+        narrowband = self.record.codec.upper() in NARROWBAND_CODECS
+        session.turns.narrowband_track = narrowband
+        if narrowband and o.narrowband_turns == "server_vad":
+            await session.handle(json.dumps({"type": "session.update", "session": {
+                "type": "realtime",
+                "audio": {"input": {"turn_detection": {"type": "server_vad"}}}}}))
         self.last_sound = time.monotonic()
         greeting = o.greeting_de if language == "de" else o.greeting
         if greeting:
@@ -382,7 +387,7 @@ class PhoneService:
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self.endpoint = SipEndpoint(self.options, self._incoming)
+        self.endpoint = SipEndpoint(self.options, self._incoming, self.settings.cache_dir)
         await asyncio.to_thread(self.endpoint.start)
 
     async def stop(self) -> None:

@@ -186,9 +186,12 @@ class TurnTaking:
         except Exception:
             log.exception("realtime session %s: the end-of-turn model failed", session.id)
             return 0.0
+        threshold = rule.threshold_for(self.narrowband)
+        log.debug("realtime session %s: end of turn %.3f against %.2f (%s) after %d ms",
+                  session.id, complete, threshold,
+                  "narrowband" if self.narrowband else "wideband", at_ms - utterance.start_ms)
         if session.metrics is not None:
             session.metrics.end_of_turn_seconds.observe(time.perf_counter() - began)
-            threshold = rule.threshold_for(self.narrowband)
             session.metrics.end_of_turn.labels(
                 "complete" if complete >= threshold else "unfinished").inc()
         return complete

@@ -22,13 +22,13 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from secretary import tls
 from secretary.config import Settings
 from secretary.conversation.app import build_router as conversation_router
 from secretary.conversation.metrics import TurnMetrics
 from secretary.conversation.service import ConversationService
 from secretary.errors import NotFoundError
 from secretary.skills.app import build_router as skills_router
-from secretary.ui import tls
 from secretary.ui.service import UiService
 from secretary.web.app import create_service_app
 from secretary.web.listeners import Listener

@@ -1,10 +1,10 @@
-"""The UI's HTTPS certificate: the user's own, or a self-signed one made on first start.
+"""A server's TLS certificate: the user's own, or a self-signed one made on first start.
 
-Browsers give the microphone only to secure pages (HTTPS, or plain HTTP on localhost), so a
-UI opened from another machine on the network needs HTTPS even without a real certificate.
-The self-signed certificate is kept in the cache dir and reused, so a browser exception the
-user accepted once stays valid; it is made again only when it expired or does not name the
-address the UI now listens on.
+Used by the browser UI's HTTPS (browsers give the microphone only to secure pages, so a UI
+opened from another machine needs HTTPS even without a real certificate) and by the
+telephone's SIP over TLS. The self-signed certificate is kept in a folder of the cache dir
+and reused, so an exception the user accepted once stays valid; it is made again only when
+it expired or does not name the address the server now listens on.
 """
 
 from __future__ import annotations
