@@ -77,6 +77,19 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+async def session_with(connection: Any, turn_detection: str | None) -> None:
+    """Waits for the new session, then sets its turn detection (None: the default)."""
+    async for event in connection:
+        if event.type == "session.created":
+            break
+    if turn_detection is not None:
+        await connection.session.update(session={"type": "realtime", "audio": {
+            "input": {"turn_detection": {"type": turn_detection}}}})
+        async for event in connection:
+            if event.type == "session.updated":
+                break
+
+
 async def ws_turn(url: str, name: str, turn_detection: str | None = None) -> dict[str, Any]:
     return await ws_speech_turn(url, clip(name), turn_detection)
 
@@ -91,15 +104,7 @@ async def ws_speech_turn(url: str, speech: np.ndarray,
     sent: list[tuple[float, float]] = []  # (input seconds, wall clock when sent)
     out: dict[str, Any] = {"partials": [], "length": end - begin}
     async with connect(url) as connection:
-        async for event in connection:
-            if event.type == "session.created":
-                break
-        if turn_detection is not None:
-            await connection.session.update(session={"type": "realtime", "audio": {
-                "input": {"turn_detection": {"type": turn_detection}}}})
-            async for event in connection:
-                if event.type == "session.updated":
-                    break
+        await session_with(connection, turn_detection)
 
         async def read() -> None:
             async for event in connection:
@@ -137,14 +142,7 @@ async def ws_count_turns(url: str, speech: np.ndarray, turn_detection: str) -> i
     """How many turns the server makes of ``speech`` (24 kHz) fed at real-time pace."""
     turns = 0
     async with connect(url) as connection:
-        async for event in connection:
-            if event.type == "session.created":
-                break
-        await connection.session.update(session={"type": "realtime", "audio": {
-            "input": {"turn_detection": {"type": turn_detection}}}})
-        async for event in connection:
-            if event.type == "session.updated":
-                break
+        await session_with(connection, turn_detection)
 
         async def read() -> None:
             nonlocal turns

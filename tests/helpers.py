@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -194,3 +195,13 @@ def child_environment() -> dict[str, str]:
     settings, but the test run's own."""
     return {k: v for k, v in os.environ.items()
             if not k.startswith("SECRETARY_") or k in _TEST_ENVIRONMENT}
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Ends a child process the tests started: asked first, killed if it does not go."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

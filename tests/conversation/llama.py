@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.helpers import free_port, needs
+from tests.helpers import free_port, needs, stop_process
 
 MODEL_NAME = "smollm2"
 
@@ -63,10 +63,5 @@ def llama_server(threads: int = 2, startup_timeout: float = 120.0) -> Iterator[s
             time.sleep(0.25)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()

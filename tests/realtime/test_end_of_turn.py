@@ -106,6 +106,18 @@ async def test_sessions_start_with_semantic_turn_detection(url: str) -> None:
         assert turn.type == "semantic_vad" and turn.eagerness == "auto"
 
 
+async def _one_turn_ended_at(connection, end: float) -> list:
+    """The events of one turn whose end came within 100 ms of ``end`` (seconds into the
+    audio), up to its transcript."""
+    events = await _everything_heard(connection, [])
+    assert len(of_type(events, "input_audio_buffer.speech_started")) == 1
+    stopped = of_type(events, "input_audio_buffer.speech_stopped")
+    assert len(stopped) == 1, [e.type for e in events]
+    assert stopped[0].audio_end_ms <= end * 1000 + 100
+    return await events_until(
+        connection, "conversation.item.input_audio_transcription.completed")
+
+
 async def _everything_heard(connection, events: list) -> list:
     """The events up to the point where the server has judged all the audio sent: client
     events are handled in order, so the answer to a later ``session.update`` comes after
@@ -123,13 +135,7 @@ async def test_a_complete_sentence_ends_its_turn_within_300_ms_of_silence(url: s
         # The speech, then 300 ms of silence and nothing more: the turn must end on that.
         await feed(connection, np.concatenate([speech[:int(end * RATE)], silence(0.3)]),
                    speed=4.0)
-        events = await _everything_heard(connection, [])
-        assert len(of_type(events, "input_audio_buffer.speech_started")) == 1
-        stopped = of_type(events, "input_audio_buffer.speech_stopped")
-        assert len(stopped) == 1, [e.type for e in events]
-        assert stopped[0].audio_end_ms <= end * 1000 + 100
-        done = await events_until(
-            connection, "conversation.item.input_audio_transcription.completed")
+        done = await _one_turn_ended_at(connection, end)
         assert "platforms" in done[-1].transcript.lower()
 
 
@@ -221,13 +227,7 @@ async def test_a_complete_sentence_over_pcmu_ends_its_turn_after_the_short_silen
         for piece in _pcmu(np.concatenate([speech[:int(end * RATE)],
                                            silence(NARROW_SILENCE)])):
             await connection.input_audio_buffer.append(audio=piece)
-        events = await _everything_heard(connection, [])
-        assert len(of_type(events, "input_audio_buffer.speech_started")) == 1
-        stopped = of_type(events, "input_audio_buffer.speech_stopped")
-        assert len(stopped) == 1, [e.type for e in events]
-        assert stopped[0].audio_end_ms <= end * 1000 + 100
-        done = await events_until(
-            connection, "conversation.item.input_audio_transcription.completed")
+        done = await _one_turn_ended_at(connection, end)
         assert "hands" in done[-1].transcript.lower()
 
 

@@ -25,7 +25,7 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from secretary import audio as sound
 from secretary.realtime.service import RealtimeService
 from secretary.ui.app import create_app as create_ui_app
-from tests.helpers import SPEECH, free_port, needs, running_server
+from tests.helpers import SPEECH, free_port, needs, running_server, stop_process
 from tests.realtime.rtc import ClipTrack, frames, offer, record_events
 from tests.realtime.support import clip
 from tests.ui.support import ui_settings
@@ -101,12 +101,7 @@ def coturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Coturn]:
             time.sleep(0.2)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         server.reader.join(timeout=5)
 
 

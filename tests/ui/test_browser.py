@@ -39,6 +39,7 @@ from tests.helpers import (
     needs,
     reference_text,
     running_server,
+    stop_process,
     wer,
 )
 from tests.ui.support import ui_settings
@@ -120,12 +121,7 @@ def stack(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                             verify=ssl.create_default_context(cafile=certificate))
         yield Stack(https_url, http_url, urls, certificate)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, 30)
 
 
 @pytest.fixture(scope="module")

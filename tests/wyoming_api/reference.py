@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.helpers import free_port
+from tests.helpers import free_port, stop_process
 
 
 def wait_for_port(process: subprocess.Popen, port: int, log: Path, timeout: float) -> None:
@@ -44,12 +44,7 @@ def _serve(module: str, args: list[str], timeout: float = 180.0) -> Iterator[int
             wait_for_port(process, port, log, timeout)
             yield port
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 @contextlib.contextmanager
