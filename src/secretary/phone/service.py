@@ -8,7 +8,10 @@ chat model where one is configured (``summary.py``).
 
 Call control, on the caller's final transcripts: a goodbye (en, de) ends the call after the
 secretary's answer; asking for a person transfers it (blind REFER) where
-SECRETARY_PHONE_TRANSFER_TO is set. A call also ends at SECRETARY_PHONE_MAX_CALL_S, and
+SECRETARY_PHONE_TRANSFER_TO is set. Where the brain has a chat model, the session also
+offers it a function of the call's own, ``transfer_call``: the model may decide to put
+the caller through (a request beyond the secretary), and the call answers the function
+call, says so and transfers the same way. A call also ends at SECRETARY_PHONE_MAX_CALL_S, and
 after SECRETARY_PHONE_SILENCE_HANGUP_S without sound from either side.
 """
 
@@ -49,6 +52,22 @@ NARROWBAND_CODECS = frozenset({"PCMU", "PCMA"})
 SILENT_DBFS = -50.0  # a caller's frame quieter than this is silence
 TRANSFER_SAID = {"en": "One moment, I am putting you through.",
                  "de": "Einen Moment, ich verbinde Sie."}
+# The function the chat model may call to hand the caller to a person (a client's function
+# of the call's session: the server never runs it, the call does).
+TRANSFER_TOOL: dict[str, Any] = {
+    "type": "function", "name": "transfer_call",
+    "description": "Put the caller through to a person: when they ask for one, or when "
+    "their request is beyond what the secretary can do.",
+    "parameters": {"type": "object", "properties": {"reason": {
+        "type": "string", "description": "Why the caller is put through, in a few words."}}},
+}
+
+
+def calls_client_tools(brain: Any) -> bool:
+    """Whether the brain has a chat model that can call a session's functions (the skills'
+    brain without one, or the echo brain, cannot)."""
+    chat = getattr(brain, "chat", brain)
+    return chat is not None and callable(getattr(chat, "with_client_tools", None))
 
 
 class Playout:
@@ -124,6 +143,9 @@ class PhoneOutput:
 class PhoneCall:
     """One call: the endpoint's ``CallHandler`` and the realtime session behind it."""
 
+    # The session's tool_choice with the transfer tool ("auto"; tests force the call).
+    tool_choice: Any = "auto"
+
     def __init__(self, phone: PhoneService, handle: CallHandle,
                  loop: asyncio.AbstractEventLoop) -> None:
         self.phone = phone
@@ -139,6 +161,7 @@ class PhoneCall:
         self.last_sound = time.monotonic()
         self.ending: str | None = None  # why the call ends after the current response
         self.transfer_to: str | None = None
+        self.handover = False  # the model called transfer_call: the call transfers itself
         self.reason = ""
         self.tasks: set[asyncio.Task[Any]] = set()
 
@@ -199,7 +222,9 @@ class PhoneCall:
             self.record.add("secretary", str(event.get("transcript") or ""))
         elif kind == "response.output_text.done":
             self.record.add("secretary", str(event.get("text") or ""))
-        elif kind == "response.done" and self.ending is not None:
+        elif kind == "response.function_call_arguments.done":
+            self._called(event)
+        elif kind == "response.done" and self.ending is not None and not self.handover:
             self._spawn(self._after_reply())
         elif kind == "error":
             log.debug("phone: session error %s", event.get("error"))
@@ -215,6 +240,49 @@ class PhoneCall:
         if self.ending is not None:
             # Whatever the reply, the call ends within a few seconds.
             self.loop.call_later(15.0, lambda: self.hang_up(self.ending or "ended"))
+
+    def _called(self, event: dict[str, Any]) -> None:
+        """The model called a function of the session: ``transfer_call``, the only one."""
+        call_id = str(event.get("call_id") or "")
+        if event.get("name") != TRANSFER_TOOL["name"] or not call_id:
+            return
+        try:
+            arguments = json.loads(str(event.get("arguments") or "{}"))
+        except ValueError:
+            arguments = {}
+        reason = arguments.get("reason") if isinstance(arguments, dict) else None
+        reason = " ".join(reason.split())[:200] if isinstance(reason, str) else ""
+        target = self.options.transfer_to
+        if self.ending is not None or not target:
+            # Already ending (a goodbye), or transferring (the caller asked for a person).
+            self._spawn(self._answer(call_id, json.dumps(
+                {"transferred_to": self.transfer_to} if self.transfer_to
+                else {"error": "the call is ending"})))
+            return
+        self.record.add("event", f"the secretary decided to transfer the call: "
+                                 f"{reason or 'no reason given'}")
+        self.ending, self.transfer_to, self.handover = "transferred", target, True
+        self.loop.call_later(15.0, lambda: self.hang_up(self.ending or "ended"))
+        self._spawn(self._hand_over(call_id))
+
+    async def _answer(self, call_id: str, output: str) -> None:
+        """The function call's output, after the response that made it (the history
+        complete: the call and its result)."""
+        if self.lease is None:
+            return
+        session = self.lease.session
+        while session.responses.current is not None:  # noqa: ASYNC110 - the session's state
+            await asyncio.sleep(0.05)
+        await session.handle(json.dumps({"type": "conversation.item.create", "item": {
+            "type": "function_call_output", "call_id": call_id, "output": output}}))
+
+    async def _hand_over(self, call_id: str) -> None:
+        """The model's transfer: its call answered, the sentence said, the REFER sent."""
+        assert self.lease is not None and self.transfer_to is not None
+        await self._answer(call_id, json.dumps({"transferred_to": self.transfer_to}))
+        language = self.options.language if self.options.language in TRANSFER_SAID else "en"
+        await self.lease.session.responses.announce(TRANSFER_SAID[language], language)
+        await self._after_reply()
 
     async def _after_reply(self) -> None:
         with contextlib.suppress(TimeoutError):
@@ -278,8 +346,13 @@ class PhoneCall:
         session = self.lease.session
         language = o.language if o.language in ("en", "de") else "en"
         caller = self.record.caller()
-        await session.handle(json.dumps({"type": "session.update", "session": {
-            "instructions": f"{o.instructions}\nThis is a telephone call from {caller}."}}))
+        update: dict[str, Any] = {
+            "instructions": f"{o.instructions}\nThis is a telephone call from {caller}."}
+        if o.transfer_to and calls_client_tools(session.stages.brain):
+            # The model may transfer the call itself. (A session with a client's tools
+            # makes no reply ahead of the end of the turn: the model may call one.)
+            update.update(tools=[TRANSFER_TOOL], tool_choice=self.tool_choice)
+        await session.handle(json.dumps({"type": "session.update", "session": update}))
         waiter = asyncio.ensure_future(self.finished.wait())
         connected = asyncio.ensure_future(self.connected.wait())
         await asyncio.wait({waiter, connected}, timeout=o.answer_delay_s + 30,
