@@ -15,9 +15,10 @@ silence spliced in at the word boundary nearest its middle (Whisper base's word 
   - the model's CPU time per decision (one thread), with its feature preparation.
 Rules side by side: ``vad-500`` (500 ms of silence, today's default without the model),
 ``vad-200`` (a short silence without the model), ``smart-turn`` (the model asked after
-96 ms of silence; a complete verdict ends the turn after ``--complete-ms``, an unfinished
-one after ``--incomplete-ms``), at ``--threshold`` or at each of ``--thresholds``
-(``smart-0.3``: the model's probability from which a pause counts as complete).
+``--ask-ms`` of silence, 64 as the service does; a complete verdict ends the turn after
+``--complete-ms``, an unfinished one after ``--incomplete-ms``), at ``--threshold`` or at
+each of ``--thresholds`` (``smart-0.3``: the model's probability from which a pause counts
+as complete).
 
 ``--codec pcmu`` (or ``pcma``) sends every signal through the telephone's round trip
 first, as a G.711 session hears it: 16 kHz to 8 kHz, mu-law (A-law) codes, decoded and
