@@ -1,6 +1,7 @@
-"""A scripted OpenAI-compatible chat server for the tests of tool calls: each request to
+"""An OpenAI-compatible chat server for the tests of tool calls: each request to
 ``/v1/chat/completions`` is recorded and answered with the next queued script, streamed as
-server-sent events (the model calling a tool, or saying words)."""
+server-sent events (the model calling a tool, or saying words), or, where none is queued,
+forwarded to a real llama.cpp server (``upstream``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
@@ -18,9 +20,10 @@ from starlette.routing import Route
 from tests.helpers import running_server
 
 
-class ScriptedChat:
+class ChatStub:
     def __init__(self) -> None:
         self.url = ""  # the OpenAI base URL, ``.../v1``
+        self.upstream: str | None = None  # llama.cpp's base URL, for requests not scripted
         self.requests: list[dict[str, Any]] = []
         self.scripts: list[list[dict[str, Any]]] = []
 
@@ -29,9 +32,27 @@ class ScriptedChat:
                                        methods=["POST"])])
 
     async def complete(self, request: Request) -> StreamingResponse:
-        self.requests.append(json.loads(await request.body()))
-        assert self.scripts, "the model was asked more often than scripted"
-        return StreamingResponse(_sse(self.scripts.pop(0)), media_type="text/event-stream")
+        body = await request.body()
+        self.requests.append(json.loads(body))
+        if self.scripts:
+            return StreamingResponse(_sse(self.scripts.pop(0)),
+                                     media_type="text/event-stream")
+        assert self.upstream is not None, "the model was asked more often than scripted"
+        client = httpx.AsyncClient(timeout=120)
+        answer = await client.send(client.build_request(
+            "POST", f"{self.upstream}/chat/completions", content=body,
+            headers={"Content-Type": "application/json"}), stream=True)
+
+        async def relay() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in answer.aiter_raw():
+                    yield chunk
+            finally:
+                await answer.aclose()
+                await client.aclose()
+
+        return StreamingResponse(relay(), answer.status_code,
+                                 media_type=answer.headers.get("content-type"))
 
     def tool_messages(self, request: int = -1) -> list[str]:
         """The tool results the model read in a request."""
@@ -40,8 +61,8 @@ class ScriptedChat:
 
 
 @contextlib.contextmanager
-def scripted_chat() -> Iterator[ScriptedChat]:
-    chat = ScriptedChat()
+def scripted_chat() -> Iterator[ChatStub]:
+    chat = ChatStub()
     with running_server(chat.app()) as base:
         chat.url = f"{base}/v1"
         yield chat
@@ -49,11 +70,10 @@ def scripted_chat() -> Iterator[ScriptedChat]:
 
 async def _sse(deltas: list[dict[str, Any]]) -> AsyncIterator[bytes]:
     for delta in deltas:
-        chunk = {"id": "chatcmpl-scripted", "object": "chat.completion.chunk",
-                 "model": "scripted", "choices": [{"index": 0, "delta": delta,
-                                                   "finish_reason": None}]}
+        chunk = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "model": "stub",
+                 "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
         yield f"data: {json.dumps(chunk)}\n\n".encode()
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.005)
     yield b"data: [DONE]\n\n"
 
 
@@ -63,8 +83,10 @@ def said(text: str) -> list[dict[str, Any]]:
 
 
 def called(name: str, arguments: str, index: int = 0) -> list[dict[str, Any]]:
-    """The model calling ``name``: its name, then its arguments in two pieces."""
-    half = len(arguments) // 2
+    """The model calling ``name``: its name, then its arguments in three pieces."""
+    third = max(1, len(arguments) // 3)
+    pieces = [arguments[i:i + third] for i in range(0, len(arguments), third)]
     return [{"tool_calls": [{"index": index, "id": f"model_call_{index}", "type": "function",
-                             "function": {"name": name, "arguments": arguments[:half]}}]},
-            {"tool_calls": [{"index": index, "function": {"arguments": arguments[half:]}}]}]
+                             "function": {"name": name, "arguments": ""}}]},
+            *({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+              for piece in pieces)]

@@ -12,7 +12,7 @@ import pytest
 
 from secretary.conversation.brain import ChatBrain, History, arguments_problem
 from secretary.conversation.stages import Cancel, Heard
-from tests.conversation.scripted import ScriptedChat, called, said, scripted_chat
+from tests.conversation.scripted import ChatStub, called, said, scripted_chat
 
 TABLE = {"type": "function", "function": {
     "name": "book_table", "description": "Book a table.",
@@ -42,18 +42,18 @@ class Tables:
 
 
 @pytest.fixture(scope="module")
-def chat() -> Iterator[ScriptedChat]:
+def chat() -> Iterator[ChatStub]:
     with scripted_chat() as chat:
         yield chat
 
 
 @pytest.fixture(autouse=True)
-def fresh(chat: ScriptedChat) -> None:
+def fresh(chat: ChatStub) -> None:
     chat.requests.clear()
     chat.scripts.clear()
 
 
-async def reply(chat: ScriptedChat, tools: Tables) -> str:
+async def reply(chat: ChatStub, tools: Tables) -> str:
     brain = ChatBrain(chat.url, "scripted", "You book tables.", History(4, 8), tools=tools)
     try:
         heard = Heard("A table for four at seven, please.", "en", 1.0, 2.0)
@@ -77,7 +77,7 @@ async def reply(chat: ScriptedChat, tools: Tables) -> str:
     ('{"guests": 4', "arguments for book_table are not valid JSON"),
 ])
 async def test_a_call_that_does_not_match_the_schema_is_not_made_and_the_model_is_told(
-        chat: ScriptedChat, arguments: str, problem: str) -> None:
+        chat: ChatStub, arguments: str, problem: str) -> None:
     tools = Tables()
     chat.scripts += [called("book_table", arguments), said("Sorry, I could not book it.")]
     assert await reply(chat, tools) == "Sorry, I could not book it."
@@ -88,7 +88,7 @@ async def test_a_call_that_does_not_match_the_schema_is_not_made_and_the_model_i
 
 
 async def test_a_call_that_matches_is_made_and_a_corrected_one_after_an_error(
-        chat: ScriptedChat) -> None:
+        chat: ChatStub) -> None:
     tools = Tables()
     chat.scripts += [called("book_table", '{"guests": 4, "time": "19:00", "dog": true}'),
                      called("book_table", '{"guests": 4, "time": "19:00",\n'
@@ -103,7 +103,7 @@ async def test_a_call_that_matches_is_made_and_a_corrected_one_after_an_error(
 
 
 async def test_a_schema_that_cannot_be_applied_checks_only_the_object(
-        chat: ScriptedChat) -> None:
+        chat: ChatStub) -> None:
     # As an MCP server may declare: an invalid schema, or a $ref that does not resolve.
     for parameters in ({"type": "object", "properties": {"n": {"type": "numbr"}}},
                        {"type": "object", "$ref": "https://example.invalid/schema.json"}):

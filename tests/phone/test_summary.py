@@ -147,20 +147,30 @@ def call_and_record(phone: Phone, tmp_path: Path) -> dict:
 
 
 @needs_pjsua2
+def summarized_call(phone: Phone, summarizer: CallSummarizer,
+                    tmp_path: Path) -> tuple[dict, str]:
+    """A real call with ``summarizer`` on the service: its record, and what the caller
+    said in it."""
+    service = phone.service
+    service.summarizer = summarizer
+    try:
+        record = call_and_record(phone, tmp_path)
+    finally:
+        service.summarizer = None
+        # Closed on the service's own loop, where its client was used.
+        assert service.loop is not None
+        asyncio.run_coroutine_threadsafe(summarizer.aclose(), service.loop).result(10)
+    said = " ".join(line["text"] for line in record["lines"] if line["who"] == "caller")
+    return record, said
+
+
 @needs_llama
 def test_a_real_call_is_summarized_by_the_chat_model(phone: Phone, chat: str,
                                                      tmp_path: Path) -> None:
     service = phone.service
     assert service.summarizer is None  # the fixture's settings name no chat model
-    service.summarizer = CallSummarizer(chat, MODEL_NAME, timeout=60)
-    try:
-        record = call_and_record(phone, tmp_path)
-    finally:
-        summarizer, service.summarizer = service.summarizer, None
-        # Closed on the service's own loop, where its client was used.
-        assert service.loop is not None
-        asyncio.run_coroutine_threadsafe(summarizer.aclose(), service.loop).result(10)
-    said = " ".join(line["text"] for line in record["lines"] if line["who"] == "caller")
+    record, said = summarized_call(phone, CallSummarizer(chat, MODEL_NAME, timeout=60),
+                                   tmp_path)
     assert said, record
     assert record["summary_source"] == "chat", record
     assert record["summary"] and record["summary"] != first_sentences(said)
@@ -172,14 +182,7 @@ def test_a_real_call_is_summarized_by_the_chat_model(phone: Phone, chat: str,
 @needs_pjsua2
 def test_a_real_call_is_kept_when_the_chat_model_hangs(phone: Phone, silent_chat: str,
                                                        tmp_path: Path) -> None:
-    service = phone.service
-    service.summarizer = CallSummarizer(silent_chat, "m", timeout=2.0)
-    try:
-        record = call_and_record(phone, tmp_path)
-    finally:
-        summarizer, service.summarizer = service.summarizer, None
-        assert service.loop is not None
-        asyncio.run_coroutine_threadsafe(summarizer.aclose(), service.loop).result(10)
-    said = " ".join(line["text"] for line in record["lines"] if line["who"] == "caller")
+    record, said = summarized_call(phone, CallSummarizer(silent_chat, "m", timeout=2.0),
+                                   tmp_path)
     assert record["summary_source"] == "transcript", record
     assert record["summary"] == first_sentences(said)

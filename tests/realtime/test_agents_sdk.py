@@ -25,9 +25,9 @@ import pytest
 from secretary.realtime.app import create_app
 from secretary.realtime.service import RealtimeService
 from tests.conversation.llama import MODEL_NAME, llama_server, needs_llama
+from tests.conversation.scripted import ChatStub, scripted_chat
 from tests.helpers import needs, running_server
 from tests.realtime.conftest import realtime_settings
-from tests.realtime.test_tools import ChatStub
 
 
 def _agents_sdk() -> bool:
@@ -47,9 +47,8 @@ FORCED = {"type": "function", "name": "get_weather"}
 
 @pytest.fixture(scope="module")
 def stub() -> Iterator[ChatStub]:
-    stub = ChatStub()
-    with running_server(stub.app()) as base, llama_server() as upstream:
-        stub.url, stub.upstream = f"{base}/v1", upstream
+    with scripted_chat() as stub, llama_server() as upstream:
+        stub.upstream = upstream
         yield stub
 
 

@@ -12,21 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import icalendar
 import pytest
 import websockets
 from aiortc import RTCPeerConnection
 from openai.types.realtime import RealtimeServerEvent
 from pydantic import TypeAdapter
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import StreamingResponse
-from starlette.routing import Route
 
 from secretary.conversation.settings import ConversationSettings
 from secretary.realtime.app import create_app
@@ -34,6 +29,7 @@ from secretary.realtime.service import RealtimeService
 from tests.calendar.support import CalendarServer, plain_calendar
 from tests.conftest import make_settings
 from tests.conversation.llama import MODEL_NAME, llama_server, needs_llama
+from tests.conversation.scripted import ChatStub, called, said, scripted_chat
 from tests.helpers import running_server
 from tests.realtime.conftest import realtime_settings
 from tests.realtime.rtc import offer
@@ -62,74 +58,9 @@ CALL_EVENTS = ("response.output_item.added", "response.output_item.done",
 _EVENT = TypeAdapter(RealtimeServerEvent)
 
 
-# ---------------------------------------------------------------------- the chat model
-class ChatStub:
-    """``/v1/chat/completions`` that records each request and forwards it to llama.cpp's
-    server, or streams the next of ``scripts`` (a list of deltas) where one is queued."""
-
-    def __init__(self) -> None:
-        self.url = ""
-        self.upstream: str | None = None
-        self.requests: list[dict[str, Any]] = []
-        self.scripts: list[list[dict[str, Any]]] = []
-
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route("/v1/chat/completions", self.complete,
-                                       methods=["POST"])])
-
-    async def complete(self, request: Request) -> StreamingResponse:
-        body = await request.body()
-        self.requests.append(json.loads(body))
-        if self.scripts:
-            return StreamingResponse(_sse(self.scripts.pop(0)),
-                                     media_type="text/event-stream")
-        assert self.upstream is not None, "no script queued and no llama.cpp server"
-        client = httpx.AsyncClient(timeout=120)
-        answer = await client.send(client.build_request(
-            "POST", f"{self.upstream}/chat/completions", content=body,
-            headers={"Content-Type": "application/json"}), stream=True)
-
-        async def relay() -> AsyncIterator[bytes]:
-            try:
-                async for chunk in answer.aiter_raw():
-                    yield chunk
-            finally:
-                await answer.aclose()
-                await client.aclose()
-
-        return StreamingResponse(relay(), answer.status_code,
-                                 media_type=answer.headers.get("content-type"))
-
-
-async def _sse(deltas: list[dict[str, Any]]) -> AsyncIterator[bytes]:
-    for delta in deltas:
-        chunk = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "model": "stub",
-                 "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
-        yield f"data: {json.dumps(chunk)}\n\n".encode()
-        await asyncio.sleep(0.005)
-    yield b"data: [DONE]\n\n"
-
-
-def said(text: str) -> list[dict[str, Any]]:
-    """The model saying ``text``, a word per delta."""
-    return [{"role": "assistant", "content": word + " "} for word in text.split()]
-
-
-def called(index: int, name: str, arguments: str) -> list[dict[str, Any]]:
-    """The model calling ``name``: its name, then its arguments in three pieces."""
-    third = max(1, len(arguments) // 3)
-    pieces = [arguments[i:i + third] for i in range(0, len(arguments), third)]
-    return [{"tool_calls": [{"index": index, "id": f"model_call_{index}", "type": "function",
-                             "function": {"name": name, "arguments": ""}}]},
-            *({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
-              for piece in pieces)]
-
-
 @pytest.fixture(scope="module")
 def stub() -> Iterator[ChatStub]:
-    stub = ChatStub()
-    with running_server(stub.app()) as base:
-        stub.url = f"{base}/v1"
+    with scripted_chat() as stub:
         yield stub
 
 
@@ -371,7 +302,7 @@ async def test_outputs_must_answer_a_call_and_be_bounded(tools_url: str,
         error = (await collect(connection, "error"))[-1].error
         assert (error.param, error.code) == ("item.call_id", "item_not_found")
 
-        stub.scripts.append(called(0, "get_weather", '{"city": "Oslo"}'))
+        stub.scripts.append(called("get_weather", '{"city": "Oslo"}'))
         await ask(connection, "Weather in Oslo?")
         events = await collect(connection, "response.done")
         call_id = events[-1].response.output[0].call_id
@@ -396,8 +327,8 @@ async def test_words_then_two_calls_then_the_answer(tools_url: str, stub: ChatSt
     async with connect(tools_url) as connection:
         await configure(connection, tools=[WEATHER])
         stub.scripts.append([*said("Let me look at both."),
-                             *called(0, "get_weather", '{"city": "Paris"}'),
-                             *called(1, "get_weather", '{"city": "Rome"}')])
+                             *called("get_weather", '{"city": "Paris"}'),
+                             *called("get_weather", '{"city": "Rome"}', 1)])
         await ask(connection, "Weather in Paris and Rome?")
         events = await collect(connection, "response.done")
         strict(events)
@@ -456,7 +387,7 @@ async def test_a_call_that_cannot_be_made_is_an_error_and_an_apology(
         message: str | None) -> None:
     async with connect(tools_url) as connection:
         await configure(connection, tools=[WEATHER, TABLE])
-        stub.scripts.append(called(0, name, arguments))
+        stub.scripts.append(called(name, arguments))
         await ask(connection, "Do it.")
         events = await collect(connection, "response.done")
         strict(events)
@@ -485,7 +416,7 @@ async def test_arguments_that_match_a_strict_schema_go_out(tools_url: str,
     arguments = '{"guests": 4, "time": "19:00", "seating": "outside", "contact": {"phone": "5"}}'
     async with connect(tools_url) as connection:
         await configure(connection, tools=[WEATHER, TABLE])
-        stub.scripts.append(called(0, "book_table", arguments))
+        stub.scripts.append(called("book_table", arguments))
         await ask(connection, "A table for four at seven, outside.")
         events = await collect(connection, "response.done")
         strict(events)
@@ -525,7 +456,7 @@ async def test_tools_over_the_webrtc_data_channel(tools_url: str, stub: ChatStub
         channel.send(json.dumps({"type": "session.update", "session": {
             "type": "realtime", "tools": [WEATHER], "tool_choice": FORCED}}))
         assert (await until("session.updated"))["session"]["tools"][0]["name"] == "get_weather"
-        stub.scripts.append(called(0, "get_weather", '{"city": "Lisbon"}'))
+        stub.scripts.append(called("get_weather", '{"city": "Lisbon"}'))
         channel.send(json.dumps({"type": "conversation.item.create", "item": {
             "type": "message", "role": "user",
             "content": [{"type": "input_text", "text": "Weather in Lisbon?"}]}}))
@@ -566,8 +497,8 @@ async def test_client_tools_beside_the_skills_tools(
         async with connect(url) as connection:
             await configure(connection, tools=[WEATHER, note])
             # The model calls a skill first (the server runs it), then the client's.
-            stub.scripts += [called(0, "add_todo", '{"task": "buy an umbrella"}'),
-                             called(0, "add_note", '{"text": "umbrella"}')]
+            stub.scripts += [called("add_todo", '{"task": "buy an umbrella"}'),
+                             called("add_note", '{"text": "umbrella"}')]
             await ask(connection, "Could you sort out my rainy day plans?")
             events = await collect(connection, "response.done")
             strict(events)
