@@ -39,7 +39,7 @@ class ReplyOptions:
     first_clause_chars: int = 24  # 0: the first sentence is never cut at a clause
     sentence_pause: float = 0.2  # seconds of silence after each sentence
     ahead: int = 4  # pieces made ahead of the listener at most
-    first_words: int = 4  # 0: the first sentence is never cut at a word
+    first_words: int = 0  # 0: the first sentence is never cut at a word
 
 
 @dataclass(frozen=True)

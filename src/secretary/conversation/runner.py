@@ -67,7 +67,7 @@ class PipelineOptions:
     sentence_pause: float = 0.2  # seconds of silence after each sentence
     max_sentence_chars: int = 250
     first_clause_chars: int = 24  # 0: the first sentence is never cut at a clause
-    first_words: int = 4  # 0: the first sentence is never cut at a word
+    first_words: int = 0  # 0: the first sentence is never cut at a word
 
 
 @dataclass
