@@ -1,11 +1,12 @@
 """The telephone: how soon a caller hears the answer, and what a call costs the endpoint.
 
     python bench/phone.py [--rounds 2] [--clips 4] [--concurrent 4]
-                          [--turn-detection semantic_vad|server_vad]
+                          [--turn-detection semantic_vad|server_vad] [--baseline SETTINGS]
 
-A real telephone service in this process (the SIP endpoint on loopback, the reply read
-back: ``SECRETARY_CONVERSATION_BRAIN=echo``, English Piper, Whisper base; turns ended by
-Smart Turn as by default, or by 500 ms of silence with ``--turn-detection server_vad``)
+A real telephone service in a process of its own (``secretary serve --only phone``: the
+SIP endpoint on loopback, the reply read back: ``SECRETARY_CONVERSATION_BRAIN=echo``,
+English Piper, Whisper base; turns ended as by default, G.722 calls' by Smart Turn and
+PCMU calls' by 500 ms of silence, or all by silence with ``--turn-detection server_vad``)
 called by the tests' caller (``tests/phone/caller.py``, a second PJSUA2 endpoint in a
 process of its own per call), over loopback SIP and RTP, in PCMU (8 kHz) and in G.722
 (16 kHz):
@@ -17,13 +18,17 @@ process of its own per call), over loopback SIP and RTP, in PCMU (8 kHz) and in 
     is the first 20 ms of the recording after it louder than -45 dBFS. So it is what the
     caller hears: both jitter buffers, both codecs, Whisper, the reply's first sentence
     spoken. p50 and p95;
-  - the endpoint's CPU per call: this process's CPU time (user + system: PJSIP, the
+  - the endpoint's CPU per call: its process's CPU time (user + system: PJSIP, the
     sessions, Whisper, Piper) over the calls' window, divided by the seconds of call
     (each call's recorded duration, summed);
 
 with one call at a time (the baseline) and with ``--concurrent`` calls at once (started
 together, the round's clips of the single calls), in each round; then each clip's answer
 times alone. The issue's target: p50 <= 500 ms with 4 simultaneous calls on 2 cores.
+
+With ``--baseline``, a second endpoint with some settings changed takes the same calls right
+after the first, every time, and the ratios of the two p50s are printed: this machine's
+load changes from minute to minute, so only calls made side by side compare.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import re
 import socket
 import statistics
 import subprocess
@@ -48,13 +53,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers import running_server  # noqa: E402
+from tests.phone.process import PhoneProcess  # noqa: E402
 from tests.realtime.support import voiced  # noqa: E402
 
 from secretary import audio  # noqa: E402
-from secretary.config import Settings  # noqa: E402
-from secretary.phone.app import create_app  # noqa: E402
-from secretary.phone.service import PhoneService  # noqa: E402
 
 CALLER = ROOT / "tests" / "phone" / "caller.py"
 SPEECH = ROOT / "tests" / "data" / "speech"
@@ -144,11 +146,6 @@ def finish_call(process: subprocess.Popen, clip: Clip, recording: Path) -> dict[
     }
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def call_seconds(url: str, before: set[str], count: int) -> tuple[float, set[str]]:
     """The recorded duration of the ``count`` calls not in ``before``, waiting until they
     are saved; and every call's id."""
@@ -161,18 +158,66 @@ def call_seconds(url: str, before: set[str], count: int) -> tuple[float, set[str
         time.sleep(0.2)
 
 
-def run_calls(uri: str, url: str, codec: str, clips: list[Clip], folder: Path,
+def run_calls(endpoint: Endpoint, codec: str, clips: list[Clip], folder: Path,
               known: set[str]) -> tuple[list[dict[str, Any]], float, float, set[str]]:
-    """``clips`` called at once: (each call's outcome, CPU seconds, call seconds, ids)."""
-    cpu = cpu_seconds()
+    """``clips`` called at once: (each call's outcome, the endpoint's CPU seconds, call
+    seconds, ids)."""
+    cpu = endpoint.cpu_seconds()
     recordings = [folder / f"heard-{codec}-{i}-{time.monotonic_ns()}.wav"
                   for i in range(len(clips))]
-    processes = [start_call(uri, codec, clip, path) for clip, path in zip(clips, recordings,
-                                                                         strict=True)]
+    processes = [start_call(endpoint.uri, codec, clip, path)
+                 for clip, path in zip(clips, recordings, strict=True)]
     results = [finish_call(p, clip, path) for p, clip, path in zip(
         processes, clips, recordings, strict=True)]
-    seconds, known = call_seconds(url, known, len(clips))
-    return results, cpu_seconds() - cpu, seconds, known
+    seconds, known = call_seconds(endpoint.url, known, len(clips))
+    return results, endpoint.cpu_seconds() - cpu, seconds, known
+
+
+@dataclass
+class Endpoint:
+    """A telephone service in a process of its own, and whom to call there."""
+
+    phone: PhoneProcess
+    uri: str  # SIP
+
+    @property
+    def url(self) -> str:  # HTTP: /api/calls, /metrics
+        return self.phone.url
+
+    def cpu_seconds(self) -> float:
+        return self.phone.cpu_seconds()
+
+    def counted(self) -> str:
+        """The endpoint's counts of replies made ahead and end-of-turn verdicts."""
+        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        counts = [f"{name.split('_total')[0].split('realtime_')[1]} {labels}: {float(value):g}"
+                  for name, labels, value in re.findall(
+                      r'^(secretary_realtime_(?:replies_ahead|end_of_turn)_total)'
+                      r'\{\w+="(\w+)"\} (\S+)$', text, re.M)]
+        return "; ".join(counts) or "none"
+
+
+def start_endpoint(folder: Path, args: argparse.Namespace, changes: str) -> Endpoint:
+    """The endpoint with the benchmark's settings, and ``changes`` (group.name=value,...)."""
+    port = free_port()
+    settings = {
+        "conversation.brain": "echo", "conversation.avatar": "false",
+        "realtime.face": "false", "tts.piper_noise_w": "0",
+        "realtime.end_of_turn": str(args.turn_detection == "semantic_vad").lower(),
+        "phone.port": str(port), "phone.rtp_port": str(20000 + port % 20000),
+        "phone.answer_delay_s": "0.2", "phone.max_calls": str(max(args.concurrent, 1)),
+        "phone.max_invites_per_minute": "1000", "data_dir": str(folder / f"data-{port}"),
+    }
+    for assignment in filter(None, (a.strip() for a in changes.split(","))):
+        key, value = assignment.split("=", 1)
+        settings[key.strip()] = value
+    phone = PhoneProcess(settings, folder, free_port())
+    try:
+        phone.wait_ready()
+    except BaseException:
+        phone.stop()
+        raise
+    return Endpoint(phone, f"sip:secretary@127.0.0.1:{port}")
 
 
 def main() -> None:
@@ -185,85 +230,115 @@ def main() -> None:
     parser.add_argument("--turn-detection", choices=("semantic_vad", "server_vad"),
                         default="semantic_vad", help="semantic_vad: Smart Turn (the default); "
                         "server_vad: 500 ms of silence ends each turn")
+    parser.add_argument("--baseline", default="", metavar="SETTINGS",
+                        help="a second endpoint with these settings changed "
+                        "(group.name=value,...; e.g. phone.partials=true), called with the "
+                        "same clips right after the first each time")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as folder_name:
         folder = Path(folder_name)
-        settings = Settings(_env_file=None, data_dir=folder / "data")
-        settings.conversation.brain = "echo"
-        settings.conversation.avatar = False
-        settings.realtime.face = False
-        settings.tts.piper_noise_w = 0.0
-        settings.realtime.end_of_turn = args.turn_detection == "semantic_vad"
-        port = free_port()
-        settings.phone.port = port
-        settings.phone.rtp_port = 20000 + port % 20000
-        settings.phone.answer_delay_s = 0.2
-        settings.phone.max_calls = max(args.concurrent, 1)
-        settings.phone.max_invites_per_minute = 1000
-        service = PhoneService(settings)
-        uri = f"sip:secretary@127.0.0.1:{port}"
-        clips = {codec: [make_clip(folder, name, rate, args.lead) for name in CLIPS]
-                 for codec, rate in CODECS.items()}
-        outcomes: dict[tuple[str, int], list[dict[str, Any]]] = {}
-        cost: dict[tuple[str, int], list[float]] = {}  # CPU seconds, call seconds
-        with running_server(create_app(service=service)) as url:
-            known: set[str] = set()
-            # Warm-up (not counted): the first call loads and runs each engine once.
-            _, _, _, known = run_calls(uri, url, "PCMU", clips["PCMU"][:1], folder, known)
-            idle_cpu = cpu_seconds()
-            time.sleep(3.0)
-            idle = (cpu_seconds() - idle_cpu) / 3.0
-            for round_index in range(args.rounds):
-                for codec in CODECS:
-                    runs = [[clips[codec][(round_index * args.clips + i) % len(CLIPS)]]
-                            for i in range(args.clips)]
-                    # The same clips at once as one at a time (answer times differ by clip).
-                    runs.append([clips[codec][(round_index * args.clips + i) % len(CLIPS)]
-                                 for i in range(args.concurrent)])
-                    for chosen in runs:
-                        results, cpu, seconds, known = run_calls(uri, url, codec, chosen,
-                                                                 folder, known)
-                        key = (codec, len(chosen))
-                        outcomes.setdefault(key, []).extend(results)
-                        totals = cost.setdefault(key, [0.0, 0.0])
-                        totals[0] += cpu
-                        totals[1] += seconds
-                        heard = ", ".join("-" if r["latency"] is None else
-                                          f"{r['latency']:.3f}" for r in results)
-                        print(f"round {round_index + 1} {codec} x{len(chosen)}: {heard} s",
-                              flush=True)
+        labels = ["endpoint"] + ([f"baseline ({args.baseline})"] if args.baseline else [])
+        endpoints: dict[str, Endpoint] = {}
+        try:
+            for label in labels:
+                endpoints[label] = start_endpoint(folder, args,
+                                                  args.baseline if endpoints else "")
+            measure(args, folder, labels, endpoints)
+        finally:
+            for endpoint in endpoints.values():
+                endpoint.phone.stop()
+
+
+def measure(args: argparse.Namespace, folder: Path, labels: list[str],
+            endpoints: dict[str, Endpoint]) -> None:
+    clips = {codec: [make_clip(folder, name, rate, args.lead) for name in CLIPS]
+             for codec, rate in CODECS.items()}
+    outcomes: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    cost: dict[tuple[str, str, int], list[float]] = {}  # CPU seconds, call seconds
+    known: dict[str, set[str]] = {label: set() for label in labels}
+    # Warm-up (not counted): the first call loads and runs each engine once.
+    for label, endpoint in endpoints.items():
+        _, _, _, known[label] = run_calls(endpoint, "PCMU", clips["PCMU"][:1], folder,
+                                          known[label])
+    idle_cpu = {label: endpoint.cpu_seconds() for label, endpoint in endpoints.items()}
+    time.sleep(3.0)
+    idle = max((endpoint.cpu_seconds() - idle_cpu[label]) / 3.0
+               for label, endpoint in endpoints.items())
+    for round_index in range(args.rounds):
+        for codec in CODECS:
+            runs = [[clips[codec][(round_index * args.clips + i) % len(CLIPS)]]
+                    for i in range(args.clips)]
+            # The same clips at once as one at a time (answer times differ by clip).
+            runs.append([clips[codec][(round_index * args.clips + i) % len(CLIPS)]
+                         for i in range(args.concurrent)])
+            for chosen in runs:
+                for label, endpoint in endpoints.items():
+                    results, cpu, seconds, known[label] = run_calls(
+                        endpoint, codec, chosen, folder, known[label])
+                    key = (label, codec, len(chosen))
+                    outcomes.setdefault(key, []).extend(results)
+                    totals = cost.setdefault(key, [0.0, 0.0])
+                    totals[0] += cpu
+                    totals[1] += seconds
+                    heard = ", ".join("-" if r["latency"] is None else
+                                      f"{r['latency']:.3f}" for r in results)
+                    print(f"round {round_index + 1} {label} {codec} x{len(chosen)}: "
+                          f"{heard} s", flush=True)
     cores = len(os.sched_getaffinity(0))
     print(f"\n{args.rounds} rounds; {cores} cores; {args.turn_detection}; the endpoint "
           f"idle: {100 * idle:.1f}% of a core\n")
+    for label in labels:
+        report(label, {key[1:]: value for key, value in outcomes.items() if key[0] == label},
+               {key[1:]: value for key, value in cost.items() if key[0] == label},
+               clips, len(labels) > 1)
+    for label, endpoint in endpoints.items():
+        print(f"\n{label}, what the turns cost: {endpoint.counted()}")
+    if args.baseline:
+        print("\np50 against the baseline (the same clips, one after the other):")
+        for codec in CODECS:
+            for count in sorted({k[2] for k in outcomes}):
+                mine, theirs = (timed(outcomes.get((label, codec, count), []))
+                                for label in labels)
+                if mine and theirs:
+                    print(f"  {codec}, {count} call(s) at once: "
+                          f"{statistics.median(mine) / statistics.median(theirs):.2f}x")
+
+
+def timed(results: list[dict[str, Any]]) -> list[float]:
+    return [r["latency"] for r in results if r["greeting_over"] and r["latency"] is not None]
+
+
+def report(label: str, outcomes: dict[tuple[str, int], list[dict[str, Any]]],
+           cost: dict[tuple[str, int], list[float]], clips: dict[str, list[Clip]],
+           titled: bool) -> None:
+    if titled:
+        print(f"\n{label}:\n")
     print("| codec | calls at once | answers timed | end of speech -> answer heard, p50 | "
           "p95 | p50 / 1 call | CPU per call (% of a core) |")
     print("|---|---|---|---|---|---|---|")
     base: dict[str, float] = {}
     for (codec, count), results in sorted(outcomes.items(), key=lambda kv: (
             list(CODECS).index(kv[0][0]), kv[0][1])):
-        timed = [r["latency"] for r in results if r["greeting_over"]
-                 and r["latency"] is not None]
+        heard = timed(results)
         skipped = sum(not r["greeting_over"] for r in results)
         silent = sum(r["latency"] is None for r in results)
-        if not timed:
+        if not heard:
             print(f"| {codec} | {count} | 0 of {len(results)} | - | - | - | - |")
             continue
-        p50 = statistics.median(timed)
+        p50 = statistics.median(heard)
         if count == 1:
             base[codec] = p50
         ratio = f"{p50 / base[codec]:.2f}" if codec in base else "-"
         cpu, seconds = cost[(codec, count)]
         note = "".join([f"; {skipped} greeting not over" if skipped else "",
                         f"; {silent} no answer" if silent else ""])
-        print(f"| {codec} | {count} | {len(timed)} of {len(results)}{note} | "
-              f"{1000 * p50:.0f} ms | {1000 * pct(timed, 0.95):.0f} ms | {ratio} | "
+        print(f"| {codec} | {count} | {len(heard)} of {len(results)}{note} | "
+              f"{1000 * p50:.0f} ms | {1000 * pct(heard, 0.95):.0f} ms | {ratio} | "
               f"{100 * cpu / seconds:.1f} |")
     for count in sorted({k[1] for k in outcomes}):
-        pcmu = [r["latency"] for r in outcomes.get(("PCMU", count), [])
-                if r["greeting_over"] and r["latency"] is not None]
-        g722 = [r["latency"] for r in outcomes.get(("G722", count), [])
-                if r["greeting_over"] and r["latency"] is not None]
+        pcmu = timed(outcomes.get(("PCMU", count), []))
+        g722 = timed(outcomes.get(("G722", count), []))
         if pcmu and g722:
             print(f"\n{count} call(s) at once: G.722 / PCMU p50 "
                   f"{statistics.median(g722) / statistics.median(pcmu):.2f}", end="")
@@ -273,8 +348,7 @@ def main() -> None:
     for index, name in enumerate(CLIPS):
         cells = []
         for codec in CODECS:
-            mine = [r["latency"] for r in outcomes.get((codec, 1), [])
-                    if r["clip"] == name and r["greeting_over"] and r["latency"] is not None]
+            mine = timed([r for r in outcomes.get((codec, 1), []) if r["clip"] == name])
             cells.append(f"{1000 * statistics.median(mine):.0f} ms ("
                          + ", ".join(f"{1000 * v:.0f}" for v in mine) + ")" if mine else "-")
         speech = clips["PCMU"][index]

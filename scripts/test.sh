@@ -17,22 +17,27 @@ setup_venv '[test,xtts,liveportrait,canary,phone]'
 
 # Debian packages the tests use: the UI tests drive the system's Chromium (Playwright's own
 # browser download is not used); the Compose file is checked by Debian's docker-compose;
-# WebRTC is relayed through coturn's turnserver. Under CI a missing one fails those tests
-# instead of skipping.
+# WebRTC is relayed through coturn's turnserver; the telephone registers with Kamailio, a
+# real SIP registrar. Under CI a missing one fails those tests instead of skipping.
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 \
     || missing+=(docker-compose)
 command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
+command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || missing+=(kamailio)
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1; then
         as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive \
             apt-get install -y -qq "${missing[@]}" >/dev/null
-        # Debian starts coturn as a system service when it is installed (port 3478, no
-        # users: an open relay); the tests start a turnserver of their own, so it is stopped.
-        if [[ " ${missing[*]} " == *" coturn "* ]] && command -v systemctl >/dev/null 2>&1; then
-            as_root systemctl disable --now coturn >/dev/null 2>&1 || true
+        # Debian starts coturn (port 3478, no users: an open relay) and Kamailio (5060) as
+        # system services when they are installed; the tests start their own, so they stop.
+        if command -v systemctl >/dev/null 2>&1; then
+            for service in coturn kamailio; do
+                if [[ " ${missing[*]} " == *" $service "* ]]; then
+                    as_root systemctl disable --now "$service" >/dev/null 2>&1 || true
+                fi
+            done
         fi
     else
         echo "warning: ${missing[*]} not installed; the tests that need them will be skipped" >&2

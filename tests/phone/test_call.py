@@ -3,6 +3,7 @@ and records what it hears."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -72,3 +73,8 @@ def test_greeting_then_the_answer(phone: Phone, judge: WhisperEngine, tmp_path: 
                if line["who"] == "secretary")
     note = phone.service.log.notes.search("shook hands")
     assert note and "Alice (5551234)" in note[0].text
+    # The call's turn is counted on the telephone's /metrics (the realtime service's own).
+    metrics = httpx.get(f"{phone.url}/metrics").text
+    answered = re.search(r'^secretary_realtime_response_seconds_count\{stage="first_audio"\} '
+                         r'(\S+)$', metrics, re.M)
+    assert answered and float(answered.group(1)) >= 1, metrics[-3000:]

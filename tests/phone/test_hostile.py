@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from secretary.phone.endpoint import RateLimit
-from tests.phone.conftest import Phone, free_udp_port, needs_pjsua2
+from tests.phone.conftest import Phone, free_tcp_port, free_udp_port, needs_pjsua2
+from tests.phone.process import PhoneProcess
 from tests.phone.sip import RawSip
 
 pytestmark = needs_pjsua2
@@ -132,3 +133,24 @@ def test_refused_registration_is_retried_with_backoff() -> None:
     assert len(seen) >= 3, seen
     gaps = [b - a for a, b in zip(seen, seen[1:], strict=False)]
     assert gaps[0] >= 0.9 and gaps[1] >= 1.8, gaps
+
+
+def test_a_sip_port_in_use_stops_the_start_with_what_went_wrong(tmp_path: Path) -> None:
+    # Another SIP stack on the port: the telephone says so and exits, without PJSIP
+    # aborting the process at its exit.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        phone = PhoneProcess({"cache_dir": str(tmp_path / "cache"),
+                              "data_dir": str(tmp_path / "data"), "phone.port": str(port)},
+                             tmp_path, free_tcp_port())
+        try:
+            code = phone.process.wait(timeout=60)
+        finally:
+            phone.stop()
+    log = phone.log()
+    assert code not in (0, -6, 134), (code, log[-3000:])  # -6/134: aborted (SIGABRT)
+    assert (f"the SIP endpoint could not start on 127.0.0.1:{port} "
+            "(SECRETARY_PHONE_HOST, _PORT, _TLS_PORT): Address already in use") in log, \
+        log[-3000:]
+    assert "Assertion" not in log, log[-3000:]

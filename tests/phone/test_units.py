@@ -4,12 +4,14 @@ the playout the media thread reads."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from secretary.config import Settings
 from secretary.phone.endpoint import RateLimit
-from secretary.phone.service import GOODBYE, PERSON, PhoneOutput, Playout
+from secretary.phone.service import GOODBYE, PERSON, PhoneOutput, PhoneService, Playout
 
 
 @pytest.mark.parametrize("text", ["Thanks, goodbye!", "OK bye bye.", "Good bye then",
@@ -63,3 +65,18 @@ async def test_output_resamples_paces_and_clears() -> None:
     output.clear()
     data, filled = playout.pull(640)
     assert filled == 0 and data == bytes(640)
+
+
+def test_calls_run_no_partial_transcripts_unless_asked(tmp_path: Path) -> None:
+    # Nothing in a call shows them; with several calls they took a third of each call's
+    # CPU (bench/phone.py). The settings the phone was given stay as they were: the
+    # services beside it (Live mode, the Realtime API) keep theirs.
+    settings = Settings(_env_file=None, cache_dir=tmp_path, data_dir=tmp_path / "data")
+    settings.phone.max_calls = settings.realtime.max_sessions + 3
+    phone = PhoneService(settings)
+    assert phone.realtime.limits().partials is False
+    assert phone.realtime.options.max_sessions == settings.phone.max_calls
+    assert settings.realtime.partials is True
+    assert settings.realtime.max_sessions == settings.phone.max_calls - 3
+    settings.phone.partials = True
+    assert PhoneService(settings).realtime.limits().partials is True

@@ -32,6 +32,8 @@ def create_app(settings: Settings | None = None,
     service = service or PhoneService(settings or Settings())
     app = create_service_app(service, build_router)
     app.state.phone = service
+    # The calls' turns, replies and verdicts (the realtime service's own metrics).
+    app.state.metrics.include(service.metrics.registry)
     inner = app.router.lifespan_context
 
     @asynccontextmanager

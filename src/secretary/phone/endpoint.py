@@ -17,6 +17,7 @@ no codec in common 488, and so an offer of SRTP only where SRTP is off, or of pl
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import ssl
@@ -126,7 +127,11 @@ class SipEndpoint:
         if not self._ready.wait(timeout):
             raise RuntimeError("the SIP endpoint did not start")
         if self._error is not None:
-            raise RuntimeError(f"the SIP endpoint could not start: {self._error}")
+            o = self.options
+            # PJSIP's errors say what failed in their reason ("Address already in use").
+            reason = getattr(self._error, "reason", "") or str(self._error) or repr(self._error)
+            raise RuntimeError(f"the SIP endpoint could not start on {o.host}:{o.port} "
+                               f"(SECRETARY_PHONE_HOST, _PORT, _TLS_PORT): {reason}")
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -148,6 +153,10 @@ class SipEndpoint:
             self._create(pj)
         except Exception as exc:  # noqa: BLE001 - reported to start()
             self._error = exc
+            # Released on this thread: PJSIP aborts the process if it is left to the
+            # interpreter's exit, which runs on a thread it does not know.
+            with contextlib.suppress(Exception):
+                self.ep.libDestroy()
             self._ready.set()
             return
         self._ready.set()

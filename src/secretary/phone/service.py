@@ -422,10 +422,10 @@ class PhoneService:
         self.options = settings.phone
         self.preload = settings.realtime.preload
         if realtime is None:
-            if settings.realtime.max_sessions < self.options.max_calls:
-                settings = settings.model_copy(deep=True)
-                settings.realtime.max_sessions = self.options.max_calls
-            realtime = RealtimeService(settings)
+            own = settings.model_copy(deep=True)
+            own.realtime.max_sessions = max(own.realtime.max_sessions, self.options.max_calls)
+            own.realtime.partials = own.realtime.partials and self.options.partials
+            realtime = RealtimeService(own)
         self.realtime = realtime
         self.metrics = realtime.metrics
         self.calls: dict[str, PhoneCall] = {}

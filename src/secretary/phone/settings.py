@@ -49,6 +49,10 @@ class PhoneSettings(ServiceSettings):
         "8 kHz track Smart Turn scored complete sentences 0.03-0.20 and a mid-sentence "
         "pause 0.29 (bench/phone.py), so it cannot tell them apart there; G.722 calls "
         "keep Smart Turn.")
+    partials: bool = Field(
+        default=False, description="Live partial transcripts of the caller's speech while "
+        "they talk. Nothing in a call shows them, and with several calls at once they take "
+        "the CPU the answers need.")
     registrar: str | None = Field(default=None, description="SIP registrar (host or "
                                   "host:port; sips:host or host;transport=tls registers over "
                                   "TLS) to register with; unset: direct calls only.")
