@@ -64,6 +64,8 @@ def test_greeting_then_the_answer(phone: Phone, judge: WhisperEngine, tmp_path: 
     assert wer(SAID, answer, "en") <= READ_BACK_CEILING, text
 
     record = wait_for_record(phone, before)
+    # Saved whole: what was kept while the call went on is gone.
+    assert not (phone.service.log.in_progress / f"{record['id']}.json").exists()
     assert record["caller_name"] == "Alice" and record["caller_number"] == "5551234"
     assert record["codec"] == codec
     assert record["end_reason"].startswith("the caller hung up")

@@ -54,7 +54,8 @@ async def session_update(brain: Any, transfer_to: str | None) -> dict[str, Any]:
     """The session.update a call sends its session, for ``brain`` (a call that ends before
     it is connected)."""
     realtime = FakeRealtime(brain)
-    phone = SimpleNamespace(options=PhoneSettings(transfer_to=transfer_to), realtime=realtime)
+    phone = SimpleNamespace(options=PhoneSettings(transfer_to=transfer_to), realtime=realtime,
+                            log=SimpleNamespace(keep=lambda record: None))
     handle = SimpleNamespace(remote="sip:200@pbx.example", hangup=lambda: None)
     call = PhoneCall(phone, handle, asyncio.get_running_loop())  # type: ignore[arg-type]
     call.finished.set()

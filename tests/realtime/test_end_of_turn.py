@@ -288,7 +288,8 @@ async def test_a_call_tells_its_session_the_band_of_its_codec(
 
     options = make_settings(cache_dir).phone.model_copy(
         update={"greeting": "", "narrowband_turns": narrowband_turns})
-    phone = SimpleNamespace(options=options, realtime=service)
+    phone = SimpleNamespace(options=options, realtime=service,
+                            log=SimpleNamespace(keep=lambda record: None))
     handle = SimpleNamespace(remote="sip:alice@127.0.0.1", hangup=lambda *a: None)
     call = PhoneCall(phone, handle, asyncio.get_running_loop())
     call.answered(codec)

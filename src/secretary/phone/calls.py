@@ -11,8 +11,9 @@ import logging
 import re
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,8 @@ class CallRecord:
     summary: str = ""
     summary_source: str = ""  # "chat": the chat model's; "transcript": the caller's words
     _t0: float = field(default_factory=time.monotonic, repr=False)
+    # Called with the record after each line: the call in progress is kept as it goes.
+    _journal: Callable[[CallRecord], None] | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, uri: str) -> CallRecord:
@@ -68,16 +71,24 @@ class CallRecord:
         text = " ".join(text.split())
         if text:
             self.lines.append(Line(round(time.monotonic() - self._t0, 2), who, text))
+            if self._journal is not None:
+                self._journal(self)
 
     def caller(self) -> str:
         if self.caller_name and self.caller_number:
             return f"{self.caller_name} ({self.caller_number})"
         return self.caller_name or self.caller_number or "an unknown caller"
 
-    def finish(self, reason: str) -> None:
+    def finish(self, reason: str, duration_s: float | None = None) -> None:
+        """Ended now (or ``duration_s`` after it started: a call recovered afterwards)."""
         if self.ended is None:
-            self.ended = datetime.now(UTC).isoformat()
-            self.duration_s = round(time.monotonic() - self._t0, 2)
+            if duration_s is None:
+                self.ended = datetime.now(UTC).isoformat()
+                self.duration_s = round(time.monotonic() - self._t0, 2)
+            else:
+                self.duration_s = round(duration_s, 2)
+                self.ended = (datetime.fromisoformat(self.started)
+                              + timedelta(seconds=duration_s)).isoformat()
             self.end_reason = reason
             if not self.summary:
                 self.summary = first_sentences(
@@ -85,9 +96,19 @@ class CallRecord:
                 self.summary_source = "transcript" if self.summary else ""
 
     def as_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(replace(self, _journal=None))  # (asdict would deep-copy the journal)
         data.pop("_t0")
+        data.pop("_journal")
         return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CallRecord:
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__
+                  and not k.startswith("_") and k != "lines"}
+        record = cls(**fields)
+        record.lines = [Line(float(line["at"]), str(line["who"]), str(line["text"]))
+                        for line in data.get("lines", [])]
+        return record
 
     def note(self) -> str:
         """The call as a note: who, when, the summary, then the transcript."""
@@ -106,8 +127,21 @@ def first_sentences(text: str, count: int = 2, limit: int = 300) -> str:
     return summary if len(summary) <= limit else summary[:limit - 1].rstrip() + "…"
 
 
+def _write(path: Path, data: dict[str, Any]) -> None:
+    """``data`` as ``path``, whole or not at all (a temporary file renamed into place)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_suffix(".tmp")
+    temp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    temp.replace(path)
+
+
 class CallLog:
-    """Finished calls: JSON files in ``folder``, a note each, the webhook."""
+    """Finished calls: JSON files in ``folder``, a note each, the webhook. A call in
+    progress is kept in ``folder/in-progress`` as it goes, so a telephone that is killed
+    mid-call loses none of what was said: the next start finishes and saves it."""
+
+    # Why a call recovered at start ended.
+    RECOVERED = "the telephone stopped during the call"
 
     def __init__(self, folder: Path, notes: Any = None, webhook: str | None = None,
                  webhook_timeout: float = 10.0) -> None:
@@ -115,18 +149,49 @@ class CallLog:
         self.notes = notes
         self.webhook = webhook
         self.webhook_timeout = webhook_timeout
+        self.in_progress = folder / "in-progress"
+
+    def keep(self, record: CallRecord) -> None:
+        """The call so far, kept until it is saved (quick: on the event loop)."""
+        if record.ended is not None:
+            return  # finished: saved as a whole from now on
+        try:
+            _write(self.in_progress / f"{record.id}.json", record.as_json())
+        except OSError:
+            log.exception("call %s: what was said so far could not be kept", record.id)
+
+    def recover(self) -> list[CallRecord]:
+        """Blocking: calls left in progress by a telephone that stopped without ending
+        them, finished (at their last line) and saved."""
+        recovered = []
+        for path in sorted(self.in_progress.glob("call_*.json")):
+            if (self.folder / path.name).exists():
+                path.unlink(missing_ok=True)  # saved, then stopped before this went
+                continue
+            try:
+                record = CallRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError, TypeError, KeyError):
+                log.exception("call %s could not be recovered; left in %s", path.stem,
+                              self.in_progress)
+                continue
+            record.finish(self.RECOVERED, record.lines[-1].at if record.lines else 0.0)
+            log.warning("phone: the call from %s (%s) was left in progress; saved",
+                        record.caller(), record.id)
+            self.save(record)
+            recovered.append(record)
+        return recovered
 
     def save(self, record: CallRecord) -> None:
         """Blocking (a thread): the file, the note, the webhook; each failure logged."""
         data = record.as_json()
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            path = self.folder / f"{record.id}.json"
-            temp = path.with_suffix(".tmp")
-            temp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
-            temp.replace(path)
+            _write(self.folder / f"{record.id}.json", data)
         except OSError:
-            log.exception("call %s could not be saved", record.id)
+            log.exception("call %s could not be saved; what was said is kept in %s",
+                          record.id, self.in_progress)
+        else:
+            # Kept as a finished call: the copy in progress goes.
+            (self.in_progress / f"{record.id}.json").unlink(missing_ok=True)
         if self.notes is not None:
             try:
                 self.notes.add("note", record.note()[: getattr(self.notes, "max_chars", 20000)])

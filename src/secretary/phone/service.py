@@ -153,6 +153,9 @@ class PhoneCall:
         self.handle = handle
         self.loop = loop
         self.record = CallRecord.of(handle.remote)
+        # Kept as it goes, on the event loop (one writer), from the ring on.
+        self.record._journal = phone.log.keep
+        loop.call_soon_threadsafe(phone.log.keep, self.record)
         self.playout = Playout()
         self.inbox: asyncio.Queue[np.ndarray | None] = asyncio.Queue(maxsize=500)
         self.connected = asyncio.Event()
@@ -168,6 +171,7 @@ class PhoneCall:
     # ------------------------------------------------------------------ media/endpoint threads
     def answered(self, codec: str) -> None:
         self.record.codec = codec
+        self.loop.call_soon_threadsafe(self.phone.log.keep, self.record)
         self.loop.call_soon_threadsafe(self.connected.set)
 
     def heard(self, pcm: bytes) -> None:
@@ -460,6 +464,8 @@ class PhoneService:
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        # Calls a killed telephone left in progress are finished and saved first.
+        await asyncio.to_thread(self.log.recover)
         self.endpoint = SipEndpoint(self.options, self._incoming, self.settings.cache_dir)
         await asyncio.to_thread(self.endpoint.start)
 
