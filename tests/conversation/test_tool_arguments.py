@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from secretary.conversation.brain import ChatBrain, History, arguments_problem
+from secretary.conversation.brain import ChatBrain, History
 from secretary.conversation.stages import Cancel, Heard
+from secretary.schemas import arguments_problem
 from tests.conversation.scripted import ChatStub, called, said, scripted_chat
 
 TABLE = {"type": "function", "function": {

@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from secretary.conversation.brain import ToolCallEvent, schema_problem
+from secretary.conversation.brain import ToolCallEvent
 from secretary.realtime.protocol import ProtocolError, check_event_text, new_id
 from secretary.realtime.server_events import (
     ErrorEvent,
@@ -41,6 +41,7 @@ from secretary.realtime.server_events import (
     OutputItemAdded,
     OutputItemDone,
 )
+from secretary.schemas import schema_problem
 from secretary.validation import has_speech
 
 if TYPE_CHECKING:
