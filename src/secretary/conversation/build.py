@@ -76,7 +76,7 @@ def build_pipeline(settings: Settings, metrics: TurnMetrics) -> Pipeline:
         from secretary.conversation.local import LocalSpeaker
         from secretary.tts.service import TtsService
 
-        speaker = LocalSpeaker(TtsService(settings))
+        speaker = LocalSpeaker(TtsService(settings), conversation.speech_cache)
     else:
         from secretary.conversation.remote import RemoteSpeaker
 

@@ -8,6 +8,7 @@ once.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -69,9 +70,19 @@ class LocalTranscriber:
 
 
 class LocalSpeaker:
-    def __init__(self, service: TtsService) -> None:
+    """Speech from the TTS engines in this process. A sentence said whole is kept (up to
+    ``cache_size`` of them, the least recently said go first) and played again when the
+    same words are asked for in the same voice: the telephone's greeting at every call
+    costs its synthesis once."""
+
+    MAX_CACHED_SECONDS = 20.0  # longer speech is not kept
+
+    def __init__(self, service: TtsService, cache_size: int = 0) -> None:
         self.service = service
         self.lane = Lane("tts")
+        self.cache_size = cache_size
+        self.cache: OrderedDict[tuple[str, str, str, str], list[np.ndarray]] = OrderedDict()
+        self.cache_hits = 0
 
     def describe(self) -> dict[str, Any]:
         return {"where": "in-process", "routes": self.service.health()["routes"]}
@@ -87,9 +98,28 @@ class LocalSpeaker:
         except SecretaryError as exc:
             raise StageError("speech", f"no voice for {language!r}: {exc.message}",
                              "no_voice") from None
+        key = (text, route.engine, route.language, route.voice or "")
+        kept = self.cache.get(key)
+        if kept is not None:
+            self.cache.move_to_end(key)
+            self.cache_hits += 1
+            for chunk in kept:
+                if cancel:
+                    return
+                yield chunk.copy(), engine.sample_rate  # (a listener may change its copy)
+            return
         request = SynthesisRequest(text=text, language=route.language, voice=route.voice)
+        chunks: list[np.ndarray] = []
         async for chunk in self.lane.iterate(lambda: iter(engine.synthesize(request)), cancel):
+            chunks.append(np.array(chunk, np.float32))
             yield chunk, engine.sample_rate
+        # Only what was synthesized whole is kept: not a cancelled sentence, nor one whose
+        # listener stopped early (the generator is closed before it gets here).
+        if (self.cache_size and not cancel and chunks and sum(map(len, chunks))
+                <= self.MAX_CACHED_SECONDS * engine.sample_rate):
+            self.cache[key] = chunks
+            while len(self.cache) > self.cache_size:
+                self.cache.popitem(last=False)
 
 
 class LocalAnimator:

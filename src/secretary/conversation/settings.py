@@ -67,6 +67,11 @@ class ConversationSettings(BaseSettings):
     )
     sentence_pause_ms: int = Field(default=200, ge=0,
                                    description="Silence after each reply sentence.")
+    speech_cache: int = Field(
+        default=64, ge=0, description="Sentences whose speech is kept, in this process, to "
+        "be played again when the same words are said in the same voice (a telephone "
+        "greeting at every call, confirmations, reminders); 0: none. Where speech comes "
+        "from the TTS service over HTTP, nothing is kept.")
     chat_max_tokens: int = Field(default=200, ge=1,
                                  description="Cap on the chat model's reply, in tokens.")
     chat_temperature: float | None = Field(
