@@ -78,7 +78,9 @@ async def test_only_speech_synthesized_whole_is_kept(
     await partly.aclose()
     whole = await said(speaker, long)
     assert synthesized.count(long) == 2
-    assert np.array_equal(await said(speaker, long), whole)
+    # Played again as it was said, to the 16 bits it is kept in.
+    replayed = await said(speaker, long)
+    assert replayed.shape == whole.shape and np.abs(replayed - whole).max() <= 2 / 32768
     assert synthesized.count(long) == 2
 
 

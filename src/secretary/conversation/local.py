@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from secretary.audio import WHISPER_SAMPLE_RATE
+from secretary.audio import WHISPER_SAMPLE_RATE, from_pcm16, to_pcm16
 from secretary.avatar.engine import AvatarEngine, Pose
 from secretary.avatar.poses import talking_poses
 from secretary.conversation.blocking import Lane, check
@@ -75,13 +75,15 @@ class LocalSpeaker:
     same words are asked for in the same voice: the telephone's greeting at every call
     costs its synthesis once."""
 
-    MAX_CACHED_SECONDS = 20.0  # longer speech is not kept
+    # Longer speech is not kept; kept speech is 16-bit (at most 64 x 10 s x 22 kHz x 2
+    # bytes, 28 MB, for the default cache; a few MB for sentences of a few seconds).
+    MAX_CACHED_SECONDS = 10.0
 
     def __init__(self, service: TtsService, cache_size: int = 0) -> None:
         self.service = service
         self.lane = Lane("tts")
         self.cache_size = cache_size
-        self.cache: OrderedDict[tuple[str, str, str, str], list[np.ndarray]] = OrderedDict()
+        self.cache: OrderedDict[tuple[str, str, str, str], list[bytes]] = OrderedDict()
         self.cache_hits = 0
 
     def describe(self) -> dict[str, Any]:
@@ -103,20 +105,21 @@ class LocalSpeaker:
         if kept is not None:
             self.cache.move_to_end(key)
             self.cache_hits += 1
-            for chunk in kept:
+            for pcm in kept:
                 if cancel:
                     return
-                yield chunk.copy(), engine.sample_rate  # (a listener may change its copy)
+                yield from_pcm16(pcm), engine.sample_rate  # a fresh array each time
             return
         request = SynthesisRequest(text=text, language=route.language, voice=route.voice)
-        chunks: list[np.ndarray] = []
+        chunks: list[bytes] = []
         async for chunk in self.lane.iterate(lambda: iter(engine.synthesize(request)), cancel):
-            chunks.append(np.array(chunk, np.float32))
+            if self.cache_size:
+                chunks.append(to_pcm16(chunk))
             yield chunk, engine.sample_rate
         # Only what was synthesized whole is kept: not a cancelled sentence, nor one whose
         # listener stopped early (the generator is closed before it gets here).
         if (self.cache_size and not cancel and chunks and sum(map(len, chunks))
-                <= self.MAX_CACHED_SECONDS * engine.sample_rate):
+                <= self.MAX_CACHED_SECONDS * engine.sample_rate * 2):
             self.cache[key] = chunks
             while len(self.cache) > self.cache_size:
                 self.cache.popitem(last=False)
