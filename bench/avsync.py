@@ -86,7 +86,9 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     rows: list[tuple[str, list[float], float]] = []
-    with running_server(create_ui_app(Settings())) as ui, sync_playwright() as playwright, \
+    settings = Settings()
+    settings.conversation.speech_cache = 0  # every reply synthesized, as the first time
+    with running_server(create_ui_app(settings)) as ui, sync_playwright() as playwright, \
             tempfile.TemporaryDirectory() as folder:
         mics = {name: microphone(name, Path(folder)) for name in CLIPS}
         one_turn(playwright, args.chromium, ui, mics[CLIPS[0]], args.interval_ms)  # warm-up

@@ -203,6 +203,9 @@ def start_endpoint(folder: Path, args: argparse.Namespace, changes: str) -> Endp
     settings = {
         "conversation.brain": "echo", "conversation.avatar": "false",
         "realtime.face": "false", "tts.piper_noise_w": "0",
+        # Every sentence synthesized: the clips come again, and so would their read-backs
+        # (the greeting too, so the CPU per call counts its synthesis: 0.15 CPU-s).
+        "conversation.speech_cache": "0",
         "realtime.end_of_turn": str(args.turn_detection == "semantic_vad").lower(),
         "phone.port": str(port), "phone.rtp_port": str(20000 + port % 20000),
         "phone.answer_delay_s": "0.2", "phone.max_calls": str(max(args.concurrent, 1)),

@@ -389,6 +389,8 @@ async def main() -> None:
     settings = Settings(_env_file=None)
     settings.conversation.avatar = False
     settings.conversation.brain = args.brain
+    # Every reply synthesized: the clips come again each round, and so would their replies.
+    settings.conversation.speech_cache = 0
     service = RealtimeService(settings)
     service.load()
     baseline: RealtimeService | None = None
@@ -396,6 +398,7 @@ async def main() -> None:
         changed = Settings(_env_file=None)
         changed.conversation.avatar = False
         changed.conversation.brain = args.brain
+        changed.conversation.speech_cache = 0
         for assignment in args.baseline.split(","):
             key, value = assignment.split("=", 1)
             group, name = key.strip().split(".")

@@ -108,6 +108,7 @@ def service_for(brain: str, calendar_url: str, data: Path) -> RealtimeService:
     settings = Settings(_env_file=None, data_dir=data, timezone="Europe/Berlin")
     settings.conversation.brain = brain
     settings.conversation.avatar = False
+    settings.conversation.speech_cache = 0  # every reply synthesized, as the first time
     settings.realtime.face = False
     settings.tts.piper_noise_w = 0.0
     settings.calendar = settings.calendar.model_copy(update={"url": calendar_url})

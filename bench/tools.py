@@ -133,6 +133,7 @@ async def main() -> None:
         settings = Settings(_env_file=None)
         settings.conversation.avatar = False
         settings.conversation.brain = "echo"  # the chat model alone, no skills first
+        settings.conversation.speech_cache = 0  # every answer synthesized, as the first time
         settings.conversation.chat_temperature = 0.0
         settings.conversation.chat_max_tokens = 40
         settings.realtime.partials = False

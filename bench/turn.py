@@ -147,6 +147,7 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings()
+    settings.conversation.speech_cache = 0  # every reply synthesized, as the first time
     wavs = {name: recording(name) for name in CLIPS}
     runs: dict[str, list[dict[str, float]]] = {"old": [], "local": [], "remote": []}
     with contextlib.ExitStack() as stack:

@@ -51,6 +51,7 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings()
+    settings.conversation.speech_cache = 0  # every reply synthesized, as the first time
     clip = CLIP.read_bytes()
     with running_server(create_stt_app(settings)) as stt, \
             running_server(create_tts_app(settings)) as tts:
