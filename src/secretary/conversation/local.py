@@ -84,7 +84,6 @@ class LocalSpeaker:
         self.lane = Lane("tts")
         self.cache_size = cache_size
         self.cache: OrderedDict[tuple[str, str, str, str], list[bytes]] = OrderedDict()
-        self.cache_hits = 0
 
     def describe(self) -> dict[str, Any]:
         return {"where": "in-process", "routes": self.service.health()["routes"]}
@@ -104,7 +103,6 @@ class LocalSpeaker:
         kept = self.cache.get(key)
         if kept is not None:
             self.cache.move_to_end(key)
-            self.cache_hits += 1
             for pcm in kept:
                 if cancel:
                     return
