@@ -53,7 +53,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.phone.process import PhoneProcess  # noqa: E402
+from tests.phone.process import PhoneProcess, read_back_settings  # noqa: E402
 from tests.realtime.support import voiced  # noqa: E402
 
 from secretary import audio  # noqa: E402
@@ -200,17 +200,14 @@ class Endpoint:
 def start_endpoint(folder: Path, args: argparse.Namespace, changes: str) -> Endpoint:
     """The endpoint with the benchmark's settings, and ``changes`` (group.name=value,...)."""
     port = free_port()
-    settings = {
-        "conversation.brain": "echo", "conversation.avatar": "false",
-        "realtime.face": "false", "tts.piper_noise_w": "0",
+    settings = read_back_settings(port, {
         # Every sentence synthesized: the clips come again, and so would their read-backs
         # (the greeting too, so the CPU per call counts its synthesis: 0.15 CPU-s).
         "conversation.speech_cache": "0",
         "realtime.end_of_turn": str(args.turn_detection == "semantic_vad").lower(),
-        "phone.port": str(port), "phone.rtp_port": str(20000 + port % 20000),
-        "phone.answer_delay_s": "0.2", "phone.max_calls": str(max(args.concurrent, 1)),
+        "phone.max_calls": str(max(args.concurrent, 1)),
         "phone.max_invites_per_minute": "1000", "data_dir": str(folder / f"data-{port}"),
-    }
+    })
     for assignment in filter(None, (a.strip() for a in changes.split(","))):
         key, value = assignment.split("=", 1)
         settings[key.strip()] = value

@@ -14,6 +14,18 @@ import httpx
 from tests.helpers import stop_process
 
 
+def read_back_settings(port: int, more: dict[str, str] | None = None) -> dict[str, str]:
+    """The settings of a telephone on 127.0.0.1:``port`` (SIP) that reads the caller's
+    words back in English Piper, decoded deterministically, with no face: the tests' and
+    the benchmark's; ``more`` adds to them or changes them."""
+    return {
+        "conversation.brain": "echo", "conversation.avatar": "false",
+        "realtime.face": "false", "tts.piper_noise_w": "0",
+        "phone.port": str(port), "phone.rtp_port": str(20000 + port % 20000),
+        "phone.answer_delay_s": "0.2",
+    } | (more or {})
+
+
 class PhoneProcess:
     """Started with ``settings`` (``group.name``: value, e.g. ``phone.registrar``) over
     the environment's, and ready once its /health answers."""

@@ -16,19 +16,15 @@ from secretary.phone.calls import CallLog, CallRecord
 from secretary.skills.notes import NotesStore
 from tests.helpers import stop_process, wer
 from tests.phone.conftest import CALLER, clip, free_tcp_port, free_udp_port, needs_pjsua2
-from tests.phone.process import PhoneProcess
+from tests.phone.process import PhoneProcess, read_back_settings
 from tests.phone.test_call import CLIP, HEARD_CEILING, SAID
 
 
 def _phone(cache_dir: Path, data_dir: Path, folder: Path) -> tuple[PhoneProcess, int]:
     port = free_udp_port()
-    return PhoneProcess({
-        "cache_dir": str(cache_dir), "data_dir": str(data_dir),
-        "conversation.brain": "echo", "conversation.avatar": "false",
-        "realtime.face": "false", "tts.piper_noise_w": "0",
-        "phone.port": str(port), "phone.rtp_port": str(20000 + port % 20000),
-        "phone.answer_delay_s": "0.2",
-    }, folder, free_tcp_port()), port
+    return PhoneProcess(read_back_settings(port, {
+        "cache_dir": str(cache_dir), "data_dir": str(data_dir)}), folder,
+        free_tcp_port()), port
 
 
 @needs_pjsua2

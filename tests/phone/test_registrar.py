@@ -31,7 +31,7 @@ from secretary import tls
 from secretary.stt.whisper import WhisperEngine
 from tests.helpers import needs, stop_process
 from tests.phone.conftest import call, free_tcp_port, free_udp_port, needs_pjsua2
-from tests.phone.process import PhoneProcess
+from tests.phone.process import PhoneProcess, read_back_settings
 from tests.phone.test_call import heard
 
 KAMAILIO = shutil.which("kamailio") or (
@@ -212,15 +212,12 @@ def tls_front(registrar: Registrar, tmp_path_factory: pytest.TempPathFactory
 def _phone(cache_dir: Path, folder: Path, registrar: str, password: str = PASSWORD,
            **more: str) -> PhoneProcess:
     port = free_udp_port()
-    return PhoneProcess({
+    return PhoneProcess(read_back_settings(port, {
         "cache_dir": str(cache_dir), "data_dir": str(folder / "data"),
-        "conversation.brain": "echo", "conversation.avatar": "false",
-        "realtime.face": "false", "tts.piper_noise_w": "0",
-        "phone.port": str(port), "phone.rtp_port": str(20000 + port % 20000),
-        "phone.answer_delay_s": "0.2", "phone.registrar": registrar,
-        "phone.user": USER, "phone.password": password, "phone.register_retry_s": "1",
+        "phone.registrar": registrar, "phone.user": USER, "phone.password": password,
+        "phone.register_retry_s": "1",
         **{f"phone.{name}": value for name, value in more.items()},
-    }, folder, free_tcp_port())
+    }), folder, free_tcp_port())
 
 
 def _registration(phone: PhoneProcess, state: str, timeout: float = 30) -> dict:
