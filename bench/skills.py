@@ -111,6 +111,7 @@ def service_for(brain: str, calendar_url: str, data: Path) -> RealtimeService:
     settings.conversation.speech_cache = 0  # every reply synthesized, as the first time
     settings.realtime.face = False
     settings.tts.piper_noise_w = 0.0
+    settings.tts.piper_noise_scale = 0.0
     settings.calendar = settings.calendar.model_copy(update={"url": calendar_url})
     service = RealtimeService(settings)
     service.load()

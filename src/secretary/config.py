@@ -197,6 +197,14 @@ class TtsSettings(ServiceSettings):
             "length of the audio for a text the same on every run."
         ),
     )
+    piper_noise_scale: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Piper's audio noise; None keeps each voice's own value, 0 (with piper_noise_w 0) "
+            "makes the samples for a text the same on every run."
+        ),
+    )
     xtts_model: str = Field(
         default="coqui/XTTS-v2",
         description="XTTS v2 checkpoint: a hub id or a local folder (needs secretary[xtts]).",

@@ -96,6 +96,7 @@ class Outcome:
 def pipeline_and_watch(cache_dir: Path) -> tuple[Pipeline, Watch, Any]:
     settings = make_settings(cache_dir)
     settings.tts.piper_noise_w = 0.0
+    settings.tts.piper_noise_scale = 0.0
     settings.realtime.max_sessions = 2
     service = ConversationService(settings, TurnMetrics(), PORTRAIT.read_bytes())
     service.load()

@@ -65,6 +65,7 @@ def phone(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     """One telephone service for the session (one SIP endpoint per process)."""
     settings = make_settings(cache_dir, data_dir=tmp_path_factory.mktemp("phone-data"))
     settings.tts.piper_noise_w = 0.0
+    settings.tts.piper_noise_scale = 0.0
     settings.conversation.avatar = False
     settings.realtime.face = False
     port = free_udp_port()

@@ -20,7 +20,7 @@ def read_back_settings(port: int, more: dict[str, str] | None = None) -> dict[st
     the benchmark's; ``more`` adds to them or changes them."""
     return {
         "conversation.brain": "echo", "conversation.avatar": "false",
-        "realtime.face": "false", "tts.piper_noise_w": "0",
+        "realtime.face": "false", "tts.piper_noise_w": "0", "tts.piper_noise_scale": "0",
         "phone.port": str(port), "phone.rtp_port": str(20000 + port % 20000),
         "phone.answer_delay_s": "0.2",
     } | (more or {})

@@ -15,6 +15,7 @@ from tests.helpers import running_server
 def realtime_settings(cache_dir: Path, **realtime: object) -> Settings:
     settings = make_settings(cache_dir)
     settings.tts.piper_noise_w = 0.0  # the same text always gives the same speech
+    settings.tts.piper_noise_scale = 0.0
     settings.conversation.avatar = False  # the WebSocket carries no face
     for key, value in realtime.items():
         setattr(settings.realtime, key, value)

@@ -484,6 +484,7 @@ async def test_client_tools_beside_the_skills_tools(
         cache_dir: Path, tmp_path: Path, stub: ChatStub, calendar: CalendarServer) -> None:
     settings = make_settings(cache_dir, data_dir=tmp_path, timezone="Europe/Berlin")
     settings.tts.piper_noise_w = 0.0
+    settings.tts.piper_noise_scale = 0.0
     settings.realtime.partials = False
     settings.realtime.face = False
     settings.conversation = ConversationSettings(brain="skills", avatar=False)

@@ -51,6 +51,7 @@ _RAY_ENVIRONMENT = {
 def cluster_settings(cache_dir: Path) -> Settings:
     settings = make_settings(cache_dir)
     settings.tts.piper_noise_w = 0.0  # the same text gives the same speech everywhere
+    settings.tts.piper_noise_scale = 0.0
     settings.conversation.avatar = False
     settings.realtime.face = False
     settings.realtime.max_sessions = 2
@@ -139,6 +140,7 @@ def test_speech_through_the_proxy_equals_the_single_machine_service(
     text = "Your meeting with Anna starts at three."
     single_settings = make_settings(cache_dir)
     single_settings.tts.piper_noise_w = 0.0
+    single_settings.tts.piper_noise_scale = 0.0
     with running_server(create_app(single_settings)) as single:
         alone = OpenAI(base_url=f"{single}/v1", api_key="unused").audio.speech.create(
             model="tts-1", voice="alloy", input=text, response_format="pcm").content

@@ -54,6 +54,7 @@ def _settings(cache_dir: Path, url: str, zone: str, data: Path) -> Settings:
     settings.calendar = settings.calendar.model_copy(update={"url": url,
                                                              "reminder_poll_s": 0.5})
     settings.tts.piper_noise_w = 0.0
+    settings.tts.piper_noise_scale = 0.0
     settings.realtime.partials = False
     settings.realtime.face = False
     return settings

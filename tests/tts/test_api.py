@@ -192,6 +192,7 @@ def repeatable_url(tts_settings, espeak_engine: EspeakEngine) -> Iterator[str]:
     """Piper without its length noise, so the same text gives the same length twice."""
     settings = make_settings(tts_settings.cache_dir)
     settings.tts.piper_noise_w = 0.0
+    settings.tts.piper_noise_scale = 0.0
     with running_server(create_app(settings, {"espeak": espeak_engine})) as url:
         yield url
 

@@ -352,6 +352,7 @@ def test_full_flow_speaks_back_with_a_talking_avatar(stack: Stack, browser, land
     speech = _media(page, "reply-audio")
     page.wait_for_function(
         "() => document.querySelector('[data-testid=reply-audio]').ended", timeout=60_000)
+    expect(page.get_by_test_id("stop")).to_be_disabled()  # heard out: nothing to stop
     for step in ("listen", "transcribe", "think", "speak", "animate"):
         expect(page.locator(f'#steps li[data-step="{step}"]')).to_have_attribute(
             "data-status", "done")
@@ -566,7 +567,8 @@ def test_stop_during_the_reply_stops_it_here_and_on_the_server(
                 timeout=120_000)
             page.get_by_test_id("stop").click()
             expect(page.get_by_test_id("stop")).to_be_disabled()
-            assert _media(page, "reply-audio")["paused"]
+            media = _media(page, "reply-audio")
+            assert media["paused"], (media, page.get_by_test_id("transcript").inner_text())
             for _ in range(150):  # 0.2 s apart: 30 s and more for the turn to wind down
                 text = httpx.get(f"{ui_url}/metrics", timeout=10).text
                 if 'secretary_turns_total{outcome="cancelled"} 1.0' in text:
@@ -581,6 +583,35 @@ def test_stop_during_the_reply_stops_it_here_and_on_the_server(
             close_page(page)
     finally:
         browser.close()
+
+
+@needs_chromium
+def test_stop_after_the_reply_streamed_still_silences_it(browser, cache_dir: Path) -> None:
+    """Without the avatar the reply's stream ends seconds before its speech does: Stop stays
+    on while the reply is heard, silences it, then goes off."""
+    from playwright.sync_api import expect
+
+    settings = ui_settings(cache_dir)
+    settings.conversation = settings.conversation.model_copy(update={"avatar": False})
+    with running_server(create_ui_app(settings)) as ui_url:
+        page = open_page(browser, ui_url)
+        page.get_by_test_id("full-flow").click()
+        # The turn's timings come with its last event: the stream is over.
+        expect(page.get_by_test_id("segments")).to_contain_text("whole turn", timeout=120_000)
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=reply-audio]').currentTime > 0.3",
+            timeout=30_000)
+        playing = _media(page, "reply-audio")
+        assert not playing["paused"] and playing["duration"] - playing["currentTime"] > 1, playing
+        expect(page.get_by_test_id("stop")).to_be_enabled()
+        page.get_by_test_id("stop").click()
+        expect(page.get_by_test_id("stop")).to_be_disabled()
+        stopped = _media(page, "reply-audio")
+        assert stopped["paused"] and not stopped["ended"], stopped
+        page.wait_for_timeout(500)
+        assert _media(page, "reply-audio")["currentTime"] == stopped["currentTime"]
+        expect(page.get_by_test_id("notice")).to_be_hidden()
+        close_page(page)
 
 
 @needs_chromium

@@ -62,7 +62,8 @@ def create_engine(name: str, settings: Settings, store: TtsModels,
         from secretary.tts.piper import PiperEngine
 
         return PiperEngine(piper_voices or [PIPER_PACKAGED_VOICE], store,
-                           noise_w=tts.piper_noise_w)
+                           noise_w=tts.piper_noise_w,
+                           noise_scale=tts.piper_noise_scale)
     if name == "espeak":
         from secretary.tts.espeak import EspeakEngine
 

@@ -16,6 +16,7 @@ const state = {
   session: newSessionId(), // this page visit: the server keeps the conversation under it
   portraitKey: null, // the server's key for the current portrait, once uploaded
   turn: null, // the reply being streamed: {id, abort, player}
+  player: null, // the last reply's player: Stop silences it while it is still heard
 };
 
 function newSessionId() {
@@ -464,6 +465,7 @@ async function streamTurn(recording) {
   const player = new ReplyPlayer();
   const turn = { id: null, abort, player, stopped: false };
   state.turn = turn;
+  state.player = player;
   $("stop").disabled = false;
   setStep("transcribe", "active");
   try {
@@ -490,7 +492,8 @@ async function streamTurn(recording) {
     throw err;
   } finally {
     if (state.turn === turn) state.turn = null;
-    $("stop").disabled = true;
+    // The reply may play on after its stream ended: Stop stays on until it is heard out.
+    $("stop").disabled = !player.audible();
     // The turn may have changed the calendar: the Agenda panel (agenda.js) listens.
     document.dispatchEvent(new CustomEvent("secretary:replied"));
   }
@@ -708,6 +711,10 @@ class ReplyPlayer {
       due.bitmap.close();
     }
     if (!this.stopped) this.raf = requestAnimationFrame(this.tick);
+  }
+
+  audible() {
+    return !this.stopped && this.started && !this.audio.paused && !this.audio.ended;
   }
 
   stop() {
@@ -943,8 +950,18 @@ async function init() {
   $("record").addEventListener("click", transcribeOnly);
   $("stop").addEventListener("click", () => {
     if (state.recorder) state.recorder.stop("manual");
-    else stopTurn();
+    else if (state.turn) stopTurn();
+    else if (state.player) {
+      state.player.stop();
+      $("stop").disabled = true;
+    }
   });
+  // A reply heard out (or paused with its controls) after its stream ended: Stop goes off.
+  for (const name of ["ended", "pause"]) {
+    $("reply-audio").addEventListener(name, () => {
+      if (!state.turn && !state.recorder) $("stop").disabled = true;
+    });
+  }
   $("tts-speak").addEventListener("click", speakText);
   $("tts-language").addEventListener("change", fillVoices);
   $("tts-speed").addEventListener("input", (e) => { $("tts-speed-value").textContent = `${Number(e.target.value).toFixed(1)}×`; });
