@@ -18,7 +18,9 @@ Rules side by side: ``vad-500`` (500 ms of silence, today's default without the 
 ``--ask-ms`` of silence, 64 as the service does; a complete verdict ends the turn after
 ``--complete-ms``, an unfinished one after ``--incomplete-ms``), at ``--threshold`` or at
 each of ``--thresholds`` (``smart-0.3``: the model's probability from which a pause counts
-as complete).
+as complete). ``smart+words`` is ``smart-turn`` with the service's words rule: a pause the
+model calls unfinished ends after ``--words-ms`` where Whisper's transcript of the speech up
+to the pause (as the early final transcript hears it) reads as a finished sentence.
 
 ``--codec pcmu`` (or ``pcma``) sends every signal through the telephone's round trip
 first, as a G.711 session hears it: 16 kHz to 8 kHz, mu-law (A-law) codes, decoded and
@@ -45,6 +47,7 @@ from secretary.realtime.vad import FRAME, RATE, TurnDetector, VadConfig  # noqa:
 from secretary.stt.models import WhisperModels  # noqa: E402
 from secretary.turns.models import SmartTurnModels  # noqa: E402
 from secretary.turns.smartturn import SmartTurn  # noqa: E402
+from secretary.turns.words import reads_finished  # noqa: E402
 
 SPEECH = ROOT / "tests" / "data" / "speech"
 
@@ -94,15 +97,15 @@ def telephone(samples: np.ndarray, codec: str) -> np.ndarray:
 
 
 def run(samples: np.ndarray, config: VadConfig, model: SmartTurn | None,
-        costs: list[float], asked: dict[tuple[int, int], float] | None = None
-        ) -> list[tuple[int, int]]:
+        costs: list[float], asked: dict[tuple[int, int], float] | None = None,
+        words: Words | None = None) -> list[tuple[int, int]]:
     """(speech end, decision) in ms of audio for each turn the detector ends. ``asked``
     keeps the model's verdicts on ``samples`` (the same pause under another threshold is
-    the same question)."""
+    the same question); ``words`` reads the speech up to a pause."""
     asked = {} if asked is None else asked
     detector = TurnDetector(config)
     turns: list[tuple[int, int]] = []
-    start = 0
+    start = paused = 0
     step = FRAME  # frame by frame, so the decision is dated to its frame
     for offset in range(0, len(samples), step):
         pending = detector.feed(samples[offset:offset + step])
@@ -119,9 +122,32 @@ def run(samples: np.ndarray, config: VadConfig, model: SmartTurn | None,
                         samples[start * RATE // 1000:event.at_ms * RATE // 1000])
                     costs.append(time.perf_counter() - began)
                 pending += detector.decide(asked[key])
+                paused = event.at_ms
+            elif event.kind == "words":
+                assert words is not None
+                pending += detector.decide_words(words.finished(samples, start, paused))
             else:
                 turns.append((event.at_ms, detector.now_ms))
     return turns
+
+
+class Words:
+    """Whether the speech from an utterance's start to its pause reads as a finished
+    sentence, transcribed as the service's early final transcript is (300 ms of padding
+    before the start, greedy, Silero's filter); each span once."""
+
+    def __init__(self, whisper: object, language: str) -> None:
+        self.whisper, self.language = whisper, language
+        self.read: dict[tuple[int, int], bool] = {}
+
+    def finished(self, samples: np.ndarray, start_ms: int, at_ms: int) -> bool:
+        key = (start_ms, at_ms)
+        if key not in self.read:
+            span = samples[max(0, start_ms - 300) * RATE // 1000:at_ms * RATE // 1000]
+            segments, _ = self.whisper.transcribe(span, language=self.language, beam_size=1,
+                                                  temperature=0.0, vad_filter=True)
+            self.read[key] = reads_finished(" ".join(s.text.strip() for s in segments))
+        return self.read[key]
 
 
 def main() -> None:
@@ -135,6 +161,9 @@ def main() -> None:
                         "(instead of --threshold)")
     parser.add_argument("--codec", choices=("none", "pcmu", "pcma"), default="none",
                         help="hear every clip through this G.711 round trip (8 kHz)")
+    parser.add_argument("--words-ms", type=int, default=500,
+                        help="the smart+words rule's wait for finished words (the service's "
+                        "SECRETARY_REALTIME_END_OF_TURN_WORDS_MS)")
     parser.add_argument("--ask-ms", type=int, default=64,
                         help="silence after which Smart Turn is asked (the realtime service "
                         "asks at SECRETARY_REALTIME_EARLY_FINAL_MS)")
@@ -161,6 +190,11 @@ def main() -> None:
             rules[name] = (VadConfig(silence_duration_ms=args.incomplete_ms, semantic=True,
                                      complete_ms=args.complete_ms, ask_ms=args.ask_ms,
                                      complete_threshold=threshold), model)
+        if len(thresholds) == 1:
+            rules["smart+words"] = (VadConfig(
+                silence_duration_ms=args.incomplete_ms, semantic=True,
+                complete_ms=args.complete_ms, ask_ms=args.ask_ms, words_ms=args.words_ms,
+                complete_threshold=thresholds[0]), model)
         tail = np.zeros(2 * RATE, np.float32)
         gap = np.zeros(args.pause_ms * RATE // 1000, np.float32)
         rows: dict[tuple[str, str], dict[str, list[float]]] = {}
@@ -174,16 +208,18 @@ def main() -> None:
             whole = telephone(np.concatenate([samples, tail]), args.codec)
             asked_whole: dict[tuple[int, int], float] = {}
             asked_paused: dict[tuple[int, int], float] = {}
+            words_whole, words_paused = Words(whisper, language), Words(whisper, language)
             for name, (config, judge) in rules.items():
                 row = rows.setdefault((language, name), {"delay": [], "cut": [], "long": []})
-                turns = run(whole, config, judge, costs, asked_whole)
+                turns = run(whole, config, judge, costs, asked_whole, words_whole)
                 if turns:
                     end, decided = turns[-1]
                     row["delay"].append(decided - end)
                     row["long"].append(float(decided - end >= args.incomplete_ms))
                 # A clip with pauses of its own may be several turns already: a cut-off
                 # is one turn more than the clip makes without the spliced pause.
-                cut_off = len(run(paused, config, judge, costs, asked_paused)) > max(
+                cut_off = len(run(paused, config, judge, costs, asked_paused,
+                                  words_paused)) > max(
                     1, len(turns))
                 row["cut"].append(float(cut_off))
                 if args.verbose and judge is not None:

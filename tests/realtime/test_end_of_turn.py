@@ -65,8 +65,10 @@ def test_the_model_hears_an_unfinished_and_a_finished_sentence(
     assert smart_turn.complete(speech[:int((pause_at + 0.1) * 16000)]) < 0.2
 
 
-def _turns(samples: np.ndarray, config: VadConfig, model: SmartTurn | None) -> list[str]:
-    """The detector's events over ``samples`` (16 kHz), asking ``model`` at each pause."""
+def _turns(samples: np.ndarray, config: VadConfig, model: SmartTurn | None,
+           words: bool | None = None) -> list[str]:
+    """The detector's events over ``samples`` (16 kHz), asking ``model`` at each pause
+    and answering ``words`` where the detector asks whether the words read finished."""
     detector, kinds, start = TurnDetector(config), [], 0
     for offset in range(0, len(samples), 512):
         pending = detector.feed(samples[offset:offset + 512])
@@ -78,6 +80,9 @@ def _turns(samples: np.ndarray, config: VadConfig, model: SmartTurn | None) -> l
             elif event.kind == "paused":
                 assert model is not None and detector.waiting
                 pending += detector.decide(model.complete(samples[start * 16:event.at_ms * 16]))
+            elif event.kind == "words":
+                assert words is not None and detector.waiting
+                pending += detector.decide_words(words)
     return kinds
 
 
@@ -90,6 +95,49 @@ def test_the_detector_waits_for_the_verdict_and_follows_it(
     assert kinds.count("paused") >= 2, kinds  # the spliced pause and the sentence's end
     silence_only = _turns(at16, VadConfig(silence_duration_ms=500), None)
     assert silence_only.count("stopped") == 2 and "paused" not in silence_only, silence_only
+
+
+# "Lord, but I'm glad to see you again, Phil.": complete, but Smart Turn calls it unfinished
+# (0.15 as spoken, bench/endofturn.py), so the model alone waits the long silence on it.
+MISJUDGED_CLIP = "en_cmu_arctic_axb_a0004.wav"
+# After the speech: the words' wait (500 ms) and a margin of 300 ms for the 64 ms before
+# the model is asked, the 32 ms frames and Silero's hysteresis; the long wait is 1200 ms.
+WORDS_SILENCE = 0.8
+
+
+def test_finished_words_end_a_turn_the_model_calls_unfinished(smart_turn: SmartTurn) -> None:
+    speech = audio.decode(SPEECH / MISJUDGED_CLIP, 16000).samples
+    _, end = voiced(speech, 16000)
+    assert smart_turn.complete(speech[:int((end + 0.064) * 16000)]) < 0.5
+    samples = np.concatenate([speech[:int(end * 16000)], np.zeros(int(WORDS_SILENCE * 16000),
+                                                                   np.float32)])
+    rule = VadConfig(silence_duration_ms=1200, semantic=True, complete_ms=200, words_ms=500)
+    assert _turns(samples, rule, smart_turn, words=True).count("stopped") == 1
+    # Words that do not read finished leave the long wait, and so does a rule without it.
+    assert "stopped" not in _turns(samples, rule, smart_turn, words=False)
+    no_words = VadConfig(silence_duration_ms=1200, semantic=True, complete_ms=200)
+    kinds = _turns(samples, no_words, smart_turn)
+    assert "stopped" not in kinds and "words" not in kinds
+
+
+async def test_a_misjudged_complete_sentence_ends_on_its_words_over_websocket(
+        url: str, service: RealtimeService) -> None:
+    """The early transcript, made in the pause, reads as a finished sentence: the turn ends
+    after the words' 500 ms where the model alone would wait 1200 ms."""
+    assert service.end_of_turn is not None and service.end_of_turn.words_ms == 500
+    verdicts = service.realtime_metrics.end_of_turn
+    finished_before = verdicts.labels("words finished")._value.get()
+    speech = clip(MISJUDGED_CLIP)
+    _, end = voiced(speech)
+    async with connect(url) as connection:
+        await events_until(connection, "session.created")
+        await _update(connection, {"type": "semantic_vad", "create_response": False})
+        await feed(connection, np.concatenate([speech[:int(end * RATE)],
+                                               silence(WORDS_SILENCE)]), speed=4.0)
+        done = await _one_turn_ended_at(connection, end)
+        assert "glad to see you" in done[-1].transcript.lower()
+    # The words ended it, not a complete verdict of the model's.
+    assert verdicts.labels("words finished")._value.get() == finished_before + 1
 
 
 async def _update(connection, turn_detection: dict) -> None:
@@ -114,8 +162,9 @@ async def _one_turn_ended_at(connection, end: float) -> list:
     stopped = of_type(events, "input_audio_buffer.speech_stopped")
     assert len(stopped) == 1, [e.type for e in events]
     assert stopped[0].audio_end_ms <= end * 1000 + 100
-    return await events_until(
-        connection, "conversation.item.input_audio_transcription.completed")
+    done = "conversation.item.input_audio_transcription.completed"
+    # The transcript made in the pause may be out already.
+    return of_type(events, done) or await events_until(connection, done)
 
 
 async def _everything_heard(connection, events: list) -> list:
@@ -309,3 +358,23 @@ async def test_a_call_tells_its_session_the_band_of_its_codec(
         await task
         if call.lease is not None:
             await service.release(call.lease)
+
+
+@pytest.mark.parametrize(("text", "finished"), [
+    ("Lord, but I'm glad to see you again, Phil.", True),
+    ("Thanks, that's all.", True),
+    ("Ist das in Ordnung?", True),
+    ("Meet me at 3.", True),  # a number ends a sentence well
+    ("Put lunch on Friday at.", False),  # Whisper's full stop after a pause on "at"
+    ("Put lunch on Friday at...", False),
+    ("Today only.", False),
+    ("Ich habe morgen um.", False),
+    ("Je voudrais, euh.", False),
+    ("I need to book a room and", False),  # no full stop at all
+    ("Wait…", False),
+    ("", False),
+])
+def test_which_transcripts_read_as_finished_sentences(text: str, finished: bool) -> None:
+    from secretary.turns.words import reads_finished
+
+    assert reads_finished(text) is finished

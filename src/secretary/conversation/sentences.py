@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from secretary.tts.text import split_sentences
+from secretary.turns.words import FUNCTION_WORDS
 
 _CLAUSE = re.compile(r"[,;:，、；：—]\s")
 _WORD = re.compile(r"\S+")
@@ -13,22 +14,6 @@ _WORD = re.compile(r"\S+")
 # per character on two cores, so a long one would hold the first sound back by 100 ms and
 # more, while a short one costs less than the cut's break in its melody is worth.
 LONG_SENTENCE = 60
-# Words a piece of a sentence should not end on (articles, prepositions, conjunctions,
-# possessives): English, German, French, Spanish.
-_FUNCTION_WORDS = frozenset({
-    "a", "an", "the", "and", "or", "but", "nor", "of", "to", "in", "on", "at", "by", "for",
-    "with", "from", "as", "into", "about", "than", "that", "if", "so", "my", "your", "his",
-    "her", "its", "our", "their", "this", "these", "those", "is", "are", "was", "were", "be",
-    "der", "die", "das", "den", "dem", "des", "ein", "eine", "einen", "einem", "einer", "und",
-    "oder", "aber", "zu", "zum", "zur", "im", "am", "auf", "für", "mit", "von",
-    "vom", "bei", "aus", "nach", "um", "als", "dass", "wie", "mein", "meine", "dein", "deine",
-    "sein", "seine", "ihr", "ihre",
-    "le", "la", "les", "un", "une", "du", "de", "et", "ou", "mais", "à", "au", "aux",
-    "en", "dans", "sur", "pour", "par", "avec", "que", "qui", "ce", "cette", "ces", "mon",
-    "ma", "mes", "ton", "ta", "tes", "son", "sa", "ses",
-    "el", "los", "las", "unos", "unas", "y", "o", "pero", "del", "al", "con", "por", "para",
-    "su", "sus", "mi", "mis", "tu", "tus", "este", "esta",
-})
 
 
 class Fragment(str):
@@ -104,4 +89,4 @@ class SentenceSplitter:
 def _weak_end(word: str) -> bool:
     """A word a piece should not end on: a function word, or a number (said alone, "one"
     is heard as "won")."""
-    return word.lower() in _FUNCTION_WORDS or any(c.isdigit() for c in word)
+    return word.lower() in FUNCTION_WORDS or any(c.isdigit() for c in word)

@@ -21,7 +21,9 @@ class RealtimeMetrics:
         self.end_of_turn = Counter(
             "secretary_realtime_end_of_turn_total",
             "The end-of-turn model's verdicts at the user's pauses (semantic_vad): complete "
-            "(the turn ends after a short silence) or unfinished (it waits longer).",
+            "(the turn ends after a short silence) or unfinished (it waits longer); and at "
+            "an unfinished pause that lasts, whether its transcript reads as a finished "
+            "sentence (words finished: the turn ends then) or not (words unfinished).",
             ["verdict"], registry=registry,
         )
         self.end_of_turn_seconds = Histogram(

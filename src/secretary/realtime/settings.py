@@ -164,6 +164,10 @@ class RealtimeSettings(ServiceSettings):
         default=1200, ge=100, le=10000, description="Silence that ends a turn Smart Turn "
         "calls unfinished (semantic_vad's eagerness auto and medium; low waits twice as "
         "long, high half).")
+    end_of_turn_words_ms: int = Field(
+        default=500, ge=0, le=10000, description="Silence that ends a turn Smart Turn calls "
+        "unfinished when its transcript reads as a finished sentence (a full stop, not after "
+        "'at' or 'um'): no longer than server_vad's own silence; 0 waits the long silence.")
     audio_lead_ms: int = Field(
         default=300, ge=0, description="How far ahead of real time reply audio is sent over "
         "WebSocket (the client's jitter buffer).")

@@ -3,9 +3,11 @@
 Silero VAD hears every frame (``TurnDetector``). With ``semantic_vad`` and its model loaded,
 each pause is a ``paused`` event that waits for the end-of-turn model's verdict
 (``EndOfTurnRule``): a turn it calls complete ends after a short silence, an unfinished one
-after the long one. Narrowband input (8 kHz G.711: the ``audio/pcmu`` and ``audio/pcma``
-formats, or a telephone call's PCMU or PCMA track) is judged against the rule's
-narrowband threshold: the model, trained on wideband speech, hears less "done" in it.
+after the long one, or after a middle one where its transcript reads as a finished sentence
+(Smart Turn misjudges some complete sentences; their words end them as server_vad would).
+Narrowband input (8 kHz G.711: the ``audio/pcmu`` and ``audio/pcma`` formats, or a
+telephone call's PCMU or PCMA track) is judged against the rule's narrowband threshold:
+the model, trained on wideband speech, hears less "done" in it.
 
 In the silence that may end the turn the final transcript starts early (it is the same
 audio if the turn does end), and the reply to it is made ahead, so its first audio is ready
@@ -21,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -34,6 +35,7 @@ from secretary.realtime.partials import follow_partials
 from secretary.realtime.protocol import new_id
 from secretary.realtime.server_events import SpeechStarted, SpeechStopped
 from secretary.realtime.vad import RATE, TurnDetector, VadConfig
+from secretary.turns.words import is_backchannel, reads_finished
 from secretary.validation import has_speech
 
 if TYPE_CHECKING:
@@ -42,23 +44,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BACKCHANNELS = frozenset({
-    "yeah", "yes", "yep", "yup", "ok", "okay", "mhm", "mm", "mmhmm", "hmm", "uh huh",
-    "uhhuh", "right", "sure", "aha", "ah", "oh", "i see", "got it", "alright", "cool",
-})
-_WORDS = re.compile(r"[^\w\s]")
 # Input formats that carry 8 kHz telephone audio (the beta's g711_ulaw and g711_alaw are
 # these names in the session's config).
 NARROWBAND_FORMATS = frozenset({"pcmu", "pcma"})
-
-
-def is_backchannel(text: str) -> bool:
-    """'Yeah.', 'Okay!', 'Mhm, mhm': acknowledgement, not a turn."""
-    words = _WORDS.sub(" ", text.lower()).split()
-    if not words or len(words) > 3:
-        return False
-    joined = " ".join(words)
-    return joined in BACKCHANNELS or all(w in BACKCHANNELS for w in words)
 
 
 @dataclass
@@ -112,7 +100,7 @@ class TurnTaking:
         self.detector = TurnDetector(VadConfig(
             turn.threshold, turn.prefix_padding_ms, rule.incomplete_wait(turn.eagerness),
             semantic=True, ask_ms=max(32, session.limits.early_final_ms),
-            complete_ms=rule.complete_ms,
+            complete_ms=rule.complete_ms, words_ms=rule.words_ms,
             complete_threshold=rule.threshold_for(self.narrowband)))
 
     def user_speaking(self) -> bool:
@@ -154,6 +142,10 @@ class TurnTaking:
                 if self.detector is not None:  # (a session.update may have replaced it)
                     self._follow_band()
                     events += self.detector.decide(complete)
+            elif vad.kind == "words":
+                finished = await self._words_finished()
+                if self.detector is not None:
+                    events += self.detector.decide_words(finished)
             else:
                 await self._speech_stopped(vad.at_ms)
         buffer = session.input
@@ -195,6 +187,20 @@ class TurnTaking:
             session.metrics.end_of_turn.labels(
                 "complete" if complete >= threshold else "unfinished").inc()
         return complete
+
+    async def _words_finished(self) -> bool:
+        """Whether the early transcript of the paused utterance reads as a finished
+        sentence (in real time it is done by now: it started at the pause)."""
+        utterance, metrics = self.utterance, self.session.metrics
+        if utterance is None or utterance.early is None:
+            return False
+        try:
+            finished = reads_finished((await asyncio.shield(utterance.early)).text)
+        except StageError:
+            return False
+        if metrics is not None:
+            metrics.end_of_turn.labels("words finished" if finished else "words unfinished").inc()
+        return finished
 
     async def _speech_started(self, at_ms: int) -> None:
         session = self.session

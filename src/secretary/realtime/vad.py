@@ -8,7 +8,11 @@ speech stopped (after ``silence_duration_ms`` below it). With ``semantic`` set, 
 ``ask_ms`` is a third event, ``paused``: the detector holds its later frames until the
 caller answers with an end-of-turn model's verdict (``decide``), so the rule is the same
 on any machine and at any feeding speed. A turn the model calls complete ends after
-``complete_ms`` of silence; one it calls unfinished after ``silence_duration_ms``.
+``complete_ms`` of silence; one it calls unfinished after ``silence_duration_ms``, unless
+its words read as a finished sentence: with ``words_ms`` set, a pause called unfinished is
+a fourth event, ``words``, once it has lasted ``words_ms``, held until the caller answers
+(``decide_words``) from the transcript of the speech so far; finished words end the turn
+there. The transcript started at the pause, so in real time the answer is there already.
 """
 
 from __future__ import annotations
@@ -82,11 +86,14 @@ class VadConfig:
     ask_ms: int = 64  # silence after which the model is asked
     complete_ms: int = 200  # silence that ends a turn the model calls complete
     complete_threshold: float = 0.5  # the model's probability that counts as complete
+    words_ms: int = 0  # silence that ends an unfinished pause whose words read finished
 
 
 @dataclass(frozen=True)
 class VadEvent:
-    kind: str  # "started", "paused" (semantic: ask the model, then ``decide``) or "stopped"
+    # "started", "paused" (semantic: ask the model, then ``decide``), "words" (ask whether
+    # the transcript reads finished, then ``decide_words``) or "stopped"
+    kind: str
     at_ms: int  # on the input buffer's clock (ms of audio since the session began)
 
 
@@ -103,6 +110,7 @@ class TurnDetector:
         self._probs: deque[float] = deque()  # frame probabilities not judged yet
         self._asking = False  # held until ``decide``
         self._verdict: float | None = None  # the model's answer for the current pause
+        self._words: bool | None = None  # whether its words read as a finished sentence
 
     @property
     def silence_ms(self) -> int:
@@ -138,6 +146,21 @@ class TurnDetector:
         self._check_stop(events)
         return events + self._run()
 
+    def decide_words(self, finished: bool) -> list[VadEvent]:
+        """Whether the transcript of the utterance paused at a ``words`` event reads as a
+        finished sentence; the frames held since are then judged by it."""
+        self._asking = False
+        self._words = finished
+        events: list[VadEvent] = []
+        self._check_stop(events)
+        return events + self._run()
+
+    def _asks_words(self) -> bool:
+        config, verdict = self.config, self._verdict
+        return (config.semantic and 0 < config.words_ms < config.silence_duration_ms
+                and verdict is not None and verdict < config.complete_threshold
+                and self._words is None and self._below * FRAME * 1000 >= config.words_ms * RATE)
+
     def _run(self) -> list[VadEvent]:
         config, events = self.config, []
         frame_ms = FRAME * 1000 / RATE
@@ -153,7 +176,7 @@ class TurnDetector:
                 if self._above * frame_ms >= config.min_speech_ms:
                     self.speaking = True
                     self._below = 0
-                    self._verdict = None
+                    self._verdict = self._words = None
                     self._start_frame = self.frames - self._above
                     self._last_speech_frame = self.frames
                     began = (self.frames - self._above) * frame_ms
@@ -161,7 +184,7 @@ class TurnDetector:
                 continue
             if prob >= config.threshold or (prob >= low and not self._below):
                 self._below = 0
-                self._verdict = None  # speech again: a new pause gets a new verdict
+                self._verdict = self._words = None  # speech again: a new pause, a new verdict
                 self._last_speech_frame = self.frames
             else:
                 self._below += 1
@@ -169,6 +192,10 @@ class TurnDetector:
                     and self._below * frame_ms >= config.ask_ms):
                 self._asking = True
                 events.append(VadEvent("paused", int(self.now_ms)))
+                continue
+            if self._asks_words():
+                self._asking = True
+                events.append(VadEvent("words", int(self.now_ms)))
                 continue
             self._check_stop(events)
         return events
@@ -182,6 +209,8 @@ class TurnDetector:
         if (config.semantic and self._verdict is not None
                 and self._verdict >= config.complete_threshold):
             wait = min(wait, config.complete_ms)
+        if self._words:
+            wait = min(wait, config.words_ms)
         if self._below * frame_ms >= wait:
             self.speaking = False
             self._above = 0

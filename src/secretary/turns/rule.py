@@ -23,6 +23,8 @@ class EndOfTurnRule:
     threshold: float = 0.5  # the probability from which the model's "complete" counts
     complete_ms: int = 200  # silence that ends a turn the model calls complete
     incomplete_ms: int = 1200  # silence that ends one it calls unfinished
+    # ... unless its transcript reads as a finished sentence: then this (0: never)
+    words_ms: int = 500
     # The threshold for 8 kHz telephone audio (G.711): the model, trained on wideband
     # speech, calls narrowband sentences unfinished more often (None: ``threshold``).
     narrowband_threshold: float | None = None
@@ -52,5 +54,5 @@ def load_rule(settings: Settings, who: str) -> EndOfTurnRule | None:
     model = SmartTurn(path)
     model.load()
     return EndOfTurnRule(model, o.end_of_turn_threshold, o.end_of_turn_complete_ms,
-                         o.end_of_turn_incomplete_ms,
+                         o.end_of_turn_incomplete_ms, o.end_of_turn_words_ms,
                          narrowband_threshold=o.end_of_turn_threshold_narrowband)
