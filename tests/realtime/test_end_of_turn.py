@@ -21,7 +21,7 @@ from secretary.turns.models import SmartTurnModels
 from secretary.turns.smartturn import SmartTurn
 from tests.conftest import make_settings
 from tests.helpers import SPEECH
-from tests.realtime.support import RATE, clip, connect, feed, of_type, silence, voiced
+from tests.realtime.support import RATE, clip, connect, feed, of_type, pcm16, silence, voiced
 from tests.realtime.support import collect as events_until
 
 CLIP = "en_cheetah_platforms.wav"
@@ -29,8 +29,8 @@ PAUSE_AFTER = "only"
 
 
 @pytest.fixture(scope="module")
-def pause_at(cache_dir: Path) -> float:
-    """Seconds into the clip where "only" ends (Whisper base's word times)."""
+def word_times(cache_dir: Path) -> dict[str, tuple[float, float]]:
+    """Seconds into the clip where each word starts and ends (Whisper base's word times)."""
     from faster_whisper import WhisperModel
 
     whisper = WhisperModel(str(WhisperModels(cache_dir / "models").whisper_path("base")),
@@ -38,8 +38,13 @@ def pause_at(cache_dir: Path) -> float:
     samples = audio.decode(SPEECH / CLIP, 16000).samples
     segments, _ = whisper.transcribe(samples, language="en", word_timestamps=True,
                                      beam_size=1)
-    words = [w for s in segments for w in s.words]
-    return next(w.end for w in words if w.word.strip().lower() == PAUSE_AFTER)
+    return {w.word.strip(" .,").lower(): (w.start, w.end) for s in segments for w in s.words}
+
+
+@pytest.fixture(scope="module")
+def pause_at(word_times: dict[str, tuple[float, float]]) -> float:
+    """Seconds into the clip where "only" ends."""
+    return word_times[PAUSE_AFTER][1]
 
 
 def spliced(pause_at: float, pause: float = 0.7) -> np.ndarray:
@@ -378,3 +383,29 @@ def test_which_transcripts_read_as_finished_sentences(text: str, finished: bool)
     from secretary.turns.words import reads_finished
 
     assert reads_finished(text) is finished
+
+
+async def test_speech_again_inside_one_appended_chunk_drops_the_early_transcript(
+        url: str, word_times: dict[str, tuple[float, float]]) -> None:
+    """A short pause before the last word starts the final transcript early; the last word
+    and the silence after it then come in one append. The transcript made at the pause lacks
+    that word: it is dropped and the turn's transcript has it."""
+    speech = clip(CLIP)
+    cut = int((word_times["used"][0] - 0.05) * RATE)
+    async with connect(url) as connection:
+        await events_until(connection, "session.created")
+        await _update(connection, {"type": "semantic_vad", "create_response": False})
+        # 150 ms of silence: the early transcript starts (at 64 ms), the turn goes on (even
+        # a complete verdict waits 200 ms).
+        await connection.input_audio_buffer.append(audio=pcm16(np.concatenate(
+            [speech[:cut], silence(0.1)])))
+        first = await _everything_heard(connection, [])
+        assert of_type(first, "input_audio_buffer.speech_started")
+        assert not of_type(first, "input_audio_buffer.speech_stopped")
+        await connection.input_audio_buffer.append(audio=pcm16(np.concatenate(
+            [speech[cut:], silence(1.5)])))
+        events = await _everything_heard(connection, [])
+        assert len(of_type(events, "input_audio_buffer.speech_stopped")) == 1
+        done = "conversation.item.input_audio_transcription.completed"
+        said = (of_type(events, done) or await events_until(connection, done))[-1].transcript
+        assert "used" in said.lower(), said

@@ -60,6 +60,7 @@ class Utterance:
     # The final transcript started early, in the silence that may end the turn.
     early: asyncio.Task[Heard] | None = None
     early_at: float = 0.0
+    early_voice_ms: int = 0  # the detector's last voiced moment when it started
     # The reply to that transcript, being made while the silence runs.
     reply: ReplyStream | None = None
 
@@ -248,15 +249,17 @@ class TurnTaking:
         session, detector = self.session, self.detector
         if detector is None or not detector.speaking:
             return
-        if detector.silence_ms == 0 and utterance.early is not None:
-            utterance.early = None  # speech again: that transcript would be short
+        if utterance.early is not None and detector.last_voice_ms > utterance.early_voice_ms:
+            # Speech again (even inside one appended chunk): that transcript would be short.
+            utterance.early = None
             utterance.drop_reply()
-        elif (detector.silence_ms >= session.limits.early_final_ms and utterance.early is None
-              and session.config.kind in ("realtime", "transcription")):
+        if (detector.silence_ms >= session.limits.early_final_ms and utterance.early is None
+                and session.config.kind in ("realtime", "transcription")):
             audio = session.input.take(utterance.start_ms - self._padding_ms())
             utterance.early = session.spawn(session.stages.transcriber.transcribe(
                 audio, session.config.language, Cancel()))
             utterance.early_at = time.perf_counter()
+            utterance.early_voice_ms = detector.last_voice_ms
             if session.limits.reply_ahead:
                 session.spawn(self._reply_ahead(utterance, utterance.early))
             response = session.responses.current

@@ -125,6 +125,11 @@ class TurnDetector:
         return (self._last_speech_frame - self._start_frame) * FRAME * 1000 // RATE
 
     @property
+    def last_voice_ms(self) -> int:
+        """Where the current utterance's last voiced frame ends (0 outside one)."""
+        return self._last_speech_frame * FRAME * 1000 // RATE if self.speaking else 0
+
+    @property
     def now_ms(self) -> int:
         return self.frames * FRAME * 1000 // RATE
 
