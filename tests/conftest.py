@@ -57,6 +57,14 @@ def make_settings(cache_dir: Path, **overrides: object) -> Settings:
     return Settings(_env_file=None, cache_dir=cache_dir, **overrides)
 
 
+def same_speech_every_run(settings: Settings) -> Settings:
+    """Piper without its noise (phoneme lengths and audio): the same text gives the same
+    samples on every run, so a Whisper judge hears the same words each time."""
+    settings.tts.piper_noise_w = 0.0
+    settings.tts.piper_noise_scale = 0.0
+    return settings
+
+
 @pytest.fixture(scope="module")
 def calendar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CalendarServer]:
     """A real CalDAV server, the project's calendar service, of the test module's own: in a

@@ -29,7 +29,7 @@ from secretary.conversation.stages import Cancel, Frame, Look, Speaker, Speech
 from secretary.realtime.app import create_app as create_realtime_app
 from secretary.realtime.service import RealtimeService
 from secretary.ui.app import create_app as create_ui_app
-from tests.conftest import make_settings
+from tests.conftest import make_settings, same_speech_every_run
 from tests.conversation.support import PORTRAIT, TWO_SENTENCE_CLIPS, of_type, recording
 from tests.helpers import running_server
 from tests.realtime.rtc import ClipTrack, frames, offer, record_events
@@ -95,8 +95,7 @@ class Outcome:
 @pytest.fixture(scope="module")
 def pipeline_and_watch(cache_dir: Path) -> tuple[Pipeline, Watch, Any]:
     settings = make_settings(cache_dir)
-    settings.tts.piper_noise_w = 0.0
-    settings.tts.piper_noise_scale = 0.0
+    same_speech_every_run(settings)
     settings.realtime.max_sessions = 2
     service = ConversationService(settings, TurnMetrics(), PORTRAIT.read_bytes())
     service.load()

@@ -18,7 +18,7 @@ from secretary.conversation.sentences import Fragment, SentenceSplitter
 from secretary.conversation.stages import Heard
 from secretary.stt.engine import TranscriptionOptions, collect
 from secretary.stt.whisper import WhisperEngine
-from tests.conftest import make_settings
+from tests.conftest import make_settings, same_speech_every_run
 from tests.helpers import wer
 
 SENTENCE = "Today only platforms one and three are used by the trains of the morning."
@@ -82,8 +82,7 @@ def test_a_clause_that_comes_first_is_the_cut() -> None:
 @pytest.fixture(scope="module")
 def pipeline(cache_dir: Path) -> Any:
     settings = make_settings(cache_dir)
-    settings.tts.piper_noise_w = 0.0
-    settings.tts.piper_noise_scale = 0.0  # the same speech on every run: Whisper judges it
+    same_speech_every_run(settings)
     settings.conversation.brain = "echo"
     settings.conversation.avatar = False
     built = build_pipeline(settings, TurnMetrics())

@@ -16,7 +16,7 @@ from secretary import tls
 from secretary.audio import decode, to_pcm16, wav_header
 from secretary.phone.app import create_app
 from secretary.phone.service import PhoneService
-from tests.conftest import make_settings
+from tests.conftest import make_settings, same_speech_every_run
 from tests.helpers import needs, running_server
 
 # The SIP stack is the phone extra's wheel; scripts/test.sh installs it, so under CI the
@@ -64,8 +64,7 @@ class Phone:
 def phone(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Phone]:
     """One telephone service for the session (one SIP endpoint per process)."""
     settings = make_settings(cache_dir, data_dir=tmp_path_factory.mktemp("phone-data"))
-    settings.tts.piper_noise_w = 0.0
-    settings.tts.piper_noise_scale = 0.0
+    same_speech_every_run(settings)
     settings.conversation.avatar = False
     settings.realtime.face = False
     port = free_udp_port()

@@ -8,14 +8,13 @@ import pytest
 from secretary.config import Settings
 from secretary.realtime.app import create_app
 from secretary.realtime.service import RealtimeService
-from tests.conftest import make_settings
+from tests.conftest import make_settings, same_speech_every_run
 from tests.helpers import running_server
 
 
 def realtime_settings(cache_dir: Path, **realtime: object) -> Settings:
     settings = make_settings(cache_dir)
-    settings.tts.piper_noise_w = 0.0  # the same text always gives the same speech
-    settings.tts.piper_noise_scale = 0.0
+    same_speech_every_run(settings)
     settings.conversation.avatar = False  # the WebSocket carries no face
     for key, value in realtime.items():
         setattr(settings.realtime, key, value)

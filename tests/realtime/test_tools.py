@@ -27,7 +27,7 @@ from secretary.conversation.settings import ConversationSettings
 from secretary.realtime.app import create_app
 from secretary.realtime.service import RealtimeService
 from tests.calendar.support import CalendarServer, plain_calendar
-from tests.conftest import make_settings
+from tests.conftest import make_settings, same_speech_every_run
 from tests.conversation.llama import MODEL_NAME, llama_server, needs_llama
 from tests.conversation.scripted import ChatStub, called, said, scripted_chat
 from tests.helpers import running_server
@@ -483,8 +483,7 @@ async def test_tools_over_the_webrtc_data_channel(tools_url: str, stub: ChatStub
 async def test_client_tools_beside_the_skills_tools(
         cache_dir: Path, tmp_path: Path, stub: ChatStub, calendar: CalendarServer) -> None:
     settings = make_settings(cache_dir, data_dir=tmp_path, timezone="Europe/Berlin")
-    settings.tts.piper_noise_w = 0.0
-    settings.tts.piper_noise_scale = 0.0
+    same_speech_every_run(settings)
     settings.realtime.partials = False
     settings.realtime.face = False
     settings.conversation = ConversationSettings(brain="skills", avatar=False)

@@ -32,7 +32,7 @@ from secretary.config import Settings
 from secretary.scale import proxy
 from secretary.scale.deployments import service_deployment
 from secretary.scale.run import deploy
-from tests.conftest import make_settings
+from tests.conftest import make_settings, same_speech_every_run
 from tests.helpers import SPEECH, free_port, running_server
 from tests.realtime import support
 
@@ -50,8 +50,7 @@ _RAY_ENVIRONMENT = {
 
 def cluster_settings(cache_dir: Path) -> Settings:
     settings = make_settings(cache_dir)
-    settings.tts.piper_noise_w = 0.0  # the same text gives the same speech everywhere
-    settings.tts.piper_noise_scale = 0.0
+    same_speech_every_run(settings)
     settings.conversation.avatar = False
     settings.realtime.face = False
     settings.realtime.max_sessions = 2
@@ -139,8 +138,7 @@ def test_speech_through_the_proxy_equals_the_single_machine_service(
     url, settings = cluster
     text = "Your meeting with Anna starts at three."
     single_settings = make_settings(cache_dir)
-    single_settings.tts.piper_noise_w = 0.0
-    single_settings.tts.piper_noise_scale = 0.0
+    same_speech_every_run(single_settings)
     with running_server(create_app(single_settings)) as single:
         alone = OpenAI(base_url=f"{single}/v1", api_key="unused").audio.speech.create(
             model="tts-1", voice="alloy", input=text, response_format="pcm").content

@@ -33,7 +33,7 @@ from secretary.realtime.app import create_app as create_realtime_app
 from secretary.realtime.service import RealtimeService
 from secretary.ui.app import create_app as create_ui_app
 from tests.calendar.support import CalendarServer, plain_calendar
-from tests.conftest import make_settings
+from tests.conftest import make_settings, same_speech_every_run
 from tests.conversation.support import turn_events
 from tests.helpers import running_server
 from tests.realtime.support import RATE, collect, connect, feed, of_type, reply_audio
@@ -53,8 +53,7 @@ def _settings(cache_dir: Path, url: str, zone: str, data: Path) -> Settings:
     settings.conversation = ConversationSettings(brain="skills", avatar=False)
     settings.calendar = settings.calendar.model_copy(update={"url": url,
                                                              "reminder_poll_s": 0.5})
-    settings.tts.piper_noise_w = 0.0
-    settings.tts.piper_noise_scale = 0.0
+    same_speech_every_run(settings)
     settings.realtime.partials = False
     settings.realtime.face = False
     return settings

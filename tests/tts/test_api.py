@@ -26,7 +26,7 @@ from secretary.tts.app import create_app
 from secretary.tts.engine import SynthesisRequest, Voice
 from secretary.tts.espeak import EspeakEngine
 from secretary.tts.piper import PiperEngine
-from tests.conftest import make_settings
+from tests.conftest import make_settings, same_speech_every_run
 from tests.helpers import FACES, SPEECH, median_pitch, running_server, wer
 
 ENGLISH = "The quick brown fox jumps over the lazy dog. Please call me back tomorrow morning."
@@ -191,8 +191,7 @@ _ENGINE_SLACK = {"en": 0, "de": 3 * 220}
 def repeatable_url(tts_settings, espeak_engine: EspeakEngine) -> Iterator[str]:
     """Piper without its length noise, so the same text gives the same length twice."""
     settings = make_settings(tts_settings.cache_dir)
-    settings.tts.piper_noise_w = 0.0
-    settings.tts.piper_noise_scale = 0.0
+    same_speech_every_run(settings)
     with running_server(create_app(settings, {"espeak": espeak_engine})) as url:
         yield url
 

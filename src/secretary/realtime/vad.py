@@ -164,7 +164,7 @@ class TurnDetector:
         config, verdict = self.config, self._verdict
         return (config.semantic and 0 < config.words_ms < config.silence_duration_ms
                 and verdict is not None and verdict < config.complete_threshold
-                and self._words is None and self._below * FRAME * 1000 >= config.words_ms * RATE)
+                and self._words is None and self.silence_ms >= config.words_ms)
 
     def _run(self) -> list[VadEvent]:
         config, events = self.config, []
