@@ -15,6 +15,7 @@ from secretary.stt.engine import TranscriptionOptions, collect
 from secretary.stt.fastfinal import FULL_WINDOW, FastFinalPolicy, final_transcript
 from secretary.stt.models import WhisperModels
 from secretary.stt.whisper import WhisperEngine
+from tests.conftest import make_settings
 from tests.helpers import SPEECH, reference_text, wer
 
 OPTIONS = TranscriptionOptions(temperature=0.0)
@@ -83,3 +84,26 @@ def test_the_first_sentence_may_be_cut_at_a_clause_to_start_speaking_sooner() ->
         found += splitter.feed(token)
     found += splitter.flush()
     assert found == ["Of course, I will book the room for Thursday,", "and send the invite."]
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+def test_the_conversation_transcribes_with_its_own_thread_count(
+        cache_dir: Path, engine: WhisperEngine, threads: int) -> None:
+    """The live conversation's Whisper runs one thread per transcription by default (short
+    decodes are faster so on two cores, bench/realtime.py), whatever the STT service's
+    setting, and reads a turn as the service's engine does; 0 takes the service's."""
+    from secretary.conversation.build import build_pipeline
+    from secretary.conversation.metrics import TurnMetrics
+
+    settings = make_settings(cache_dir, stt={"cpu_threads": threads})
+    settings.conversation.avatar = False
+    transcriber = build_pipeline(settings, TurnMetrics()).transcriber
+    assert transcriber.engine.settings.cpu_threads == 1  # type: ignore[attr-defined]
+    settings.conversation.stt_threads = 0
+    service_like = build_pipeline(settings, TurnMetrics()).transcriber
+    assert service_like.engine.settings.cpu_threads == threads  # type: ignore[attr-defined]
+    samples = audio.decode(SPEECH / "en_cheetah_platforms.wav").samples
+    own = final_transcript(transcriber.engine, samples, OPTIONS,  # type: ignore[attr-defined]
+                           FastFinalPolicy())
+    assert own.transcription.text == final_transcript(
+        engine, samples, OPTIONS, FastFinalPolicy()).transcription.text

@@ -253,3 +253,40 @@ async def test_multipart_offer_carries_the_session(rtc_url: str) -> None:
         assert config.instructions == "Be brief." and config.turn_detection is None
         await client.post(f"{rtc_url}{answer.headers['location']}/hangup")
     await pc.close()
+
+
+async def test_reply_audio_reaches_the_encoder_in_the_frame_it_is_played() -> None:
+    """The reply track's frames are Opus's own (48 kHz stereo, 20 ms), so aiortc's encoder
+    codes each as it comes: the reply's first sound leaves in the packet of the frame that
+    played it (24 kHz mono frames waited a whole frame in its resampler), and the reply's
+    audio comes out whole, at its length."""
+    from aiortc.codecs.opus import OpusDecoder, OpusEncoder
+    from aiortc.jitterbuffer import JitterFrame
+
+    from secretary.realtime.media import Clock, Playout, RtcOutput, media_tracks
+
+    playout = Playout()
+    reply_audio, _ = media_tracks()
+    track = reply_audio(playout, Clock())
+    output = RtcOutput(playout, lead=10.0)
+    encoder, decoder = OpusEncoder(), OpusDecoder()
+
+    async def sent() -> float:
+        """The loudest sample of the next frame, as the far end decodes its packet."""
+        payloads, timestamp = encoder.encode(await track.recv())
+        loudest = 0.0
+        for payload in payloads:
+            for frame in decoder.decode(JitterFrame(payload, timestamp)):
+                loudest = max(loudest, float(np.abs(frame.to_ndarray()).max()) / 32768)
+        return loudest
+
+    for _ in range(5):
+        assert await sent() == 0.0  # silence while nothing plays
+    seconds = np.arange(24000) / 24000
+    await output.play((0.3 * np.sin(2 * np.pi * 220 * seconds)).astype(np.float32))
+    playout.end()  # the reply's audio all pushed (the track has not played it yet)
+    assert abs(playout.queued - 48000) <= 2, playout.queued  # 1 s at the track's rate
+    assert await sent() > 0.2  # in this very frame's packet
+    loud = [await sent() for _ in range(49)]
+    assert min(loud) > 0.2 and output.played() == pytest.approx(1.0, abs=0.001)
+    track.stop()

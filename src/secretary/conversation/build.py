@@ -64,7 +64,10 @@ def build_pipeline(settings: Settings, metrics: TurnMetrics) -> Pipeline:
 
         policy = FastFinalPolicy(enabled=conversation.fast_final,
                                  min_window=conversation.fast_final_min_window)
-        whisper = WhisperEngine(settings.stt, WhisperModels(settings.models_dir))
+        stt = settings.stt
+        if conversation.stt_threads:
+            stt = stt.model_copy(update={"cpu_threads": conversation.stt_threads})
+        whisper = WhisperEngine(stt, WhisperModels(settings.models_dir))
         transcriber = LocalTranscriber(whisper, policy, conversation.beam_size)
     else:
         from secretary.conversation.remote import RemoteTranscriber

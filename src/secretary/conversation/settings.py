@@ -49,6 +49,14 @@ class ConversationSettings(BaseSettings):
     fast_final_min_window: int = Field(default=8, ge=1, le=30,
                                        description="Shortest fitted window, in seconds.")
     beam_size: int = Field(default=1, ge=1, description="Beam size of the final transcript.")
+    # bench/realtime.py on two cores: one thread answered 0.85x (2-4 s) and 0.90x (over 4 s)
+    # of CTranslate2's own choice; a short decode gains nothing from more, and the other
+    # cores are left to the turn model, the voice, partials and other sessions.
+    stt_threads: int = Field(
+        default=1, ge=0,
+        description="CTranslate2 threads for each of the conversation's own Whisper "
+        "transcriptions (finals and partials; SECRETARY_STT_NUM_WORKERS of them run at once); "
+        "0: as SECRETARY_STT_CPU_THREADS.")
     history_turns: int = Field(
         default=8, ge=0, description="Exchanges kept per page session for the chat model.")
     max_sessions: int = Field(default=256, ge=1, description="Page sessions remembered (LRU).")

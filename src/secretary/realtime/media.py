@@ -19,12 +19,16 @@ from typing import Any
 import numpy as np
 from av import AudioFrame, VideoFrame
 
-from secretary.audio import to_pcm16
+from secretary.audio import Resampler, to_pcm16
 from secretary.conversation.face import FacePoser, FaceRenderer
 from secretary.realtime.protocol import OUTPUT_RATE
 
 FRAME_SECONDS = 0.02
-FRAME = int(OUTPUT_RATE * FRAME_SECONDS)  # samples per audio frame
+# The track plays at Opus's own rate, in stereo 20 ms frames: those go to aiortc's encoder
+# as they are, where 24 kHz mono frames waited in its resampler for a whole 48 kHz frame
+# (20 ms more before every reply's first sound).
+TRACK_RATE = 48000
+FRAME = int(TRACK_RATE * FRAME_SECONDS)  # samples per audio frame
 
 
 class Clock:
@@ -45,9 +49,11 @@ class Clock:
 
 
 class Playout:
-    """Reply audio waiting to be played, and what was played when."""
+    """Reply audio waiting to be played (pushed at the protocol's 24 kHz, kept at the
+    track's rate), and what was played when."""
 
     def __init__(self) -> None:
+        self.resampler = Resampler(OUTPUT_RATE, TRACK_RATE)
         self.queue: deque[np.ndarray] = deque()
         self.queued = 0
         self.played = 0  # samples of the current response played
@@ -56,8 +62,17 @@ class Playout:
         self.changed = asyncio.Event()
 
     def push(self, samples: np.ndarray) -> None:
-        self.queue.append(samples)
-        self.queued += len(samples)
+        self._add(self.resampler.push(samples))
+
+    def end(self) -> None:
+        """The reply's audio is all pushed: the resampler's last samples too."""
+        self._add(self.resampler.flush())
+        self.resampler = Resampler(OUTPUT_RATE, TRACK_RATE)
+
+    def _add(self, samples: np.ndarray) -> None:
+        if len(samples):
+            self.queue.append(samples)
+            self.queued += len(samples)
 
     def pull(self, media_time: float) -> np.ndarray:
         out = np.zeros(FRAME, np.float32)
@@ -86,6 +101,7 @@ class Playout:
     def clear(self) -> None:
         self.queue.clear()
         self.queued = 0
+        self.resampler = Resampler(OUTPUT_RATE, TRACK_RATE)
 
 
 class RtcOutput:
@@ -102,18 +118,19 @@ class RtcOutput:
 
     async def play(self, samples: np.ndarray) -> None:
         self.playout.push(samples)
-        while self.playout.queued > self.lead * OUTPUT_RATE:
+        while self.playout.queued > self.lead * TRACK_RATE:
             self.playout.changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.playout.changed.wait(), 0.1)
 
     def played(self) -> float:
-        return self.playout.played / OUTPUT_RATE
+        return self.playout.played / TRACK_RATE
 
     def clear(self) -> None:
         self.playout.clear()
 
     async def drain(self) -> None:
+        self.playout.end()
         while self.playout.queued > 0:
             self.playout.changed.clear()
             with contextlib.suppress(TimeoutError):
@@ -123,10 +140,15 @@ class RtcOutput:
         self.playout.state = name
 
 
-def audio_frame(samples: np.ndarray, index: int, rate: int) -> AudioFrame:
-    """Frame ``index`` of a mono track in frames of ``len(samples)``: float32 -> s16."""
-    pcm = np.frombuffer(to_pcm16(samples), np.int16).reshape(1, -1)
-    frame = AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+def audio_frame(samples: np.ndarray, index: int, rate: int, stereo: bool = False
+                ) -> AudioFrame:
+    """Frame ``index`` of a track in frames of ``len(samples)``: mono float32 -> s16, mono
+    or both channels alike."""
+    pcm = np.frombuffer(to_pcm16(samples), np.int16)
+    if stereo:
+        pcm = np.repeat(pcm, 2)  # packed: left and right of each sample side by side
+    frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16",
+                                    layout="stereo" if stereo else "mono")
     frame.sample_rate = rate
     frame.pts = index * len(samples)
     frame.time_base = fractions.Fraction(1, rate)
@@ -150,7 +172,8 @@ def media_tracks() -> tuple[type, type]:
                 raise MediaStreamError
             media_time = self.index * FRAME_SECONDS
             await self.clock.wait_until(media_time)
-            frame = audio_frame(self.playout.pull(media_time), self.index, OUTPUT_RATE)
+            frame = audio_frame(self.playout.pull(media_time), self.index, TRACK_RATE,
+                                stereo=True)
             self.index += 1
             return frame
 
