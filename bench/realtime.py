@@ -263,8 +263,6 @@ async def rtc_turn(url: str, name: str, *, playout_buffer: bool = False,
     return {"latency": first_sound[0] - (mic.start + voiced_end) if first_sound else None,
             "stopped": next((e["_at"] - (mic.start + voiced_end) for e in events
                              if e["type"] == "input_audio_buffer.speech_stopped"), None),
-            "timings": next((e["response"].get("timings", {}) for e in events
-                             if e["type"] == "response.done"), {}),
             "face_cpu": face_cpu / seconds, "video_fps": received["video"] / seconds,
             "lip_sync": lip_sync(sound, video, landmarker) if landmarker else None}
 
@@ -440,14 +438,12 @@ async def main() -> None:
                     split = " ".join(f"{k} {ws[-1]['timings'].get(k, float('nan')):+.3f}"
                                      for k in STAGES)
                     late = [t[-1]["latency"] for t in (rtc, rtc_buffered)] + [
-                        rtc[-1]["stopped"], rtc[-1]["timings"].get("first_audio")
-                    ] if with_rtc else []
+                        rtc[-1]["stopped"]] if with_rtc else []
                     print(f"{name}: WebSocket {ws[-1]['latency']:.3f} s (VAD stop "
                           f"{ws[-1]['stopped']:.3f} s; {split})"
                           + (", WebRTC " + ", ".join(
                               '-' if v is None else f'{v:.3f} s' for v in late)
-                             + " (then: after the playout buffer, VAD stop, the server's "
-                             "first audio after it)" if with_rtc else ""),
+                             + " (the last: VAD stop)" if with_rtc else ""),
                           flush=True)
             bargein.append(await barge_in(url, settings.realtime.barge_in_min_ms / 1000))
             if with_rtc:

@@ -152,8 +152,8 @@ def _log_reply_track(call_id: str) -> list[str]:
     playout, log = webrtc._pcs[call_id].playout, []
     pull, push, clear = playout.pull, playout.push, playout.clear
 
-    def logged_pull(media_time: float) -> np.ndarray:
-        frame = pull(media_time)
+    def logged_pull() -> np.ndarray:
+        frame = pull()
         if np.any(frame):
             log.append("sound")
         return frame

@@ -2,8 +2,8 @@
 track, both paced by one clock, and the playout queue the session's ``Output`` fills.
 
 One clock: the audio track plays the reply in 20 ms frames paced by the wall clock from
-its start; the video track shows, at each of its frames, the face for the audio frame
-being played at that moment (``Playout.around``), so sound and lips stay within a frame.
+its start; the video track shows, at each of its frames, the face for the sound about to
+play (``Playout.coming``): its picture takes longer to reach the far end than the sound.
 """
 
 from __future__ import annotations
@@ -28,6 +28,11 @@ FRAME_SECONDS = 0.02
 # as they are, where 24 kHz mono frames waited in its resampler for a whole 48 kHz frame
 # (20 ms more before every reply's first sound).
 TRACK_RATE = 48000
+# The face shows the next 60 ms of sound. By arrival at an aiortc peer (bench/realtime.py's
+# lip sync) the lips were 80 ms behind the sound when they showed the 40 ms just played,
+# and 30-40 ms behind with this lead: a picture is rendered, VP8-coded and held a whole frame
+# by the receiver, a sound frame only Opus-coded.
+FACE_LEAD = 0.06
 FRAME = int(TRACK_RATE * FRAME_SECONDS)  # samples per audio frame
 
 
@@ -57,7 +62,6 @@ class Playout:
         self.queue: deque[np.ndarray] = deque()
         self.queued = 0
         self.played = 0  # samples of the current response played
-        self.history: deque[tuple[float, np.ndarray]] = deque(maxlen=50)  # (media time, frame)
         self.state = "listening"
         self.changed = asyncio.Event()
 
@@ -74,7 +78,7 @@ class Playout:
             self.queue.append(samples)
             self.queued += len(samples)
 
-    def pull(self, media_time: float) -> np.ndarray:
+    def pull(self) -> np.ndarray:
         out = np.zeros(FRAME, np.float32)
         filled = 0
         while filled < FRAME and self.queue:
@@ -88,14 +92,18 @@ class Playout:
                 self.queue[0] = head[take:]
         self.queued -= filled
         self.played += filled
-        self.history.append((media_time, out))
         if filled or not self.queue:
             self.changed.set()
         return out
 
-    def around(self, media_time: float, span: float = 0.04) -> np.ndarray:
-        """The audio played within ``span`` seconds before ``media_time``."""
-        parts = [f for t, f in self.history if media_time - span <= t <= media_time]
+    def coming(self, seconds: float) -> np.ndarray:
+        """The next ``seconds`` of audio queued to play (less at a reply's end)."""
+        wanted, parts = int(seconds * TRACK_RATE), []
+        for head in self.queue:
+            if wanted <= 0:
+                break
+            parts.append(head[:wanted])
+            wanted -= len(parts[-1])
         return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
     def clear(self) -> None:
@@ -172,7 +180,7 @@ def media_tracks() -> tuple[type, type]:
                 raise MediaStreamError
             media_time = self.index * FRAME_SECONDS
             await self.clock.wait_until(media_time)
-            frame = audio_frame(self.playout.pull(media_time), self.index, TRACK_RATE,
+            frame = audio_frame(self.playout.pull(), self.index, TRACK_RATE,
                                 stereo=True)
             self.index += 1
             return frame
@@ -193,8 +201,7 @@ def media_tracks() -> tuple[type, type]:
                 raise MediaStreamError
             media_time = self.index / self.fps
             await self.clock.wait_until(media_time)
-            # The face for the sound playing now (the audio frame pulled last).
-            pose = self.poser.pose(self.playout.around(media_time), self.playout.state)
+            pose = self.poser.pose(self.playout.coming(FACE_LEAD), self.playout.state)
             began = time.thread_time()
             loop = asyncio.get_running_loop()
             image, spent = await loop.run_in_executor(self.executor, _render,
