@@ -49,9 +49,9 @@ class ConversationSettings(BaseSettings):
     fast_final_min_window: int = Field(default=8, ge=1, le=30,
                                        description="Shortest fitted window, in seconds.")
     beam_size: int = Field(default=1, ge=1, description="Beam size of the final transcript.")
-    # bench/realtime.py on two cores: one thread answered 0.85x (2-4 s) and 0.90x (over 4 s)
-    # of CTranslate2's own choice; a short decode gains nothing from more, and the other
-    # cores are left to the turn model, the voice, partials and other sessions.
+    # bench/realtime.py on two cores: one thread answered in 0.82-0.92x the time of
+    # CTranslate2's own choice (three runs); a short decode gains nothing from more, and the
+    # other cores are left to the turn model, the voice, partials and other sessions.
     stt_threads: int = Field(
         default=1, ge=0,
         description="CTranslate2 threads for each of the conversation's own Whisper "

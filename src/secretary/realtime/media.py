@@ -55,7 +55,7 @@ class Clock:
 
 class Playout:
     """Reply audio waiting to be played (pushed at the protocol's 24 kHz, kept at the
-    track's rate), and what was played when."""
+    track's rate), and how much of the response was played."""
 
     def __init__(self) -> None:
         self.resampler = Resampler(OUTPUT_RATE, TRACK_RATE)
