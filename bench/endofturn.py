@@ -21,6 +21,9 @@ each of ``--thresholds`` (``smart-0.3``: the model's probability from which a pa
 as complete). ``smart+words`` is ``smart-turn`` with the service's words rule: a pause the
 model calls unfinished ends after ``--words-ms`` where Whisper's transcript of the speech up
 to the pause (as the early final transcript hears it) reads as a finished sentence.
+``words`` is the telephone's rule for PCMU and PCMA calls (``SECRETARY_PHONE_NARROWBAND_TURNS
+=words``): no model; a pause ends after ``--words-ms`` where the words read finished, else
+after server_vad's 500 ms.
 
 ``--codec pcmu`` (or ``pcma``) sends every signal through the telephone's round trip
 first, as a G.711 session hears it: 16 kHz to 8 kHz, mu-law (A-law) codes, decoded and
@@ -113,8 +116,10 @@ def run(samples: np.ndarray, config: VadConfig, model: SmartTurn | None,
             event = pending.pop(0)
             if event.kind == "started":
                 start = event.at_ms
+            elif event.kind == "paused" and model is None:  # the words rule alone
+                pending += detector.decide(0.0)
+                paused = event.at_ms
             elif event.kind == "paused":
-                assert model is not None
                 key = (start, event.at_ms)
                 if key not in asked:
                     began = time.perf_counter()
@@ -163,7 +168,7 @@ def main() -> None:
                         help="hear every clip through this G.711 round trip (8 kHz)")
     parser.add_argument("--words-ms", type=int, default=500,
                         help="the smart+words rule's wait for finished words (the service's "
-                        "SECRETARY_REALTIME_END_OF_TURN_WORDS_MS)")
+                        "SECRETARY_REALTIME_END_OF_TURN_WORDS_MS), and the words rule's")
     parser.add_argument("--ask-ms", type=int, default=64,
                         help="silence after which Smart Turn is asked (the realtime service "
                         "asks at SECRETARY_REALTIME_EARLY_FINAL_MS)")
@@ -195,6 +200,9 @@ def main() -> None:
                 silence_duration_ms=args.incomplete_ms, semantic=True,
                 complete_ms=args.complete_ms, ask_ms=args.ask_ms, words_ms=args.words_ms,
                 complete_threshold=thresholds[0]), model)
+        # The telephone's narrowband rule: the words alone, else server_vad's silence.
+        rules["words"] = (VadConfig(silence_duration_ms=500, semantic=True, ask_ms=args.ask_ms,
+                                    words_ms=args.words_ms, complete_threshold=1.0), None)
         tail = np.zeros(2 * RATE, np.float32)
         gap = np.zeros(args.pause_ms * RATE // 1000, np.float32)
         rows: dict[tuple[str, str], dict[str, list[float]]] = {}
@@ -222,7 +230,7 @@ def main() -> None:
                                   words_paused)) > max(
                     1, len(turns))
                 row["cut"].append(float(cut_off))
-                if args.verbose and judge is not None:
+                if args.verbose and config.semantic:
                     print(f"{path.name:45} {name:11} pause after {word!r:16} "
                           f"{'cut off' if cut_off else 'one turn'}; whole clip: "
                           f"{(turns[-1][1] - turns[-1][0]) if turns else -1} ms")

@@ -6,8 +6,13 @@ holds its frames until the model has answered, so no wall clock is involved."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -326,18 +331,10 @@ async def _discard(event: dict) -> None:
     pass
 
 
-@pytest.mark.parametrize(("codec", "narrow", "narrowband_turns", "turns"), [
-    ("PCMU", True, "server_vad", "server_vad"), ("PCMA", True, "server_vad", "server_vad"),
-    ("PCMU", True, "semantic_vad", "semantic_vad"), ("G722", False, "server_vad", "semantic_vad")])
-async def test_a_call_tells_its_session_the_band_of_its_codec(
-        service: RealtimeService, cache_dir: Path, codec: str, narrow: bool,
-        narrowband_turns: str, turns: str) -> None:
-    """The telephone hands the session 16 kHz PCM whatever the codec; once the call is
-    answered its session knows whether that audio is narrowband, and a narrowband call's
-    turns end by silence unless SECRETARY_PHONE_NARROWBAND_TURNS says otherwise."""
-    import asyncio
-    from types import SimpleNamespace
-
+@contextlib.asynccontextmanager
+async def _call(service: RealtimeService, cache_dir: Path, codec: str,
+                narrowband_turns: str) -> AsyncIterator[Any]:
+    """A telephone call answered over ``codec`` (no greeting), in the call's session."""
     from secretary.phone.service import PhoneCall
 
     options = make_settings(cache_dir).phone.model_copy(
@@ -354,15 +351,71 @@ async def test_a_call_tells_its_session_the_band_of_its_codec(
             while call.lease is None:  # noqa: ASYNC110 - the call's own task sets it
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.2)  # past the answer, into the call
-        session = call.lease.session
-        assert session.turns.narrowband is narrow
-        assert session.config.turn_detection is not None
-        assert session.config.turn_detection.type == turns
+        yield call
     finally:
         call.finished.set()
         await task
         if call.lease is not None:
             await service.release(call.lease)
+
+
+@pytest.mark.parametrize(("codec", "narrow", "narrowband_turns", "turns"), [
+    ("PCMU", True, "server_vad", "server_vad"), ("PCMA", True, "server_vad", "server_vad"),
+    ("PCMU", True, "semantic_vad", "semantic_vad"), ("PCMU", True, "words", "semantic_vad"),
+    ("G722", False, "server_vad", "semantic_vad"), ("G722", False, "words", "semantic_vad")])
+async def test_a_call_tells_its_session_the_band_of_its_codec(
+        service: RealtimeService, cache_dir: Path, codec: str, narrow: bool,
+        narrowband_turns: str, turns: str) -> None:
+    """The telephone hands the session 16 kHz PCM whatever the codec; once the call is
+    answered its session knows whether that audio is narrowband, and a narrowband call's
+    turns end as SECRETARY_PHONE_NARROWBAND_TURNS says (by their words by default)."""
+    async with _call(service, cache_dir, codec, narrowband_turns) as call:
+        session = call.lease.session
+        assert session.turns.narrowband is narrow
+        assert session.config.turn_detection is not None
+        assert session.config.turn_detection.type == turns
+        words_only = narrow and narrowband_turns == "words"
+        assert session.turns.words_only_ms == (250 if words_only else 0)
+        config = session.turns.detector.config
+        if words_only:  # no verdict is complete; unfinished words wait server_vad's 500 ms
+            assert (config.words_ms, config.silence_duration_ms) == (250, 500)
+            assert config.complete_threshold == 1.0
+        else:
+            assert config.complete_threshold <= 0.5
+
+
+# After the speech, less than server_vad's 500 ms and more than the words' 250 ms: the
+# turn ends at 256-288 ms of it (Silero's frames and hysteresis), or at 512-544 ms.
+NARROW_WORDS_SILENCE = 0.4
+
+
+@pytest.mark.parametrize(("narrowband_turns", "ends"), [("words", True), ("server_vad", False)])
+async def test_a_pcmu_call_ends_a_finished_sentence_on_its_words(
+        service: RealtimeService, cache_dir: Path, narrowband_turns: str, ends: bool) -> None:
+    """A sentence Smart Turn calls unfinished even in wideband, heard over PCMU: its early
+    transcript reads as finished, so the turn ends after the words' 250 ms, and Smart Turn
+    is not asked; server_vad, the other narrowband rule, is still waiting."""
+    speech = audio.decode(SPEECH / MISJUDGED_CLIP, 16000).samples
+    _, end = voiced(speech, 16000)
+    narrow = audio.resample(np.concatenate(
+        [speech[:int(end * 16000)], np.zeros(int(NARROW_WORDS_SILENCE * 16000), np.float32)]),
+        16000, 8000)
+    heard = audio.resample(g711.decode("pcmu", g711.encode("pcmu", narrow)), 8000, 16000)
+    verdicts = service.realtime_metrics.end_of_turn
+    asked = [verdicts.labels(v)._value.get() for v in ("complete", "unfinished")]
+    finished = verdicts.labels("words finished")._value.get()
+    async with _call(service, cache_dir, "PCMU", narrowband_turns) as call:
+        turns = call.lease.session.turns
+        for offset in range(0, len(heard), 320):  # 20 ms frames, as the bridge hands them
+            call.heard((np.clip(heard[offset:offset + 320], -1, 1) * 32767)
+                       .astype("<i2").tobytes())
+        async with asyncio.timeout(60):  # until all of it is judged
+            while (not call.inbox.empty() or turns.detector.waiting  # noqa: ASYNC110
+                   or turns.detector.now_ms < len(heard) * 1000 // 16000 - 32):
+                await asyncio.sleep(0.05)
+        assert turns.detector.speaking is not ends
+    assert [verdicts.labels(v)._value.get() for v in ("complete", "unfinished")] == asked
+    assert verdicts.labels("words finished")._value.get() == finished + ends
 
 
 @pytest.mark.parametrize(("text", "finished"), [
@@ -395,7 +448,7 @@ async def test_speech_again_inside_one_appended_chunk_drops_the_early_transcript
     async with connect(url) as connection:
         await events_until(connection, "session.created")
         await _update(connection, {"type": "semantic_vad", "create_response": False})
-        # 150 ms of silence: the early transcript starts (at 64 ms), the turn goes on (even
+        # 150 ms of silence: the early transcript starts (at 32 ms), the turn goes on (even
         # a complete verdict waits 200 ms).
         await connection.input_audio_buffer.append(audio=pcm16(np.concatenate(
             [speech[:cut], silence(0.1)])))

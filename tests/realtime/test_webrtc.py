@@ -52,7 +52,10 @@ async def _call(url: str, path: str = "/v1/realtime", *, seconds: float = 60.0
     def on_track(track: Any) -> None:
         readers.append(asyncio.create_task(read(track)))
 
-    pc.addTrack(ClipTrack(clip("en_cheetah_platforms.wav")))
+    # The face's first blink comes 4.6 s into the call (its poser's seed): the user speaks
+    # from 3.3 s to 6.0 s (the clip has 0.8 s of silence first): the blink is well before
+    # the reply, while the face listens.
+    pc.addTrack(ClipTrack(clip("en_cheetah_platforms.wav"), delay=2.5))
     pc.addTransceiver("video", direction="recvonly")
     answer = await offer(pc, f"{url}{path}?model=secretary-realtime")
     assert answer.status_code == 201, answer.text

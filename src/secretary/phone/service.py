@@ -370,7 +370,10 @@ class PhoneCall:
         # The bridge hands over 16 kHz PCM whatever the codec: the session is told the band.
         narrowband = self.record.codec.upper() in NARROWBAND_CODECS
         session.turns.narrowband_track = narrowband
-        if narrowband and o.narrowband_turns == "server_vad":
+        if narrowband and o.narrowband_turns == "words":
+            session.turns.words_only_ms = o.narrowband_words_ms
+            session.turns.reset_detector()
+        elif narrowband and o.narrowband_turns == "server_vad":
             await session.handle(json.dumps({"type": "session.update", "session": {
                 "type": "realtime",
                 "audio": {"input": {"turn_detection": {"type": "server_vad"}}}}}))

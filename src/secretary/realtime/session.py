@@ -73,7 +73,7 @@ class Limits:
     max_sentence_chars: int = 250
     first_clause_chars: int = 24
     first_words: int = 0
-    early_final_ms: int = 64  # silence after which the final transcript starts early
+    early_final_ms: int = 32  # silence after which the final transcript starts early
     reply_ahead: bool = True  # start the reply to that transcript before the turn ends
     audio_lead: float = 0.3  # seconds reply audio is sent ahead of real time (WebSocket)
 

@@ -136,11 +136,10 @@ class RealtimeSettings(ServiceSettings):
         default=600, ge=0, description="Speech starting this soon after the reply begins "
         "is not a barge-in (the echo canceller settling).")
     early_final_ms: int = Field(
-        default=64, ge=0, description="Silence after which the final transcript starts, "
-        "before the turn's end is certain (it is kept if the turn ends, dropped if not), "
-        "and Smart Turn is asked; the default is two 32 ms VAD frames (bench/realtime.py: "
-        "0.9x the voice-to-voice time of three; bench/endofturn.py: one complete clip "
-        "fewer waits the long silence, one more is cut at a spliced pause).")
+        default=32, ge=0, description="Silence after which the final transcript starts, "
+        "before the turn's end is certain (it is kept if the turn ends, dropped if not); "
+        "the default is one 32 ms VAD frame (bench/realtime.py: 0.88x the voice-to-voice "
+        "time of two frames on 2-4 s of speech, 0.90x for two against three).")
     reply_ahead: bool = Field(
         default=True, description="Start the reply to that early transcript while the "
         "silence runs, so its first audio is ready when the turn ends (dropped unheard if "
@@ -149,6 +148,10 @@ class RealtimeSettings(ServiceSettings):
         default=True, description="Smart Turn decides at each pause whether the user is "
         "done, from the sound of the words: sessions start with semantic_vad turn detection "
         "(false: server_vad, a fixed silence ends each turn).")
+    end_of_turn_ask_ms: int = Field(
+        default=64, ge=32, le=2000, description="Silence after which Smart Turn is asked, "
+        "two VAD frames (bench/endofturn.py: asked after one, it cut one more clip at a "
+        "spliced pause; over WebRTC's Opus it called a complete sentence unfinished).")
     end_of_turn_threshold: float = Field(
         default=0.5, gt=0, lt=1, description="Smart Turn's probability from which a pause "
         "ends a complete turn.")

@@ -6,8 +6,8 @@ each pause is a ``paused`` event that waits for the end-of-turn model's verdict
 after the long one, or after a middle one where its transcript reads as a finished sentence
 (Smart Turn misjudges some complete sentences; their words end them as server_vad would).
 Narrowband input (8 kHz G.711: the ``audio/pcmu`` and ``audio/pcma`` formats, or a
-telephone call's PCMU or PCMA track) is judged against the rule's narrowband threshold:
-the model, trained on wideband speech, hears less "done" in it.
+telephone call's PCMU or PCMA track) is judged against the rule's narrowband threshold
+(the model, trained on wideband speech, hears less "done" in it), or by its words alone.
 
 In the silence that may end the turn the final transcript starts early (it is the same
 audio if the turn does end), and the reply to it is made ahead, so its first audio is ready
@@ -32,7 +32,7 @@ import numpy as np
 from secretary.conversation.reply import ReplyStream
 from secretary.conversation.stages import Cancel, Heard, StageError
 from secretary.realtime.partials import follow_partials
-from secretary.realtime.protocol import new_id
+from secretary.realtime.protocol import TurnDetection, new_id
 from secretary.realtime.server_events import SpeechStarted, SpeechStopped
 from secretary.realtime.vad import RATE, TurnDetector, VadConfig
 from secretary.turns.words import is_backchannel, reads_finished
@@ -78,6 +78,10 @@ class TurnTaking:
         # The media track carries 8 kHz telephone audio (a PCMU or PCMA call), whatever
         # the rate it arrives at: set by the telephone once the codec is negotiated.
         self.narrowband_track = False
+        # Above 0, turns end by their words alone (a narrowband call's, where Smart Turn
+        # cannot tell finished sentences from pauses): those that read finished after this
+        # much silence, others after server_vad's. The model is not asked.
+        self.words_only_ms = 0
         self.reset_detector()
 
     @property
@@ -98,9 +102,15 @@ class TurnTaking:
             self.detector = TurnDetector(VadConfig(
                 turn.threshold, turn.prefix_padding_ms, turn.silence_duration_ms))
             return
+        if self.words_only_ms:  # no verdict counts as complete: only the words end it early
+            self.detector = TurnDetector(VadConfig(
+                turn.threshold, turn.prefix_padding_ms, TurnDetection.silence_duration_ms,
+                semantic=True, ask_ms=rule.ask_ms, words_ms=self.words_only_ms,
+                complete_threshold=1.0))
+            return
         self.detector = TurnDetector(VadConfig(
             turn.threshold, turn.prefix_padding_ms, rule.incomplete_wait(turn.eagerness),
-            semantic=True, ask_ms=max(32, session.limits.early_final_ms),
+            semantic=True, ask_ms=rule.ask_ms,
             complete_ms=rule.complete_ms, words_ms=rule.words_ms,
             complete_threshold=rule.threshold_for(self.narrowband)))
 
@@ -170,7 +180,7 @@ class TurnTaking:
         complete (0 where it cannot tell: the turn then waits the long silence)."""
         session = self.session
         rule, utterance = session.end_of_turn, self.utterance
-        if rule is None or utterance is None:
+        if rule is None or utterance is None or self.words_only_ms:
             return 0.0
         audio = session.input.take(utterance.start_ms, at_ms)
         began = time.perf_counter()
@@ -278,10 +288,8 @@ class TurnTaking:
                     or session.config.kind != "realtime" or turn is None
                     or session.config.tools
                     or not turn.create_response or not has_speech(heard.text)):
-                return  # the turn ended first (the response starts from the final), or
-                # there will be no response to this (or it may call the client's tools)
-            audio = "audio" in session.config.output_modalities
-            responses = session.responses
+                return  # the turn ended first, or no response (or the client's tools) follows
+            audio, responses = "audio" in session.config.output_modalities, session.responses
             utterance.reply = responses.reply_stream(
                 responses.heard(heard.text.strip(), heard.language), audio).start()
             if session.metrics is not None:
@@ -319,8 +327,7 @@ class TurnTaking:
         """Once the turn's transcript is known: stop the reply it was spoken over (not for
         a backchannel), then answer it."""
         session = self.session
-        responses = session.responses
-        turn = session.config.turn_detection
+        responses, turn = session.responses, session.config.turn_detection
         stream, utterance.reply = utterance.reply, None
         try:
             text = await transcript

@@ -28,6 +28,7 @@ class EndOfTurnRule:
     # The threshold for 8 kHz telephone audio (G.711): the model, trained on wideband
     # speech, calls narrowband sentences unfinished more often (None: ``threshold``).
     narrowband_threshold: float | None = None
+    ask_ms: int = 64  # silence after which the model is asked
 
     def threshold_for(self, narrowband: bool) -> float:
         """The threshold for input of that band."""
@@ -55,4 +56,5 @@ def load_rule(settings: Settings, who: str) -> EndOfTurnRule | None:
     model.load()
     return EndOfTurnRule(model, o.end_of_turn_threshold, o.end_of_turn_complete_ms,
                          o.end_of_turn_incomplete_ms, o.end_of_turn_words_ms,
-                         narrowband_threshold=o.end_of_turn_threshold_narrowband)
+                         narrowband_threshold=o.end_of_turn_threshold_narrowband,
+                         ask_ms=o.end_of_turn_ask_ms)
