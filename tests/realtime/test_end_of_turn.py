@@ -110,9 +110,10 @@ def test_the_detector_waits_for_the_verdict_and_follows_it(
 # "Lord, but I'm glad to see you again, Phil.": complete, but Smart Turn calls it unfinished
 # (0.15 as spoken, bench/endofturn.py), so the model alone waits the long silence on it.
 MISJUDGED_CLIP = "en_cmu_arctic_axb_a0004.wav"
-# After the speech: the words' wait (500 ms) and a margin of 300 ms for the 64 ms before
-# the model is asked, the 32 ms frames and Silero's hysteresis; the long wait is 1200 ms.
-WORDS_SILENCE = 0.8
+# After the speech, more than the words' wait (250 ms) and less than server_vad's 500 ms:
+# the words end the turn at 256-288 ms of it (32 ms frames, Silero's hysteresis), a
+# silence of 500 ms at 512-544 ms; the model's long wait is 1200 ms.
+WORDS_SILENCE = 0.4
 
 
 def test_finished_words_end_a_turn_the_model_calls_unfinished(smart_turn: SmartTurn) -> None:
@@ -121,7 +122,7 @@ def test_finished_words_end_a_turn_the_model_calls_unfinished(smart_turn: SmartT
     assert smart_turn.complete(speech[:int((end + 0.064) * 16000)]) < 0.5
     samples = np.concatenate([speech[:int(end * 16000)], np.zeros(int(WORDS_SILENCE * 16000),
                                                                    np.float32)])
-    rule = VadConfig(silence_duration_ms=1200, semantic=True, complete_ms=200, words_ms=500)
+    rule = VadConfig(silence_duration_ms=1200, semantic=True, complete_ms=200, words_ms=250)
     assert _turns(samples, rule, smart_turn, words=True).count("stopped") == 1
     # Words that do not read finished leave the long wait, and so does a rule without it.
     assert "stopped" not in _turns(samples, rule, smart_turn, words=False)
@@ -133,8 +134,8 @@ def test_finished_words_end_a_turn_the_model_calls_unfinished(smart_turn: SmartT
 async def test_a_misjudged_complete_sentence_ends_on_its_words_over_websocket(
         url: str, service: RealtimeService) -> None:
     """The early transcript, made in the pause, reads as a finished sentence: the turn ends
-    after the words' 500 ms where the model alone would wait 1200 ms."""
-    assert service.end_of_turn is not None and service.end_of_turn.words_ms == 500
+    after the words' 250 ms where the model alone would wait 1200 ms."""
+    assert service.end_of_turn is not None and service.end_of_turn.words_ms == 250
     verdicts = service.realtime_metrics.end_of_turn
     finished_before = verdicts.labels("words finished")._value.get()
     speech = clip(MISJUDGED_CLIP)
@@ -375,18 +376,13 @@ async def test_a_call_tells_its_session_the_band_of_its_codec(
         assert session.config.turn_detection is not None
         assert session.config.turn_detection.type == turns
         words_only = narrow and narrowband_turns == "words"
-        assert session.turns.words_only_ms == (250 if words_only else 0)
+        assert session.turns.words_only is words_only
         config = session.turns.detector.config
         if words_only:  # no verdict is complete; unfinished words wait server_vad's 500 ms
             assert (config.words_ms, config.silence_duration_ms) == (250, 500)
             assert config.complete_threshold == 1.0
         else:
             assert config.complete_threshold <= 0.5
-
-
-# After the speech, less than server_vad's 500 ms and more than the words' 250 ms: the
-# turn ends at 256-288 ms of it (Silero's frames and hysteresis), or at 512-544 ms.
-NARROW_WORDS_SILENCE = 0.4
 
 
 @pytest.mark.parametrize(("narrowband_turns", "ends"), [("words", True), ("server_vad", False)])
@@ -398,7 +394,7 @@ async def test_a_pcmu_call_ends_a_finished_sentence_on_its_words(
     speech = audio.decode(SPEECH / MISJUDGED_CLIP, 16000).samples
     _, end = voiced(speech, 16000)
     narrow = audio.resample(np.concatenate(
-        [speech[:int(end * 16000)], np.zeros(int(NARROW_WORDS_SILENCE * 16000), np.float32)]),
+        [speech[:int(end * 16000)], np.zeros(int(WORDS_SILENCE * 16000), np.float32)]),
         16000, 8000)
     heard = audio.resample(g711.decode("pcmu", g711.encode("pcmu", narrow)), 8000, 16000)
     verdicts = service.realtime_metrics.end_of_turn

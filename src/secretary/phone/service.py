@@ -371,7 +371,7 @@ class PhoneCall:
         narrowband = self.record.codec.upper() in NARROWBAND_CODECS
         session.turns.narrowband_track = narrowband
         if narrowband and o.narrowband_turns == "words":
-            session.turns.words_only_ms = o.narrowband_words_ms
+            session.turns.words_only = True
             session.turns.reset_detector()
         elif narrowband and o.narrowband_turns == "server_vad":
             await session.handle(json.dumps({"type": "session.update", "session": {

@@ -78,10 +78,10 @@ class TurnTaking:
         # The media track carries 8 kHz telephone audio (a PCMU or PCMA call), whatever
         # the rate it arrives at: set by the telephone once the codec is negotiated.
         self.narrowband_track = False
-        # Above 0, turns end by their words alone (a narrowband call's, where Smart Turn
-        # cannot tell finished sentences from pauses): those that read finished after this
-        # much silence, others after server_vad's. The model is not asked.
-        self.words_only_ms = 0
+        # Turns end by their words alone (a narrowband call's, where Smart Turn cannot tell
+        # finished sentences from pauses): those that read finished after the rule's words
+        # wait, others after server_vad's silence. The model is not asked.
+        self.words_only = False
         self.reset_detector()
 
     @property
@@ -102,10 +102,10 @@ class TurnTaking:
             self.detector = TurnDetector(VadConfig(
                 turn.threshold, turn.prefix_padding_ms, turn.silence_duration_ms))
             return
-        if self.words_only_ms:  # no verdict counts as complete: only the words end it early
+        if self.words_only:  # no verdict counts as complete: only the words end it early
             self.detector = TurnDetector(VadConfig(
                 turn.threshold, turn.prefix_padding_ms, TurnDetection.silence_duration_ms,
-                semantic=True, ask_ms=rule.ask_ms, words_ms=self.words_only_ms,
+                semantic=True, ask_ms=rule.ask_ms, words_ms=rule.words_ms,
                 complete_threshold=1.0))
             return
         self.detector = TurnDetector(VadConfig(
@@ -180,7 +180,7 @@ class TurnTaking:
         complete (0 where it cannot tell: the turn then waits the long silence)."""
         session = self.session
         rule, utterance = session.end_of_turn, self.utterance
-        if rule is None or utterance is None or self.words_only_ms:
+        if rule is None or utterance is None or self.words_only:
             return 0.0
         audio = session.input.take(utterance.start_ms, at_ms)
         began = time.perf_counter()

@@ -24,7 +24,7 @@ class EndOfTurnRule:
     complete_ms: int = 200  # silence that ends a turn the model calls complete
     incomplete_ms: int = 1200  # silence that ends one it calls unfinished
     # ... unless its transcript reads as a finished sentence: then this (0: never)
-    words_ms: int = 500
+    words_ms: int = 250
     # The threshold for 8 kHz telephone audio (G.711): the model, trained on wideband
     # speech, calls narrowband sentences unfinished more often (None: ``threshold``).
     narrowband_threshold: float | None = None
