@@ -166,12 +166,12 @@ def main() -> None:
                         "(instead of --threshold)")
     parser.add_argument("--codec", choices=("none", "pcmu", "pcma"), default="none",
                         help="hear every clip through this G.711 round trip (8 kHz)")
-    parser.add_argument("--words-ms", type=int, default=500,
+    parser.add_argument("--words-ms", type=int, default=250,
                         help="the smart+words rule's wait for finished words (the service's "
                         "SECRETARY_REALTIME_END_OF_TURN_WORDS_MS), and the words rule's")
     parser.add_argument("--ask-ms", type=int, default=64,
                         help="silence after which Smart Turn is asked (the realtime service "
-                        "asks at SECRETARY_REALTIME_EARLY_FINAL_MS)")
+                        "asks at SECRETARY_REALTIME_END_OF_TURN_ASK_MS)")
     parser.add_argument("--verbose", action="store_true", help="a line per clip")
     args = parser.parse_args()
 

@@ -4,7 +4,7 @@ Silero VAD hears every frame (``TurnDetector``). With ``semantic_vad`` and its m
 each pause is a ``paused`` event that waits for the end-of-turn model's verdict
 (``EndOfTurnRule``): a turn it calls complete ends after a short silence, an unfinished one
 after the long one, or after a middle one where its transcript reads as a finished sentence
-(Smart Turn misjudges some complete sentences; their words end them as server_vad would).
+(Smart Turn misjudges some complete sentences; their words end them sooner).
 Narrowband input (8 kHz G.711: the ``audio/pcmu`` and ``audio/pcma`` formats, or a
 telephone call's PCMU or PCMA track) is judged against the rule's narrowband threshold
 (the model, trained on wideband speech, hears less "done" in it), or by its words alone.
@@ -172,7 +172,7 @@ class TurnTaking:
         """The detector's threshold for the input's band as it is now (the format may
         change with a session.update, and a call's codec is known once it is answered)."""
         rule, detector = self.session.end_of_turn, self.detector
-        if rule is not None and detector is not None and detector.config.semantic:
+        if rule and detector and detector.config.semantic and not self.words_only:
             detector.config.complete_threshold = rule.threshold_for(self.narrowband)
 
     async def _judge_pause(self, at_ms: int) -> float:
