@@ -45,13 +45,13 @@ class PhoneSettings(ServiceSettings):
         "mandatory (only SRTP, and only on calls over TLS: others get 488).")
     narrowband_turns: Literal["words", "server_vad", "semantic_vad"] = Field(
         default="words", description="How the turns of PCMU and PCMA calls end: words, "
-        "after SECRETARY_REALTIME_END_OF_TURN_WORDS_MS of silence where the transcript reads "
-        "as a finished sentence, else after 500 ms, without Smart Turn (bench/endofturn.py "
-        "--codec pcmu: half server_vad's wait on complete sentences, as many cut at spliced "
-        "pauses of 400 and 700 ms, two more of 19 at 300 ms); server_vad, after 500 ms of "
-        "silence; semantic_vad, by Smart Turn. Over PJSIP's 8 kHz track Smart Turn scored "
-        "complete sentences 0.03-0.20 and a mid-sentence pause 0.29 (bench/phone.py), so it "
-        "cannot tell them apart there; G.722 calls keep Smart Turn.")
+        "where the transcript reads as a finished sentence after the realtime service's "
+        "end_of_turn_words_ms of silence, else after 500 ms, without Smart Turn "
+        "(bench/endofturn.py --codec pcmu: half server_vad's wait on complete sentences, as "
+        "many cut at spliced pauses of 400 and 700 ms, two more of 19 at 300 ms); server_vad, "
+        "after 500 ms of silence; semantic_vad, by Smart Turn. Over PJSIP's 8 kHz track "
+        "Smart Turn scored complete sentences 0.03-0.20 and a mid-sentence pause 0.29 "
+        "(bench/phone.py), so it cannot tell them apart there; G.722 calls keep Smart Turn.")
     partials: bool = Field(
         default=False, description="Live partial transcripts of the caller's speech while "
         "they talk. Nothing in a call shows them, and with several calls at once they take "
