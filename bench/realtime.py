@@ -202,6 +202,8 @@ def lip_sync(sound: list[tuple[float, float]], video: list[tuple[float, np.ndarr
     at = np.array(jaw_t)
     lags = np.arange(-0.2, 0.2001, 0.01)
     scores = [np.corrcoef(np.interp(at + lag, times, level), jaw)[0, 1] for lag in lags]
+    if np.all(np.isnan(scores)):
+        return None  # a jaw that never moved (or a level that never changed): no shift fits
     return float(lags[int(np.nanargmax(scores))])
 
 
