@@ -46,9 +46,16 @@ sys.path.insert(0, str(ROOT))
 
 from secretary import audio, g711  # noqa: E402
 from secretary.config import Settings  # noqa: E402
-from secretary.realtime.vad import FRAME, RATE, TurnDetector, VadConfig  # noqa: E402
+from secretary.realtime.vad import (  # noqa: E402
+    FRAME,
+    RATE,
+    TurnDetector,
+    VadConfig,
+    end_of_turn_config,
+)
 from secretary.stt.models import WhisperModels  # noqa: E402
 from secretary.turns.models import SmartTurnModels  # noqa: E402
+from secretary.turns.rule import EndOfTurnRule  # noqa: E402
 from secretary.turns.smartturn import SmartTurn  # noqa: E402
 from secretary.turns.words import reads_finished  # noqa: E402
 
@@ -192,17 +199,16 @@ def main() -> None:
         }
         for threshold in thresholds:
             name = "smart-turn" if len(thresholds) == 1 else f"smart-{threshold:g}"
-            rules[name] = (VadConfig(silence_duration_ms=args.incomplete_ms, semantic=True,
-                                     complete_ms=args.complete_ms, ask_ms=args.ask_ms,
-                                     complete_threshold=threshold), model)
+            rules[name] = (end_of_turn_config(EndOfTurnRule(
+                model, threshold, args.complete_ms, args.incomplete_ms, words_ms=0,
+                ask_ms=args.ask_ms)), model)
+        # The service's rules: the model with the words, and the telephone's narrowband one
+        # (the words alone, else server_vad's silence).
+        rule = EndOfTurnRule(model, thresholds[0], args.complete_ms, args.incomplete_ms,
+                             args.words_ms, ask_ms=args.ask_ms)
         if len(thresholds) == 1:
-            rules["smart+words"] = (VadConfig(
-                silence_duration_ms=args.incomplete_ms, semantic=True,
-                complete_ms=args.complete_ms, ask_ms=args.ask_ms, words_ms=args.words_ms,
-                complete_threshold=thresholds[0]), model)
-        # The telephone's narrowband rule: the words alone, else server_vad's silence.
-        rules["words"] = (VadConfig(silence_duration_ms=500, semantic=True, ask_ms=args.ask_ms,
-                                    words_ms=args.words_ms, complete_threshold=1.0), None)
+            rules["smart+words"] = (end_of_turn_config(rule), model)
+        rules["words"] = (end_of_turn_config(rule, words_only=True), None)
         tail = np.zeros(2 * RATE, np.float32)
         gap = np.zeros(args.pause_ms * RATE // 1000, np.float32)
         rows: dict[tuple[str, str], dict[str, list[float]]] = {}

@@ -23,8 +23,8 @@ from secretary.realtime.server_events import TranscriptionDelta
 from secretary.realtime.vad import RATE
 
 if TYPE_CHECKING:
+    from secretary.realtime.ahead import Utterance
     from secretary.realtime.session import RealtimeSession
-    from secretary.realtime.turn_taking import Utterance
 
 
 class PartialTranscriber:

@@ -9,13 +9,8 @@ Narrowband input (8 kHz G.711: the ``audio/pcmu`` and ``audio/pcma`` formats, or
 telephone call's PCMU or PCMA track) is judged against the rule's narrowband threshold
 (the model, trained on wideband speech, hears less "done" in it), or by its words alone.
 
-In the silence that may end the turn the final transcript starts early (it is the same
-audio if the turn does end), and the reply to it is made ahead, so its first audio is ready
-when the turn ends; if the user goes on, both are dropped unheard.
-
-Speech over a playing reply is a barge-in once it has lasted ``barge_in_min`` seconds, or
-sooner when its early transcript shows it is no backchannel ("Stop!"); "mhm" is not one,
-and neither is speech in the reply's first moments (its own echo settling).
+What starts in the silence before the turn ends is in ``ahead.py``; speech over a playing
+reply stops it as ``barge_in.py`` says.
 """
 
 from __future__ import annotations
@@ -24,22 +19,21 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from secretary.conversation.reply import ReplyStream
-from secretary.conversation.stages import Cancel, Heard, StageError
+from secretary.conversation.stages import StageError
+from secretary.realtime.ahead import Utterance, speculate
+from secretary.realtime.barge_in import barge_in_by_length
 from secretary.realtime.partials import follow_partials
-from secretary.realtime.protocol import TurnDetection, new_id
+from secretary.realtime.protocol import new_id
 from secretary.realtime.server_events import SpeechStarted, SpeechStopped
-from secretary.realtime.vad import RATE, TurnDetector, VadConfig
+from secretary.realtime.vad import RATE, TurnDetector, VadConfig, end_of_turn_config
 from secretary.turns.words import is_backchannel, reads_finished
 from secretary.validation import has_speech
 
 if TYPE_CHECKING:
-    from secretary.realtime.response import Response
     from secretary.realtime.session import RealtimeSession
 
 log = logging.getLogger(__name__)
@@ -47,27 +41,6 @@ log = logging.getLogger(__name__)
 # Input formats that carry 8 kHz telephone audio (the beta's g711_ulaw and g711_alaw are
 # these names in the session's config).
 NARROWBAND_FORMATS = frozenset({"pcmu", "pcma"})
-
-
-@dataclass
-class Utterance:
-    item_id: str
-    start_ms: int
-    started_wall: float
-    over_reply: bool = False  # began while a reply was playing
-    ignored: bool = False  # began in the reply's first moments (echo settling)
-    partial_task: asyncio.Task[None] | None = None
-    # The final transcript started early, in the silence that may end the turn.
-    early: asyncio.Task[Heard] | None = None
-    early_at: float = 0.0
-    early_voice_ms: int = 0  # the detector's last voiced moment when it started
-    # The reply to that transcript, being made while the silence runs.
-    reply: ReplyStream | None = None
-
-    def drop_reply(self) -> None:
-        if self.reply is not None:
-            self.reply.drop()
-            self.reply = None
 
 
 class TurnTaking:
@@ -102,17 +75,9 @@ class TurnTaking:
             self.detector = TurnDetector(VadConfig(
                 turn.threshold, turn.prefix_padding_ms, turn.silence_duration_ms))
             return
-        if self.words_only:  # no verdict counts as complete: only the words end it early
-            self.detector = TurnDetector(VadConfig(
-                turn.threshold, turn.prefix_padding_ms, TurnDetection.silence_duration_ms,
-                semantic=True, ask_ms=rule.ask_ms, words_ms=rule.words_ms,
-                complete_threshold=1.0))
-            return
-        self.detector = TurnDetector(VadConfig(
-            turn.threshold, turn.prefix_padding_ms, rule.incomplete_wait(turn.eagerness),
-            semantic=True, ask_ms=rule.ask_ms,
-            complete_ms=rule.complete_ms, words_ms=rule.words_ms,
-            complete_threshold=rule.threshold_for(self.narrowband)))
+        self.detector = TurnDetector(end_of_turn_config(
+            rule, turn.threshold, turn.prefix_padding_ms, eagerness=turn.eagerness,
+            narrowband=self.narrowband, words_only=self.words_only))
 
     def user_speaking(self) -> bool:
         """An utterance is in progress (the server's detector hears speech)."""
@@ -146,7 +111,7 @@ class TurnTaking:
                 # The final transcript (and the reply made ahead) start at the pause, beside
                 # the model, not after it.
                 if self.utterance is not None:
-                    self._speculate(self.utterance)
+                    speculate(self, self.utterance, self._padding_ms())
                 # The frames after the pause wait for the verdict, so the rule is judged on
                 # the audio alone, whatever the machine's speed.
                 complete = await self._judge_pause(vad.at_ms)
@@ -163,8 +128,8 @@ class TurnTaking:
         if self.utterance is None:
             buffer.trim(self._padding_ms())
         else:
-            self._speculate(self.utterance)
-            await self._maybe_barge_in()
+            speculate(self, self.utterance, self._padding_ms())
+            barge_in_by_length(self)
             if buffer.held > session.limits.max_buffer_seconds * RATE:
                 await self._speech_stopped(buffer.now_ms)  # a very long turn
 
@@ -251,76 +216,6 @@ class TurnTaking:
         if session.config.kind == "transcription" or turn is None:
             return
         session.spawn(self._after_utterance(utterance, task))
-
-    # ------------------------------------------------------------------ ahead of the end
-    def _speculate(self, utterance: Utterance) -> None:
-        """Start the final transcript in the silence that may end the turn (it is the same
-        audio if the turn does end), and drop it if the user goes on."""
-        session, detector = self.session, self.detector
-        if detector is None or not detector.speaking:
-            return
-        if utterance.early is not None and detector.last_voice_ms > utterance.early_voice_ms:
-            # Speech again (even inside one appended chunk): that transcript would be short.
-            utterance.early = None
-            utterance.drop_reply()
-        if (detector.silence_ms >= session.limits.early_final_ms and utterance.early is None
-                and session.config.kind in ("realtime", "transcription")):
-            audio = session.input.take(utterance.start_ms - self._padding_ms())
-            utterance.early = session.spawn(session.stages.transcriber.transcribe(
-                audio, session.config.language, Cancel()))
-            utterance.early_at = time.perf_counter()
-            utterance.early_voice_ms = detector.last_voice_ms
-            if session.limits.reply_ahead:
-                session.spawn(self._reply_ahead(utterance, utterance.early))
-            response = session.responses.current
-            if utterance.over_reply and not utterance.ignored and response is not None:
-                session.spawn(self._early_barge_in(utterance, utterance.early, response))
-
-    async def _reply_ahead(self, utterance: Utterance, early: asyncio.Task[Heard]) -> None:
-        """Start the reply to the early transcript while the silence runs: if the turn
-        ends, its first audio is ready then; if the user goes on, it is dropped unheard."""
-        session = self.session
-        with contextlib.suppress(StageError):
-            heard = await early
-            turn = session.config.turn_detection
-            if (self.utterance is not utterance or utterance.early is not early
-                    or utterance.over_reply or session.responses.current is not None
-                    or session.config.kind != "realtime" or turn is None
-                    or session.config.tools
-                    or not turn.create_response or not has_speech(heard.text)):
-                return  # the turn ended first, or no response (or the client's tools) follows
-            audio, responses = "audio" in session.config.output_modalities, session.responses
-            utterance.reply = responses.reply_stream(
-                responses.heard(heard.text.strip(), heard.language), audio).start()
-            if session.metrics is not None:
-                session.metrics.replies_ahead.labels("started").inc()
-
-    # ------------------------------------------------------------------ barge-in
-    async def _maybe_barge_in(self) -> None:
-        session = self.session
-        utterance, response = self.utterance, session.responses.current
-        turn = session.config.turn_detection
-        if (utterance is None or response is None or not utterance.over_reply
-                or utterance.ignored or turn is None or not turn.interrupt_response):
-            return
-        voiced = (self.detector.voiced_ms if self.detector else 0) / 1000
-        if voiced >= session.limits.barge_in_min:
-            session.responses.stop("turn_detected")
-
-    async def _early_barge_in(self, utterance: Utterance, early: asyncio.Task[Heard],
-                              response: Response) -> None:
-        """Speech over the reply too short to stop it by its length ("Stop!") stops it as
-        soon as the transcript made in its first pause shows it is no backchannel, without
-        waiting for the turn to end."""
-        session = self.session
-        with contextlib.suppress(StageError):
-            heard = await early
-            turn = session.config.turn_detection
-            if (utterance.early is not early or session.responses.current is not response
-                    or response.cancel or turn is None or not turn.interrupt_response):
-                return
-            if has_speech(heard.text) and not is_backchannel(heard.text):
-                session.responses.stop("turn_detected")
 
     async def _after_utterance(self, utterance: Utterance, transcript: asyncio.Task[str]
                                ) -> None:

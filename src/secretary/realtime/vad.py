@@ -22,11 +22,14 @@ from collections import deque
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from secretary.audio import WHISPER_SAMPLE_RATE
+
+if TYPE_CHECKING:
+    from secretary.turns.rule import EndOfTurnRule
 
 RATE = WHISPER_SAMPLE_RATE  # what Silero and Whisper take
 FRAME = 512  # samples per VAD frame at 16 kHz (32 ms)
@@ -87,6 +90,22 @@ class VadConfig:
     complete_ms: int = 200  # silence that ends a turn the model calls complete
     complete_threshold: float = 0.5  # the model's probability that counts as complete
     words_ms: int = 0  # silence that ends an unfinished pause whose words read finished
+
+
+def end_of_turn_config(rule: EndOfTurnRule, threshold: float = 0.5,
+                       prefix_padding_ms: int = 300, *, eagerness: str = "auto",
+                       narrowband: bool = False, words_only: bool = False) -> VadConfig:
+    """A detector config for turns ended by ``rule``: the model's verdict with the rule's
+    waits, or with ``words_only`` (where the model cannot tell, as on a narrowband call) the
+    words alone, a pause whose words read unfinished waiting server_vad's silence."""
+    if words_only:  # no verdict counts as complete
+        long_ms, complete_threshold = VadConfig.silence_duration_ms, 1.0
+    else:
+        long_ms = rule.incomplete_wait(eagerness)
+        complete_threshold = rule.threshold_for(narrowband)
+    return VadConfig(threshold, prefix_padding_ms, long_ms, semantic=True, ask_ms=rule.ask_ms,
+                     complete_ms=rule.complete_ms, complete_threshold=complete_threshold,
+                     words_ms=rule.words_ms)
 
 
 @dataclass(frozen=True)
