@@ -7,7 +7,9 @@ transcript lag, barge-in stop time, and the face track's CPU.
 A real server on this machine (the reply read back, English Piper, Whisper base with the
 fitted window, Silero VAD; turns ended by Smart Turn (``semantic_vad``, the default) or by
 500 ms of silence (``server_vad``), side by side over WebSocket). Each clip is fed at real
-time pace:
+time pace, and so is each short phrase of the clips with long inner pauses (under 2 s of
+speech, cut at those pauses: JFK's "And so, my fellow Americans", the digits' "one zero zero
+zero"):
   - voice-to-voice: the wall clock when the last voiced audio of the clip was sent -> the
     first reply audio received (WebSocket: the first ``response.output_audio.delta``;
     WebRTC: the first frame of the reply track with sound in it as its packets are decoded, and
@@ -68,8 +70,48 @@ CHUNK = 0.02
 STAGES = ("final_started", "transcribed", "brain_first_delta", "first_audio")
 ALL_CLIPS = tuple(sorted(p.name for p in (ROOT / "tests" / "data" / "speech").iterdir()
                          if p.suffix in (".wav", ".flac")))
+# Short utterances for the English set: the phrases of its clips with long inner pauses
+# (JFK's speech, the spoken digits) under 2 s of speech, each fed as a turn of its own.
+PHRASED = ("en_jfk_ask_not.flac", "en_vosk_digits.wav")
 # Utterance lengths (seconds of voiced audio) the latency is reported by.
 LENGTHS = (("under 2 s", 0.0, 2.0), ("2-4 s", 2.0, 4.0), ("over 4 s", 4.0, 99.0))
+PHRASE_PAUSE_MS = 500  # an inner pause at least this long ends a phrase
+PHRASE_PAD = 0.25  # seconds of the clip kept around a phrase (less where the pause is shorter)
+
+
+Spoken = tuple[str, np.ndarray, tuple[float, float]]  # name, 24 kHz samples, voiced span
+
+
+def phrases(name: str) -> list[Spoken]:
+    """The clip's phrases, named ``clip#1``, ``clip#2``...: where it has inner pauses of
+    ``PHRASE_PAUSE_MS`` or more, each spoken run between them; else the whole clip. Each
+    with the seconds into it where its speech begins and ends, found on the whole clip (Silero
+    on a phrase alone can miss its first word)."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    samples = clip(name)
+    at16 = audio.resample(samples, RATE, 16000)
+    spans = [(t["start"] / 16000, t["end"] / 16000) for t in get_speech_timestamps(
+        at16, VadOptions(min_silence_duration_ms=PHRASE_PAUSE_MS, speech_pad_ms=0))]
+    if len(spans) < 2:
+        return [(name, samples, voiced(samples))]
+    cuts = []
+    for index, (start, end) in enumerate(spans):
+        before = spans[index - 1][1] if index else 0.0
+        after = spans[index + 1][0] if index + 1 < len(spans) else len(samples) / RATE
+        first, last = max(before, start - PHRASE_PAD), min(after, end + PHRASE_PAD)
+        cuts.append((f"{name}#{index + 1}", samples[int(first * RATE):int(last * RATE)],
+                     (start - first, end - first)))
+    return cuts
+
+
+def utterances(which: str) -> list[Spoken]:
+    """The turns a round speaks: ``en``, the five English clips and the English phrases under
+    2 s; ``all``, every phrase of every clip."""
+    if which == "all":
+        return [cut for name in ALL_CLIPS for cut in phrases(name)]
+    short = [cut for name in PHRASED for cut in phrases(name) if cut[2][1] - cut[2][0] < 2.0]
+    return [(name, clip(name), voiced(clip(name))) for name in CLIPS] + short
 
 
 def pct(values: list[float], q: float) -> float:
@@ -90,15 +132,12 @@ async def session_with(connection: Any, turn_detection: str | None) -> None:
                 break
 
 
-async def ws_turn(url: str, name: str, turn_detection: str | None = None) -> dict[str, Any]:
-    return await ws_speech_turn(url, clip(name), turn_detection)
-
-
-async def ws_speech_turn(url: str, speech: np.ndarray,
-                         turn_detection: str | None = None) -> dict[str, Any]:
-    """One spoken turn over WebSocket at real-time pace (24 kHz ``speech``): the
-    voice-to-voice ``latency``, partial lags and the server's split."""
-    begin, end = voiced(speech)
+async def ws_speech_turn(url: str, speech: np.ndarray, turn_detection: str | None = None,
+                         span: tuple[float, float] | None = None) -> dict[str, Any]:
+    """One spoken turn over WebSocket at real-time pace (24 kHz ``speech``, voiced over
+    ``span``, found where not given): the voice-to-voice ``latency``, partial lags and the
+    server's split."""
+    begin, end = span or voiced(speech)
     samples = np.concatenate([silence(0.3), speech, silence(2.0)])
     voiced_end = 0.3 + end
     sent: list[tuple[float, float]] = []  # (input seconds, wall clock when sent)
@@ -132,7 +171,10 @@ async def ws_speech_turn(url: str, speech: np.ndarray,
             if reader.done():
                 break
         await asyncio.wait_for(reader, 60)
-    voiced_sent = next(w for t, w in sent if t >= voiced_end)
+    voiced_sent = next((w for t, w in sent if t >= voiced_end), None)
+    if voiced_sent is None:  # the turn ended (and was answered) before the speech did
+        out["latency"] = out["stopped"] = None
+        return out
     out["latency"] = out["first_audio"] - voiced_sent
     out["stopped"] -= voiced_sent
     return out
@@ -207,13 +249,14 @@ def lip_sync(sound: list[tuple[float, float]], video: list[tuple[float, np.ndarr
     return float(lags[int(np.nanargmax(scores))])
 
 
-async def rtc_turn(url: str, name: str, *, playout_buffer: bool = False,
+async def rtc_turn(url: str, speech: np.ndarray, span: tuple[float, float], *,
+                   playout_buffer: bool = False,
                    landmarker: Landmarker | None = None) -> dict[str, Any]:
+    """One spoken turn on a WebRTC call (24 kHz ``speech``, voiced over ``span``)."""
     from aiortc import RTCPeerConnection
     from tests.realtime.rtc import ClipTrack, frames, offer, record_events
 
-    speech = clip(name)
-    voiced_end = 1.0 + voiced(speech)[1]
+    voiced_end = 1.0 + span[1]
     pc = RTCPeerConnection()
     mic = ClipTrack(speech, delay=1.0)
     pc.addTrack(mic)
@@ -366,8 +409,8 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--detail", action="store_true", help="print every turn")
     parser.add_argument("--clips", choices=("en", "all"), default="en",
-                        help="the five English clips, or every clip of tests/data/speech "
-                        "(en, de, fr, es: 19, from 1 to 7 s of speech)")
+                        help="the five English clips and the English phrases under 2 s, or "
+                        "every phrase of every clip of tests/data/speech (en, de, fr, es)")
     parser.add_argument("--modes", default="semantic_vad,server_vad",
                         help="turn detection over WebSocket, side by side (WebRTC runs the "
                         "default, the first)")
@@ -387,6 +430,7 @@ async def main() -> None:
     args = parser.parse_args()
     with_rtc = "webrtc" in args.transports.split(",")
     clips = CLIPS if args.clips == "en" else ALL_CLIPS
+    spoken = utterances(args.clips)
     modes = args.modes.split(",")
     settings = Settings(_env_file=None)
     settings.conversation.avatar = False
@@ -426,23 +470,24 @@ async def main() -> None:
         if baseline is not None:
             baseline_url = servers.enter_context(running_server(create_app(service=baseline)))
         for _ in range(args.rounds):
-            for name in clips:
+            for name, speech, span in spoken:
                 for mode in modes:
-                    by_mode[mode].append(await ws_turn(url, name, mode))
+                    by_mode[mode].append(await ws_speech_turn(url, speech, mode, span))
                 if baseline is not None:
-                    by_mode[by_mode_label].append(await ws_turn(baseline_url, name, modes[0]))
+                    by_mode[by_mode_label].append(
+                        await ws_speech_turn(baseline_url, speech, modes[0], span))
                 ws.append(by_mode[modes[0]][-1])
                 if with_rtc:
-                    rtc.append(await rtc_turn(url, name, landmarker=landmarker))
+                    rtc.append(await rtc_turn(url, speech, span, landmarker=landmarker))
                     rtc[-1]["length"] = ws[-1]["length"]
-                    rtc_buffered.append(await rtc_turn(url, name, playout_buffer=True))
+                    rtc_buffered.append(await rtc_turn(url, speech, span, playout_buffer=True))
                 if args.detail:
                     split = " ".join(f"{k} {ws[-1]['timings'].get(k, float('nan')):+.3f}"
                                      for k in STAGES)
                     late = [t[-1]["latency"] for t in (rtc, rtc_buffered)] + [
                         rtc[-1]["stopped"]] if with_rtc else []
-                    print(f"{name}: WebSocket {ws[-1]['latency']:.3f} s (VAD stop "
-                          f"{ws[-1]['stopped']:.3f} s; {split})"
+                    print(f"{name}: WebSocket {ws[-1]['latency'] or float('nan'):.3f} s "
+                          f"(VAD stop {ws[-1]['stopped'] or float('nan'):.3f} s; {split})"
                           + (", WebRTC " + ", ".join(
                               '-' if v is None else f'{v:.3f} s' for v in late)
                              + " (the last: VAD stop)" if with_rtc else ""),
@@ -453,7 +498,7 @@ async def main() -> None:
         false_ends = (await cut_offs(url, clips, modes, args.pause_ms / 1000)
                       if args.pause_ms else {})
     landmarker.close()
-    print(f"{len(ws)} turns per transport ({len(clips)} clips x {args.rounds} rounds)\n")
+    print(f"{len(ws)} turns per transport ({len(spoken)} utterances x {args.rounds} rounds)\n")
     print("Voice-to-voice by utterance length (end of the user's voiced audio sent -> first "
           "reply audio received):\n")
     print("| transport | turn detection | speech | turns | p50 | p95 | end of speech -> "
@@ -481,8 +526,10 @@ async def main() -> None:
     if baseline is not None:
         ratios = []
         for label, low, high in LENGTHS:
-            ours = [t["latency"] for t in by_mode[modes[0]] if low <= t["length"] < high]
-            theirs = [t["latency"] for t in by_mode[by_mode_label] if low <= t["length"] < high]
+            ours = [t["latency"] for t in by_mode[modes[0]]
+                    if low <= t["length"] < high and t["latency"] is not None]
+            theirs = [t["latency"] for t in by_mode[by_mode_label]
+                      if low <= t["length"] < high and t["latency"] is not None]
             if ours and theirs:
                 ratios.append(f"{label} {statistics.median(ours) / statistics.median(theirs):.2f}x")
         print(f"\nvoice-to-voice p50 against the baseline (same clips, alternating): "
@@ -491,10 +538,11 @@ async def main() -> None:
     print("| transport | p50 | p95 | end of speech -> VAD stop | final started | "
           "final transcript | first reply text | first audio (server) |")
     print("|---|---|---|---|---|---|---|---|")
-    split = {k: statistics.median(t["timings"].get(k, float("nan")) for t in ws)
+    answered = [t for t in ws if t["latency"] is not None]
+    split = {k: statistics.median(t["timings"].get(k, float("nan")) for t in answered)
              for k in STAGES}
-    lat = [t["latency"] for t in ws]
-    stopped = statistics.median(t["stopped"] for t in ws)
+    lat = [t["latency"] for t in answered]
+    stopped = statistics.median(t["stopped"] for t in answered)
     print(f"| WebSocket | {statistics.median(lat):.3f} s | {pct(lat, 0.95):.3f} s | "
           f"{stopped:.3f} s | {split['final_started']:+.3f} s | "
           f"{split['transcribed']:+.3f} s | "
