@@ -8,7 +8,8 @@ sentence).
 
 The session wires its parts and holds what they share (the configuration, the limits, the
 stage times of the coming turn): the input buffer (``buffer.py``), turn taking
-(``turn_taking.py``), the conversation's items (``items.py``) and the response
+(``turn_taking.py``, with what starts ahead of the turn's end in ``ahead.py`` and barge-in
+in ``barge_in.py``), the conversation's items (``items.py``) and the response
 (``response.py``). Each client event goes to the part it is about.
 """
 
