@@ -524,7 +524,7 @@ async def main() -> None:
             stops = [t["stopped"] for t in chosen if t["stopped"] is not None]
             print(f"| {transport} | {mode} | {label} | {len(chosen)} | "
                   f"{statistics.median(lat):.3f} s | {pct(lat, 0.95):.3f} s | "
-                  f"{statistics.median(stops):.3f} s |")
+                  f"{f'{statistics.median(stops):.3f} s' if stops else '-'} |")
     if false_ends:
         print(f"\nfalse ends of turn, each clip with {args.pause_ms} ms of silence spliced in "
               "after a function word near its middle (over WebSocket): "
