@@ -14,7 +14,9 @@ pauses, cut at those pauses (JFK's "And so, my fellow Americans", "one", a group
     WebRTC: the first frame of the reply track with sound in it as its packets are decoded, and
     again after aiortc's fixed 80 ms playout buffer), p50 and p95, by utterance length
     (under 2 s, 2-4 s, over 4 s of speech) and turn detection, with the server's split
-    from the end of speech (turn end, final transcript, first reply text, first audio);
+    from the end of speech (turn end, final transcript, first reply text, first audio); a
+    turn cut off before its speech ended, or one the server did not hear, has no time
+    (their number is printed with the row's turns);
   - false ends of turn: each clip again with ``--pause-ms`` of silence spliced in after a
     function word near its middle (``bench/endofturn.py``'s choice, which counts them on
     every clip without a server), over WebSocket in each mode: a clip the server makes
@@ -77,6 +79,9 @@ PHRASED = ("en_jfk_ask_not.flac", "en_sr_one_two_three.wav", "en_vosk_digits.wav
 # Utterance lengths (seconds of voiced audio) the latency is reported by.
 LENGTHS = (("under 2 s", 0.0, 2.0), ("2-4 s", 2.0, 4.0), ("over 4 s", 4.0, 99.0))
 PHRASE_PAUSE_MS = 500  # an inner pause at least this long ends a phrase
+# A turn that ended this long before the speech did cut it off: it has no voice-to-voice
+# time (what plays after the speech answers its first part).
+CUT_BEFORE = 0.1
 PHRASE_PAD = 0.25  # seconds of the clip kept around a phrase (less where the pause is shorter)
 
 
@@ -161,7 +166,7 @@ async def ws_speech_turn(url: str, speech: np.ndarray, turn_detection: str | Non
                     if when is not None:
                         out["partials"].append(now - when)
                 elif event.type == "input_audio_buffer.speech_stopped":
-                    out["stopped"] = now
+                    out.setdefault("stopped", now)  # the first turn's end
                 elif event.type == "response.output_audio.delta" and "first_audio" not in out:
                     out["first_audio"] = now
                 elif event.type == "response.done":
@@ -177,10 +182,18 @@ async def ws_speech_turn(url: str, speech: np.ndarray, turn_detection: str | Non
             sent.append(((start + step) / RATE, time.perf_counter()))
             if reader.done():
                 break
-        await asyncio.wait_for(reader, 60)
+        if "stopped" in out or reader.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(reader, 60)
+        reader.cancel()  # no turn was heard (Silero found no speech), or no reply came
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
     voiced_sent = next((w for t, w in sent if t >= voiced_end), None)
-    if voiced_sent is None:  # the turn ended (and was answered) before the speech did
+    if (voiced_sent is None or "first_audio" not in out
+            or out["stopped"] < voiced_sent - CUT_BEFORE):
+        # A turn ended (and was answered) before the speech did, or it made no turn.
         out["latency"] = out["stopped"] = None
+        out.setdefault("timings", {})
         return out
     out["latency"] = out["first_audio"] - voiced_sent
     out["stopped"] -= voiced_sent
@@ -304,7 +317,10 @@ async def rtc_turn(url: str, speech: np.ndarray, span: tuple[float, float], *,
             if transceiver.kind == "audio":
                 webrtc.prompt_audio_input(transceiver.receiver)
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(heard.wait(), 40)
+        await asyncio.wait_for(heard.wait(), 1.0 + len(speech) / RATE + 3.0)
+    if any(e["type"] == "input_audio_buffer.speech_stopped" for e in events):
+        with contextlib.suppress(TimeoutError):  # a turn was heard: its reply may be slow
+            await asyncio.wait_for(heard.wait(), 40)
     await asyncio.sleep(1.0)
     calls = list(webrtc._pcs.values())
     face_cpu = sum(c.face.cpu for c in calls if c.face is not None)
@@ -312,9 +328,12 @@ async def rtc_turn(url: str, speech: np.ndarray, span: tuple[float, float], *,
     await pc.close()
     for reader in readers:
         reader.cancel()
+    stopped = next((e["_at"] - (mic.start + voiced_end) for e in events
+                    if e["type"] == "input_audio_buffer.speech_stopped"), None)
+    if stopped is not None and stopped < -CUT_BEFORE:
+        first_sound.clear()  # a turn ended before the speech did: what played answers it
     return {"latency": first_sound[0] - (mic.start + voiced_end) if first_sound else None,
-            "stopped": next((e["_at"] - (mic.start + voiced_end) for e in events
-                             if e["type"] == "input_audio_buffer.speech_stopped"), None),
+            "stopped": stopped,
             "face_cpu": face_cpu / seconds, "video_fps": received["video"] / seconds,
             "lip_sync": lip_sync(sound, video, landmarker) if landmarker else None}
 
@@ -516,13 +535,16 @@ async def main() -> None:
         rows.append(("WebRTC", modes[0], rtc))
     for transport, mode, turns in rows:
         for label, low, high in LENGTHS:
-            chosen = [t for t in turns if low <= t["length"] < high
-                      and t["latency"] is not None]
+            spoken_here = [t for t in turns if low <= t["length"] < high]
+            chosen = [t for t in spoken_here if t["latency"] is not None]
             if not chosen:
                 continue
+            unanswered = len(spoken_here) - len(chosen)
             lat = [t["latency"] for t in chosen]
             stops = [t["stopped"] for t in chosen if t["stopped"] is not None]
-            print(f"| {transport} | {mode} | {label} | {len(chosen)} | "
+            turns_cell = f"{len(chosen)}" + (
+                f" (+{unanswered} cut off or not heard)" if unanswered else "")
+            print(f"| {transport} | {mode} | {label} | {turns_cell} | "
                   f"{statistics.median(lat):.3f} s | {pct(lat, 0.95):.3f} s | "
                   f"{f'{statistics.median(stops):.3f} s' if stops else '-'} |")
     if false_ends:
