@@ -19,11 +19,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 import ray
+import ray._private.services as ray_services
 from openai import OpenAI
 from ray import serve
 from ray.cluster_utils import Cluster
@@ -70,12 +72,31 @@ def cluster_settings(cache_dir: Path) -> Settings:
     return settings
 
 
+class _PopenWithoutPreexec(ray_services.ConsolePopen):
+    """Ray starts its node processes with a ``preexec_fn``, so CPython forks this process and
+    runs Python in the child before exec: it clears the other threads' states there, and an
+    object one of them held (a PyAV reformatter from the WebRTC tests) is freed in the child,
+    where freeing it waits on threads that no longer exist. The suite's process has many
+    threads by now, and the child hung before exec. Without it the child runs no Python
+    (the nodes lose only Ray's fate-sharing with this process; the fixture stops them)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["preexec_fn"] = None
+        super().__init__(*args, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def cluster(cache_dir: Path) -> Iterator[tuple[str, Settings]]:
     """A two-node cluster with stt, tts and realtime deployed: (proxy URL, settings)."""
     saved = {k: os.environ.get(k) for k in _RAY_ENVIRONMENT}
     os.environ.update(_RAY_ENVIRONMENT)  # the nodes' processes inherit it
-    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    console_popen = ray_services.ConsolePopen
+    ray_services.ConsolePopen = _PopenWithoutPreexec
+    try:
+        nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    except BaseException:
+        ray_services.ConsolePopen = console_popen
+        raise
     try:
         nodes.add_node(num_cpus=1)
         ray.init(address=nodes.address)
@@ -88,6 +109,7 @@ def cluster(cache_dir: Path) -> Iterator[tuple[str, Settings]]:
             ray.shutdown()
         finally:
             nodes.shutdown()
+            ray_services.ConsolePopen = console_popen
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)
