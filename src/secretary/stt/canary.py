@@ -224,7 +224,8 @@ class CanaryEngine:
         )
 
         config = MultiTaskTranscriptionConfig(
-            batch_size=1, verbose=False, prompt=dict(slots), enable_chunking=False
+            batch_size=1, verbose=False, prompt=dict(slots), enable_chunking=False,
+            num_workers=0,  # no forked DataLoader worker: a fork of a threaded server can hang
         )
         with self._run_lock:
             hypotheses = self._model.transcribe([samples], override_config=config)
