@@ -26,6 +26,7 @@ class ChatStub:
         self.upstream: str | None = None  # llama.cpp's base URL, for requests not scripted
         self.requests: list[dict[str, Any]] = []
         self.scripts: list[list[dict[str, Any]]] = []
+        self.pause = 0.005  # seconds between two streamed deltas
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/v1/chat/completions", self.complete,
@@ -35,7 +36,7 @@ class ChatStub:
         body = await request.body()
         self.requests.append(json.loads(body))
         if self.scripts:
-            return StreamingResponse(_sse(self.scripts.pop(0)),
+            return StreamingResponse(_sse(self.scripts.pop(0), self.pause),
                                      media_type="text/event-stream")
         assert self.upstream is not None, "the model was asked more often than scripted"
         client = httpx.AsyncClient(timeout=120)
@@ -68,12 +69,12 @@ def scripted_chat() -> Iterator[ChatStub]:
         yield chat
 
 
-async def _sse(deltas: list[dict[str, Any]]) -> AsyncIterator[bytes]:
+async def _sse(deltas: list[dict[str, Any]], pause: float) -> AsyncIterator[bytes]:
     for delta in deltas:
         chunk = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "model": "stub",
                  "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
         yield f"data: {json.dumps(chunk)}\n\n".encode()
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(pause)
     yield b"data: [DONE]\n\n"
 
 
