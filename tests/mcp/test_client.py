@@ -42,8 +42,14 @@ SERVER = '''
 import asyncio
 import os
 import sys
+from typing import Annotated
 
 from mcp.server.mcpserver import MCPServer
+from pydantic import Field
+
+# An order number is digits: the chat model's call, written under a grammar made from this
+# schema, is one whatever the model (SmolLM2 once wrote "42,10389675,..." to its last token).
+OrderNumber = Annotated[str, Field(pattern="^[0-9]{1,8}$")]
 
 
 def build(log):
@@ -54,13 +60,13 @@ def build(log):
             out.write(line + "\\n")
 
     @server.tool()
-    def lookup_order(order_id: str) -> str:
+    def lookup_order(order_id: OrderNumber) -> str:
         """When an order ships, by its number."""
         note(f"lookup_order {order_id}")
         return f"Order {order_id} ships Friday"
 
     @server.tool()
-    def cancel_order(order_id: str) -> str:
+    def cancel_order(order_id: OrderNumber) -> str:
         """Cancel an order, by its number."""
         note(f"cancel_order {order_id}")
         return f"Order {order_id} is cancelled"
