@@ -126,6 +126,11 @@ def utterances(which: str) -> list[Spoken]:
     return [(name, clip(name), voiced(clip(name))) for name in CLIPS] + short
 
 
+def _split(turn: dict[str, Any]) -> str:
+    """The server's stage times of one turn, from its turn's end."""
+    return " ".join(f"{k} {turn['timings'].get(k, float('nan')):+.3f}" for k in STAGES)
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -332,8 +337,10 @@ async def rtc_turn(url: str, speech: np.ndarray, span: tuple[float, float], *,
                     if e["type"] == "input_audio_buffer.speech_stopped"), None)
     if stopped is not None and stopped < -CUT_BEFORE:
         first_sound.clear()  # a turn ended before the speech did: what played answers it
+    done = next((e for e in events if e["type"] == "response.done"), None)
     return {"latency": first_sound[0] - (mic.start + voiced_end) if first_sound else None,
             "stopped": stopped,
+            "timings": (done or {}).get("response", {}).get("timings") or {},
             "face_cpu": face_cpu / seconds, "video_fps": received["video"] / seconds,
             "lip_sync": lip_sync(sound, video, landmarker) if landmarker else None}
 
@@ -508,15 +515,14 @@ async def main() -> None:
                     rtc[-1]["length"] = ws[-1]["length"]
                     rtc_buffered.append(await rtc_turn(url, speech, span, playout_buffer=True))
                 if args.detail:
-                    split = " ".join(f"{k} {ws[-1]['timings'].get(k, float('nan')):+.3f}"
-                                     for k in STAGES)
                     late = [t[-1]["latency"] for t in (rtc, rtc_buffered)] + [
                         rtc[-1]["stopped"]] if with_rtc else []
                     print(f"{name}: WebSocket {ws[-1]['latency'] or float('nan'):.3f} s "
-                          f"(VAD stop {ws[-1]['stopped'] or float('nan'):.3f} s; {split})"
+                          f"(VAD stop {ws[-1]['stopped'] or float('nan'):.3f} s; "
+                          f"{_split(ws[-1])})"
                           + (", WebRTC " + ", ".join(
                               '-' if v is None else f'{v:.3f} s' for v in late)
-                             + " (the last: VAD stop)" if with_rtc else ""),
+                             + f" (the last: VAD stop; {_split(rtc[-1])})" if with_rtc else ""),
                           flush=True)
             bargein.append(await barge_in(url, settings.realtime.barge_in_min_ms / 1000))
             if with_rtc:
@@ -578,12 +584,18 @@ async def main() -> None:
           f"{split['brain_first_delta']:+.3f} s | {split['first_audio']:+.3f} s |")
     for label, turns in (("WebRTC", rtc), ("WebRTC, after aiortc's playout buffer",
                                            rtc_buffered)) if with_rtc else ():
-        lat = [t["latency"] for t in turns if t["latency"] is not None]
+        answered = [t for t in turns if t["latency"] is not None]
+        lat = [t["latency"] for t in answered]
         missed = len(turns) - len(lat)
-        stops = [t["stopped"] for t in turns if t["stopped"] is not None]
+        stops = [t["stopped"] for t in answered if t["stopped"] is not None]
+        # The server's split from the data channel's response.done, as over WebSocket.
+        split = {k: statistics.median(t["timings"].get(k, float("nan")) for t in answered)
+                 for k in STAGES} if answered else dict.fromkeys(STAGES, float("nan"))
         print(f"| {label} | {statistics.median(lat):.3f} s | {pct(lat, 0.95):.3f} s | "
               f"{statistics.median(stops):.3f} s (data channel)"
-              f"{f'; {missed} turns heard no reply' if missed else ''} | | | | |")
+              f"{f'; {missed} turns heard no reply' if missed else ''} | "
+              f"{split['final_started']:+.3f} s | {split['transcribed']:+.3f} s | "
+              f"{split['brain_first_delta']:+.3f} s | {split['first_audio']:+.3f} s |")
     partials = [p for t in ws for p in t["partials"]]
     print(f"\npartial transcript lag: median {statistics.median(partials):.3f} s, "
           f"p95 {pct(partials, 0.95):.3f} s ({len(partials)} partials)")
