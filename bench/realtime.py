@@ -287,7 +287,7 @@ async def rtc_turn(url: str, speech: np.ndarray, span: tuple[float, float], *,
     pc.addTrack(mic)
     pc.addTransceiver("video", direction="recvonly")
     events: list[dict[str, Any]] = []
-    record_events(pc.createDataChannel("oai-events"), events)
+    answered = record_events(pc.createDataChannel("oai-events"), events)
     first_sound: list[float] = []
     heard = asyncio.Event()
     received = {"video": 0}
@@ -326,6 +326,9 @@ async def rtc_turn(url: str, speech: np.ndarray, span: tuple[float, float], *,
     if any(e["type"] == "input_audio_buffer.speech_stopped" for e in events):
         with contextlib.suppress(TimeoutError):  # a turn was heard: its reply may be slow
             await asyncio.wait_for(heard.wait(), 40)
+    if first_sound:
+        with contextlib.suppress(TimeoutError):  # its stage times come with its end
+            await asyncio.wait_for(answered.wait(), 30)
     await asyncio.sleep(1.0)
     calls = list(webrtc._pcs.values())
     face_cpu = sum(c.face.cpu for c in calls if c.face is not None)
