@@ -15,14 +15,20 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
+from secretary.audio import resample
 from secretary.realtime.media import audio_frame
 from tests.realtime.support import RATE, silence
 
-STEP = RATE // 50  # 20 ms frames, as a browser's microphone sends them
+# A browser's microphone: 20 ms frames of 48 kHz stereo, what its Opus encoder takes as they
+# are. (Frames at the clips' 24 kHz would wait in aiortc's encoder's resampler for a whole
+# 48 kHz frame: 20 ms more before the server hears each one.)
+MIC_RATE = 48000
+STEP = MIC_RATE // 50
 
 
 class Microphone(MediaStreamTrack):
-    """20 ms frames paced by the wall clock from the first one; ``piece`` says what."""
+    """20 ms frames paced by the wall clock from the first one; ``piece`` says what (48 kHz
+    samples)."""
 
     kind = "audio"
 
@@ -43,28 +49,28 @@ class Microphone(MediaStreamTrack):
         piece = np.zeros(STEP, np.float32)
         part = self.piece()
         piece[:len(part)] = part
-        frame = audio_frame(piece, self.index, RATE)
+        frame = audio_frame(piece, self.index, MIC_RATE, stereo=True)
         self.index += 1
         return frame
 
 
 class ClipTrack(Microphone):
-    """A microphone that says a clip after ``delay`` seconds, then stays silent."""
+    """A microphone that says a clip (24 kHz) after ``delay`` seconds, then stays silent."""
 
     def __init__(self, samples: np.ndarray, delay: float = 1.0) -> None:
         super().__init__()
-        self.samples = np.concatenate([silence(delay), samples])
+        self.samples = resample(np.concatenate([silence(delay), samples]), RATE, MIC_RATE)
 
     def piece(self) -> np.ndarray:
         return self.samples[self.index * STEP:(self.index + 1) * STEP]
 
 
 class CueTrack(Microphone):
-    """A microphone that stays silent until ``cue`` is set, then says a clip."""
+    """A microphone that stays silent until ``cue`` is set, then says a clip (24 kHz)."""
 
     def __init__(self, samples: np.ndarray, cue: asyncio.Event) -> None:
         super().__init__()
-        self.samples, self.cue = samples, cue
+        self.samples, self.cue = resample(samples, RATE, MIC_RATE), cue
         self.position = 0
 
     def piece(self) -> np.ndarray:
