@@ -131,6 +131,13 @@ def _split(turn: dict[str, Any]) -> str:
     return " ".join(f"{k} {turn['timings'].get(k, float('nan')):+.3f}" for k in STAGES)
 
 
+def _median_split(turns: list[dict[str, Any]]) -> str:
+    """The table cells of the turns' median stage times, from their turns' ends."""
+    return " | ".join(
+        f"{statistics.median(t['timings'].get(k, float('nan')) for t in turns):+.3f} s"
+        if turns else "-" for k in STAGES)
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -577,14 +584,10 @@ async def main() -> None:
           "final transcript | first reply text | first audio (server) |")
     print("|---|---|---|---|---|---|---|---|")
     answered = [t for t in ws if t["latency"] is not None]
-    split = {k: statistics.median(t["timings"].get(k, float("nan")) for t in answered)
-             for k in STAGES}
     lat = [t["latency"] for t in answered]
     stopped = statistics.median(t["stopped"] for t in answered)
     print(f"| WebSocket | {statistics.median(lat):.3f} s | {pct(lat, 0.95):.3f} s | "
-          f"{stopped:.3f} s | {split['final_started']:+.3f} s | "
-          f"{split['transcribed']:+.3f} s | "
-          f"{split['brain_first_delta']:+.3f} s | {split['first_audio']:+.3f} s |")
+          f"{stopped:.3f} s | {_median_split(answered)} |")
     for label, turns in (("WebRTC", rtc), ("WebRTC, after aiortc's playout buffer",
                                            rtc_buffered)) if with_rtc else ():
         answered = [t for t in turns if t["latency"] is not None]
@@ -592,13 +595,10 @@ async def main() -> None:
         missed = len(turns) - len(lat)
         stops = [t["stopped"] for t in answered if t["stopped"] is not None]
         # The server's split from the data channel's response.done, as over WebSocket.
-        split = {k: statistics.median(t["timings"].get(k, float("nan")) for t in answered)
-                 for k in STAGES} if answered else dict.fromkeys(STAGES, float("nan"))
         print(f"| {label} | {statistics.median(lat):.3f} s | {pct(lat, 0.95):.3f} s | "
               f"{statistics.median(stops):.3f} s (data channel)"
               f"{f'; {missed} turns heard no reply' if missed else ''} | "
-              f"{split['final_started']:+.3f} s | {split['transcribed']:+.3f} s | "
-              f"{split['brain_first_delta']:+.3f} s | {split['first_audio']:+.3f} s |")
+              f"{_median_split(answered)} |")
     partials = [p for t in ws for p in t["partials"]]
     print(f"\npartial transcript lag: median {statistics.median(partials):.3f} s, "
           f"p95 {pct(partials, 0.95):.3f} s ({len(partials)} partials)")
