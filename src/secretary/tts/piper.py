@@ -4,6 +4,11 @@ Voices are resolved through the model store: the packaged ``en_US-joe-medium`` o
 any voice by the path of its ``.onnx`` file, others by name from the hub where online.
 Speed is Piper's length scale (a phoneme lasts ``length_scale`` times its predicted
 duration), so speed 2 halves every phoneme instead of resampling the audio.
+
+A sentence comes in pieces, its first after about a quarter second of it is decoded
+(``piper_pieces``), and at one level per voice: Piper's own loudness, raised so the
+voice's loudest check sentence peaks at 0.9. (Piper itself scales each sentence to its
+own peak, which needs the whole sentence first and makes sentences differ in loudness.)
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ from secretary.errors import (
     ModelUnavailableError,
     NotImplementedByEngineError,
 )
+from secretary.tts import piper_pieces
 from secretary.tts.engine import SynthesisRequest, Voice
 from secretary.tts.models import PiperVoices
+from secretary.tts.piper_pieces import VoiceGraph
 from secretary.voice_routes import piper_voice_id
 
 log = logging.getLogger(__name__)
@@ -35,6 +42,7 @@ class _LoadedVoice:
     info: Voice
     piper: Any  # piper.PiperVoice
     sample_rate: int
+    graph: VoiceGraph
 
 
 class PiperEngine:
@@ -84,6 +92,10 @@ class PiperEngine:
                     model_path, config_path = self.store.piper_voice(name)
                     config = json.loads(config_path.read_text(encoding="utf-8"))
                     voice = PiperVoice.load(model_path, config_path, use_cuda=self.use_cuda)
+                    graph = piper_pieces.load(
+                        model_path, voice.session,
+                        lambda text, v=voice: list(_feeds(v, text, _scales(0.0, 1.0, 0.0))))
+                    voice.session = None  # the graph holds what runs; Piper phonemizes
                 except (ModelUnavailableError, OSError, ValueError, KeyError,
                         RuntimeError) as exc:
                     # One voice that cannot load must not silence the others.
@@ -97,7 +109,7 @@ class PiperEngine:
                     languages=_languages(config),
                     description=_describe(config),
                 )
-                loaded[info.id] = _LoadedVoice(info, voice, voice.config.sample_rate)
+                loaded[info.id] = _LoadedVoice(info, voice, voice.config.sample_rate, graph)
                 log.info("Piper voice %s loaded from %s", info.id, model_path)
             if not loaded:
                 raise ModelUnavailableError("no Piper voice could be loaded: "
@@ -124,24 +136,45 @@ class PiperEngine:
                                   param="language")
 
     def synthesize(self, request: SynthesisRequest) -> Iterator[np.ndarray]:
-        from piper.config import SynthesisConfig
-
         self.load()
         if request.reference is not None:
             raise NotImplementedByEngineError("Piper cannot clone voices")
         voice = self._voice_for(request)
-        config = SynthesisConfig(
-            length_scale=voice.piper.config.length_scale / request.speed,
-            noise_w_scale=self.noise_w,
-            noise_scale=self.noise_scale,
-        )
+        config = voice.piper.config
+        scales = _scales(config.noise_scale if self.noise_scale is None else self.noise_scale,
+                         config.length_scale / request.speed,
+                         config.noise_w_scale if self.noise_w is None else self.noise_w)
+        resampler = audio.Resampler(voice.sample_rate, self.sample_rate)
         produced = False
-        # Piper splits its input into sentences itself and yields one chunk per sentence.
-        for chunk in voice.piper.synthesize(request.text, config):
-            produced = True
-            yield audio.resample(chunk.audio_float_array, voice.sample_rate, self.sample_rate)
-        if not produced:
-            yield np.zeros(0, np.float32)
+        for feeds in _feeds(voice.piper, request.text, scales):
+            for samples in voice.graph.speak(feeds):
+                out = resampler.push(voice.graph.level(samples))
+                if len(out):
+                    produced = True
+                    yield out
+        tail = resampler.flush()
+        if len(tail) or not produced:
+            yield tail
+
+
+def _scales(noise: float, length: float, noise_w: float) -> np.ndarray:
+    return np.array([noise, length, noise_w], np.float32)
+
+
+def _feeds(piper: Any, text: str, scales: np.ndarray) -> Iterator[dict[str, np.ndarray]]:
+    """The voice graph's inputs for each sentence of ``text`` (Piper splits it)."""
+    speaker = None
+    if piper.config.num_speakers > 1:
+        speaker = np.array([piper.config.default_speaker_id], np.int64)
+    for phonemes in piper.phonemize(text):
+        if not phonemes:
+            continue
+        ids = piper.phonemes_to_ids(phonemes)
+        feeds = {"input": np.array([ids], np.int64),
+                 "input_lengths": np.array([len(ids)], np.int64), "scales": scales}
+        if speaker is not None:
+            feeds["sid"] = speaker
+        yield feeds
 
 
 def _languages(config: dict[str, Any]) -> tuple[str, ...]:
