@@ -205,6 +205,13 @@ class TtsSettings(ServiceSettings):
             "makes the samples for a text the same on every run."
         ),
     )
+    piper_pieces: bool = Field(
+        default=True,
+        description=(
+            "Speak a Piper sentence in pieces: its first audio comes once the first quarter "
+            "second of it is decoded (the same samples); false decodes each sentence whole."
+        ),
+    )
     xtts_model: str = Field(
         default="coqui/XTTS-v2",
         description="XTTS v2 checkpoint: a hub id or a local folder (needs secretary[xtts]).",

@@ -16,6 +16,8 @@ from secretary.tts import piper_pieces
 from secretary.tts.engine import SynthesisRequest
 from secretary.tts.models import PIPER_PACKAGED_VOICE
 from secretary.tts.piper import PiperEngine
+from secretary.tts.service import create_engine
+from tests.conftest import same_speech_every_run
 
 LONG = ("I have put lunch with Anna on Friday at noon, and I will remind you an hour "
         "before it starts.")
@@ -103,6 +105,21 @@ def test_a_graph_without_a_decoder_to_cut_is_run_whole(piper_engine: PiperEngine
     pieces = list(engine.synthesize(request))
     assert len(pieces) == 1
     assert np.allclose(pieces[0], np.concatenate(list(piper_engine.synthesize(request))),
+                       atol=1e-4)
+
+
+def test_the_setting_runs_the_graph_whole(piper_engine: PiperEngine,
+                                          tts_settings: Settings) -> None:
+    """``SECRETARY_TTS_PIPER_PIECES=false``: one piece per sentence, the same samples."""
+    settings = same_speech_every_run(tts_settings.model_copy(deep=True))
+    settings.tts.piper_pieces = False
+    engine = create_engine("piper", settings, ModelStore(settings.models_dir), [])
+    engine.load()
+    assert isinstance(engine, PiperEngine) and not _graph(engine).pieces
+    request = SynthesisRequest(LONG, "en")
+    ours = list(engine.synthesize(request))
+    assert len(ours) == 1
+    assert np.allclose(ours[0], np.concatenate(list(piper_engine.synthesize(request))),
                        atol=1e-4)
 
 

@@ -56,6 +56,7 @@ class PiperEngine:
         noise_w: float | None = None,
         noise_scale: float | None = None,
         use_cuda: bool = False,
+        pieces: bool = True,
     ) -> None:
         if not voices:
             raise ValueError("PiperEngine needs at least one voice")
@@ -65,6 +66,7 @@ class PiperEngine:
         # Piper's audio noise; 0 (with noise_w 0) makes the same text give the same samples.
         self.noise_scale = noise_scale
         self.use_cuda = use_cuda
+        self.pieces = pieces  # a sentence in pieces where the voice's graph can be cut
         self._voices: dict[str, _LoadedVoice] = {}
         self.failures: list[str] = []  # voices that could not be loaded, with the reason
         self._lock = threading.Lock()
@@ -94,7 +96,8 @@ class PiperEngine:
                     voice = PiperVoice.load(model_path, config_path, use_cuda=self.use_cuda)
                     graph = piper_pieces.load(
                         model_path, voice.session,
-                        lambda text, v=voice: list(_feeds(v, text, _scales(0.0, 1.0, 0.0))))
+                        lambda text, v=voice: list(_feeds(v, text, _scales(0.0, 1.0, 0.0))),
+                        cut=self.pieces)
                     voice.session = None  # the graph holds what runs; Piper phonemizes
                 except (ModelUnavailableError, OSError, ValueError, KeyError,
                         RuntimeError) as exc:

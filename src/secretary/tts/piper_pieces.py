@@ -80,15 +80,18 @@ class VoiceGraph:
 
 
 def load(model_path: Path, whole: Any,
-         feeds_for: Callable[[str], list[dict[str, np.ndarray]]]) -> VoiceGraph:
-    """The voice's graph (``whole``, its session), cut where it can be. ``feeds_for``
-    gives the graph's inputs for each sentence of a text, without noise."""
+         feeds_for: Callable[[str], list[dict[str, np.ndarray]]], *,
+         cut: bool = True) -> VoiceGraph:
+    """The voice's graph (``whole``, its session), cut where it can be unless ``cut`` is
+    false. ``feeds_for`` gives the graph's inputs for each sentence of a text, noise off."""
     import onnxruntime
 
     graph = VoiceGraph(whole)
     checks = feeds_for(CHECK_TEXT)
     peaks = [float(np.abs(next(graph.speak(f))).max()) for f in checks]
     graph.gain = float(np.clip(PEAK / max(max(peaks), 1e-3), 1.0, MAX_GAIN))
+    if not cut:
+        return graph
     try:
         head, tail, tail_inputs = _cut(model_path, list(checks[0]))
         providers = whole.get_providers()
@@ -96,13 +99,14 @@ def load(model_path: Path, whole: Any,
         # would hold the cores the tail needs (measured: 40% more time on 2 cores).
         quiet = onnxruntime.SessionOptions()
         quiet.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        cut = VoiceGraph(None, onnxruntime.InferenceSession(head, quiet, providers=providers),
-                         onnxruntime.InferenceSession(tail, providers=providers),
-                         tail_inputs, gain=graph.gain)
+        pieces = VoiceGraph(None,
+                            onnxruntime.InferenceSession(head, quiet, providers=providers),
+                            onnxruntime.InferenceSession(tail, providers=providers),
+                            tail_inputs, gain=graph.gain)
         longest = max(checks, key=lambda f: f["input"].shape[1])
         expected = next(graph.speak(longest))
-        cut.hop = max(1, len(expected) // cut.head.run(None, longest)[0].shape[2])
-        match = _match_db(expected, np.concatenate(list(cut.speak(longest))))
+        pieces.hop = max(1, len(expected) // pieces.head.run(None, longest)[0].shape[2])
+        match = _match_db(expected, np.concatenate(list(pieces.speak(longest))))
     except Exception as exc:  # noqa: BLE001 - any graph that cannot be cut is run whole
         log.info("Piper voice %s is run whole: %s", model_path.name, exc)
         return graph
@@ -111,7 +115,7 @@ def load(model_path: Path, whole: Any,
                  model_path.name, match)
         return graph
     log.info("Piper voice %s speaks in pieces (gain %.2f)", model_path.name, graph.gain)
-    return cut
+    return pieces
 
 
 def _match_db(expected: np.ndarray, got: np.ndarray) -> float:

@@ -63,7 +63,7 @@ def create_engine(name: str, settings: Settings, store: TtsModels,
 
         return PiperEngine(piper_voices or [PIPER_PACKAGED_VOICE], store,
                            noise_w=tts.piper_noise_w,
-                           noise_scale=tts.piper_noise_scale)
+                           noise_scale=tts.piper_noise_scale, pieces=tts.piper_pieces)
     if name == "espeak":
         from secretary.tts.espeak import EspeakEngine
 
