@@ -3,7 +3,7 @@
 An engine synthesizes one piece of text (a sentence, usually) into mono float32 audio at
 its own sample rate. The service splits text into sentences, so streaming and the
 "first audio early" behaviour come from the service, not from each engine; an engine
-that can stream within a sentence (XTTS) may yield several chunks per sentence.
+that can stream within a sentence (XTTS, Piper) may yield several chunks per sentence.
 """
 
 from __future__ import annotations
