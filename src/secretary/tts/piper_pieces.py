@@ -22,7 +22,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 # Frames per span (about 11.6 ms each at 22.05 kHz): a short first span for an early
-# first sound, then long ones, as each span's context costs time. The decoder is 25 times
+# first sound, then long ones, as each span's context costs time. The decoder is 30 times
 # faster than speech here, so the next span is ready long before the one before ends.
 SPANS = (20, 150, 1000)
 # Frames of context either side of a span: 12 gave the whole graph's samples to float
