@@ -55,7 +55,7 @@ def main() -> None:
     engine = PiperEngine([args.voice], store)
     engine.load()
     baseline = PiperVoice.load(*store.piper_voice(args.voice))
-    pieces = next(iter(engine._voices.values())).graph.pieces
+    pieces = engine.graph().pieces
     print(f"{args.voice}: {'in pieces' if pieces else 'run whole (the graph was not cut)'}; "
           f"{args.rounds} rounds, medians\n")
     header = (f"{'chars':>5} {'audio s':>7} {'first: piper':>12} {'engine':>7} {'ratio':>6} "

@@ -35,14 +35,9 @@ def _piper_itself(engine: PiperEngine, text: str) -> np.ndarray:
     return np.concatenate([c.audio_float_array for c in voice.synthesize(text, config)])
 
 
-def _graph(engine: PiperEngine) -> piper_pieces.VoiceGraph:
-    engine.load()
-    return next(iter(engine._voices.values())).graph
-
-
 def test_the_first_piece_is_short_and_the_pieces_are_the_whole_sentence(
         piper_engine: PiperEngine) -> None:
-    graph = _graph(piper_engine)
+    graph = piper_engine.graph()
     assert graph.pieces
     pieces = list(piper_engine.synthesize(SynthesisRequest(LONG, "en")))
     whole = np.concatenate(pieces)
@@ -61,7 +56,7 @@ def test_the_first_piece_is_short_and_the_pieces_are_the_whole_sentence(
 def test_every_sentence_at_the_voices_one_level(piper_engine: PiperEngine) -> None:
     """Not scaled to each sentence's own peak (Piper's default): the sentences keep the
     loudness the voice gives them, raised alike, and none goes past full scale."""
-    graph = _graph(piper_engine)
+    graph = piper_engine.graph()
     assert graph.gain > 1
     ours = {t: np.concatenate(list(piper_engine.synthesize(SynthesisRequest(t, "en"))))
             for t in (QUIET, LOUD)}
@@ -100,7 +95,7 @@ def test_a_graph_without_a_decoder_to_cut_is_run_whole(piper_engine: PiperEngine
     onnx.save(model, str(copy))
     copy.with_name(copy.name + ".json").write_bytes(config_path.read_bytes())
     engine = _engine(copy, tts_settings)
-    assert not _graph(engine).pieces
+    assert not engine.graph().pieces
     request = SynthesisRequest(LONG, "en")
     pieces = list(engine.synthesize(request))
     assert len(pieces) == 1
@@ -115,7 +110,7 @@ def test_the_setting_runs_the_graph_whole(piper_engine: PiperEngine,
     settings.tts.piper_pieces = False
     engine = create_engine("piper", settings, ModelStore(settings.models_dir), [])
     engine.load()
-    assert isinstance(engine, PiperEngine) and not _graph(engine).pieces
+    assert isinstance(engine, PiperEngine) and not engine.graph().pieces
     request = SynthesisRequest(LONG, "en")
     ours = list(engine.synthesize(request))
     assert len(ours) == 1
@@ -128,5 +123,5 @@ def test_pieces_that_would_differ_from_the_whole_are_not_used(
     """Spans decoded without context click at their edges: the check at load hears it."""
     monkeypatch.setattr(piper_pieces, "CONTEXT", 0)
     engine = PiperEngine([PIPER_PACKAGED_VOICE], ModelStore(tts_settings.models_dir))
-    assert not _graph(engine).pieces
+    assert not engine.graph().pieces
     assert len(list(engine.synthesize(SynthesisRequest(LONG, "en")))) == 1

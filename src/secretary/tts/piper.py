@@ -120,6 +120,11 @@ class PiperEngine:
             self.failures = failures
             self._voices = loaded
 
+    def graph(self, voice: str | None = None) -> VoiceGraph:
+        """How a voice (the first, by default) is run: in pieces or whole."""
+        self.load()
+        return (self._voices[voice] if voice else next(iter(self._voices.values()))).graph
+
     def voices(self) -> list[Voice]:
         self.load()
         return [v.info for v in self._voices.values()]

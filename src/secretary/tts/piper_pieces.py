@@ -88,8 +88,9 @@ def load(model_path: Path, whole: Any,
 
     graph = VoiceGraph(whole)
     checks = feeds_for(CHECK_TEXT)
-    peaks = [float(np.abs(next(graph.speak(f))).max()) for f in checks]
-    graph.gain = float(np.clip(PEAK / max(max(peaks), 1e-3), 1.0, MAX_GAIN))
+    said = [next(graph.speak(f)) for f in checks]  # whole: the level, and the pieces' check
+    peak = max(float(np.abs(samples).max()) for samples in said)
+    graph.gain = float(np.clip(PEAK / max(peak, 1e-3), 1.0, MAX_GAIN))
     if not cut:
         return graph
     try:
@@ -103,8 +104,8 @@ def load(model_path: Path, whole: Any,
                             onnxruntime.InferenceSession(head, quiet, providers=providers),
                             onnxruntime.InferenceSession(tail, providers=providers),
                             tail_inputs, gain=graph.gain)
-        longest = max(checks, key=lambda f: f["input"].shape[1])
-        expected = next(graph.speak(longest))
+        index = max(range(len(checks)), key=lambda i: len(said[i]))
+        longest, expected = checks[index], said[index]
         pieces.hop = max(1, len(expected) // pieces.head.run(None, longest)[0].shape[2])
         match = _match_db(expected, np.concatenate(list(pieces.speak(longest))))
     except Exception as exc:  # noqa: BLE001 - any graph that cannot be cut is run whole
