@@ -80,3 +80,29 @@ def test_greeting_then_the_answer(phone: Phone, judge: WhisperEngine, tmp_path: 
     answered = re.search(r'^secretary_realtime_response_seconds_count\{stage="first_audio"\} '
                          r'(\S+)$', metrics, re.M)
     assert answered and float(answered.group(1)) >= 1, metrics[-3000:]
+
+
+def test_the_next_call_speaks_through_the_last_calls_audio_port(
+        phone: Phone, judge: WhisperEngine, tmp_path: Path) -> None:
+    # A call's audio port is kept for the next call instead of being freed while the
+    # bridge's clock may still call it (PJSIP 2.15 removes ports asynchronously).
+    endpoint = phone.service.endpoint
+    assert endpoint is not None
+
+    def settled() -> None:  # the last call's port back among the free ones
+        deadline = time.monotonic() + 10
+        while (endpoint.calls or endpoint.ended) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not endpoint.calls and not endpoint.ended
+
+    settled()
+    made = endpoint.port_count
+    for round in range(2):
+        recording = tmp_path / f"heard{round}.wav"
+        events = phone.call("--record", str(recording), "--hangup-after", "7")
+        assert events[-1]["by"] == "us", events
+        text = heard(judge, recording).lower()
+        assert "secretary" in text and "help you" in text, text
+        settled()
+    assert endpoint.port_count == max(made, 1)  # one call at a time: one port
+    assert len(endpoint.ports) == endpoint.port_count

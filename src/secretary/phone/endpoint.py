@@ -9,6 +9,13 @@ PJSIP calls happen on the endpoint's thread: other threads hand it work with ``s
 The call's audio comes and goes on PJSIP's media clock thread, as 20 ms frames of 16-bit
 PCM at the conference bridge's rate (16 kHz), through the ``CallHandler`` the owner gives.
 
+A call's audio port is kept when the call ends and serves the next one: PJSIP 2.15's
+conference bridge removes ports asynchronously and keeps calling a port on its clock thread
+until the removal is done, which races with the port's Python object being freed. Ports are
+only dropped when the endpoint stops, after the library's clock is gone. For the same
+reason a hang-up of ours first disconnects the call's audio and sends the BYE two frames
+later, so the clock no longer mixes the stream that the hang-up destroys.
+
 Refused before a call is made: over ``max_invites_per_minute`` from one address (503), over
 ``max_calls`` at once (486). PJSIP itself answers a malformed request 400 and an offer with
 no codec in common 488, and so an offer of SRTP only where SRTP is off, or of plain RTP
@@ -110,6 +117,8 @@ class SipEndpoint:
         self.timers: list[tuple[float, Callable[[], None]]] = []
         self.calls: dict[int, Any] = {}  # pj.Call objects alive, by call id
         self.ended: list[Any] = []  # pj.Call objects of calls just ended
+        self.ports: list[Any] = []  # audio ports of ended calls, for the next calls
+        self.port_count = 0  # audio ports made (never more than calls at once)
         self.flood = RateLimit(options.max_invites_per_minute)
         self.registration: dict[str, Any] = {"state": "off" if not options.registrar
                                              else "registering"}
@@ -297,12 +306,19 @@ class SipEndpoint:
 
     def _shutdown(self) -> None:
         for call_id in list(self.calls):
-            self._hangup(call_id, 503)
+            self._hangup(call_id, 503, at_once=True)
         deadline = time.monotonic() + 1.0
         while self.calls and time.monotonic() < deadline:
             self.ep.libHandleEvents(10)
+        # The bridge's clock stops first (no sound device at all), so no port is called
+        # while it is freed (see the module's note).
+        with contextlib.suppress(Exception):
+            self.ep.audDevManager().setNoDev()
+        for call in [*self.calls.values(), *self.ended]:
+            call.port = None
         self.calls.clear()
         self.ended.clear()
+        self.ports.clear()
         self.account.shutdown()
         del self.account
         self.ep.libDestroy()
@@ -358,12 +374,28 @@ class SipEndpoint:
             return None
         return call
 
-    def _hangup(self, call_id: int, code: int, token: int | None = None) -> None:
+    def _hangup(self, call_id: int, code: int, token: int | None = None,
+                at_once: bool = False) -> None:
         call = self._call(call_id, token)
-        if call is not None:
-            op = self.pj.CallOpParam()
-            op.statusCode = code  # a final answer before the call is answered, else a BYE
-            call.hangup(op)
+        if call is None:
+            return
+        if call.disconnect_audio() and not at_once:
+            # Two frames for the bridge to apply the disconnection, then the BYE.
+            self.later(2 * FRAME_MS / 1000, lambda: self._hangup(call_id, code, id(call)))
+            return
+        op = self.pj.CallOpParam()
+        op.statusCode = code  # a final answer before the call is answered, else a BYE
+        call.hangup(op)
+
+    def port_for(self, handler: CallHandler) -> tuple[Any, bool]:
+        """An audio port for a call's handler: one an ended call left, else a new one
+        (then True: the caller creates it in the bridge)."""
+        if self.ports:
+            port = self.ports.pop()
+            port.handler = handler
+            return port, False
+        self.port_count += 1
+        return _port_class(self.pj)(handler), True
 
     def _transfer(self, call_id: int, uri: str, token: int | None = None) -> None:
         call = self._call(call_id, token)
@@ -376,10 +408,19 @@ class SipEndpoint:
         if call is None:
             return
         # PJSUA reuses the id at once, for the next call: the object leaves the table now,
-        # and is dropped a little later (not inside its own callback).
+        # and is dropped a little later (not inside its own callback). Its audio port, by
+        # then out of the call's connections (the call's own port is gone), is kept.
         del self.calls[call_id]
         self.ended.append(call)
-        self.later(0.5, lambda: self.ended.remove(call))
+
+        def drop() -> None:
+            self.ended.remove(call)
+            if call.port is not None:
+                call.port.handler = None
+                self.ports.append(call.port)
+                call.port = None
+
+        self.later(0.5, drop)
 
     # ------------------------------------------------------------------ registration
     def registered(self, code: int, reason: str, expires: int) -> None:
@@ -436,26 +477,31 @@ def _account_class(pj: Any) -> type:
 _classes: dict[str, type] = {}
 
 
-def _call_class(pj: Any) -> type:
-    if "call" in _classes:
-        return _classes["call"]
+def _port_class(pj: Any) -> type:
+    if "port" in _classes:
+        return _classes["port"]
 
     class Port(pj.AudioMediaPort):
-        def __init__(self, handler: CallHandler) -> None:
+        """A call's audio, both ways; ``handler`` is None between calls."""
+
+        def __init__(self, handler: CallHandler | None) -> None:
             super().__init__()
             self.handler = handler
 
         def onFrameReceived(self, frame: Any) -> None:  # noqa: N802
-            if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size:
+            handler = self.handler
+            if handler is not None and frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO \
+                    and frame.size:
                 try:
-                    self.handler.heard(bytes(frame.buf))
+                    handler.heard(bytes(frame.buf))
                 except Exception:
                     log.exception("SIP: the caller's audio was not taken")
 
         def onFrameRequested(self, frame: Any) -> None:  # noqa: N802
             size = CLOCK_RATE * FRAME_MS // 1000 * 2
+            handler = self.handler
             try:
-                data = self.handler.speak(size)
+                data = bytes(size) if handler is None else handler.speak(size)
             except Exception:
                 log.exception("SIP: no audio for the caller")
                 data = bytes(size)
@@ -463,22 +509,43 @@ def _call_class(pj: Any) -> type:
             frame.buf = pj.ByteVector(data)
             frame.size = len(data)
 
+    _classes["port"] = Port
+    return Port
+
+
+def _call_class(pj: Any) -> type:
+    if "call" in _classes:
+        return _classes["call"]
+
     class Call(pj.Call):
         def __init__(self, account: Any, call_id: int, owner: SipEndpoint) -> None:
             super().__init__(account, call_id)
             self.owner = owner
             self.handler: CallHandler | None = None
-            self.port: Any = None
+            self.port: Any = None  # our audio port, while the call has it
+            self.audio: Any = None  # the call's audio in the bridge
             self.done = False
 
         def onCallState(self, prm: Any) -> None:  # noqa: N802
             info = self.getInfo()
             if info.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.done:
                 self.done = True
+                if self.port is not None:
+                    self.port.handler = None
                 if self.handler is not None:
                     self.handler.ended(f"{info.lastStatusCode} {info.lastReason}".strip())
                     self.handler = None
                 self.owner.forget(info.id)
+
+        def disconnect_audio(self) -> bool:
+            """Stop the audio between the call and our port (once): True if it was on."""
+            if self.audio is None or self.port is None:
+                return False
+            audio, self.audio = self.audio, None
+            with contextlib.suppress(Exception):  # the call's media may already be gone
+                audio.stopTransmit(self.port)
+                self.port.stopTransmit(audio)
+            return True
 
         def onCallMediaState(self, prm: Any) -> None:  # noqa: N802
             try:
@@ -494,17 +561,18 @@ def _call_class(pj: Any) -> type:
                 if (media.type == pj.PJMEDIA_TYPE_AUDIO
                         and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE):
                     audio = self.getAudioMedia(index)
-                    port = Port(self.handler)
-                    fmt = pj.MediaFormatAudio()
-                    fmt.type = pj.PJMEDIA_TYPE_AUDIO
-                    fmt.clockRate = CLOCK_RATE
-                    fmt.channelCount = 1
-                    fmt.bitsPerSample = 16
-                    fmt.frameTimeUsec = FRAME_MS * 1000
-                    port.createPort(f"call{info.id}", fmt)
+                    port, new = self.owner.port_for(self.handler)
+                    if new:
+                        fmt = pj.MediaFormatAudio()
+                        fmt.type = pj.PJMEDIA_TYPE_AUDIO
+                        fmt.clockRate = CLOCK_RATE
+                        fmt.channelCount = 1
+                        fmt.bitsPerSample = 16
+                        fmt.frameTimeUsec = FRAME_MS * 1000
+                        port.createPort(f"call-audio{self.owner.port_count}", fmt)
+                    self.port, self.audio = port, audio
                     audio.startTransmit(port)
                     port.startTransmit(audio)
-                    self.port = port
                     codec = self.getStreamInfo(index).codecName
                     self.handler.answered(str(codec))
                     return
