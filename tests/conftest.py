@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import faulthandler
 import os
 import shutil
 from collections.abc import Iterator
@@ -11,6 +12,17 @@ from secretary.catalog import ModelStore
 from secretary.config import Settings
 from secretary.stt.whisper import WhisperEngine
 from tests.calendar.support import CalendarServer
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """A crash (the native libraries: PJSIP, onnxruntime, CTranslate2) prints the thread it
+    happened on, not all of them: a log cut to its start and end still shows it."""
+    from _pytest.faulthandler import fault_handler_stderr_fd_key
+
+    fd = config.stash.get(fault_handler_stderr_fd_key, None)
+    if fd is not None:
+        faulthandler.enable(file=fd, all_threads=False)
 
 
 @pytest.fixture(scope="session")
