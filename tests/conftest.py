@@ -18,8 +18,10 @@ from tests.calendar.support import CalendarServer
 def pytest_configure(config: pytest.Config) -> None:
     """A crash (the native libraries: PJSIP, onnxruntime, CTranslate2) prints the thread it
     happened on, not all of them: a log cut to its start and end still shows it."""
-    from _pytest.faulthandler import fault_handler_stderr_fd_key
-
+    try:  # pytest's own plugin keeps the stream it writes crashes to here
+        from _pytest.faulthandler import fault_handler_stderr_fd_key
+    except ImportError:
+        return
     fd = config.stash.get(fault_handler_stderr_fd_key, None)
     if fd is not None:
         faulthandler.enable(file=fd, all_threads=False)

@@ -118,7 +118,7 @@ class SipEndpoint:
         self.calls: dict[int, Any] = {}  # pj.Call objects alive, by call id
         self.ended: list[Any] = []  # pj.Call objects of calls just ended
         self.ports: list[Any] = []  # audio ports of ended calls, for the next calls
-        self.port_count = 0  # audio ports made (never more than calls at once)
+        self.port_count = 0  # audio ports made; one is free again 0.5 s after its call
         self.flood = RateLimit(options.max_invites_per_minute)
         self.registration: dict[str, Any] = {"state": "off" if not options.registrar
                                              else "registering"}
