@@ -97,8 +97,8 @@ def test_the_next_call_speaks_through_the_last_calls_audio_port(
 
     settled()
     made = endpoint.port_count
-    for round in range(2):
-        recording = tmp_path / f"heard{round}.wav"
+    for number in range(2):
+        recording = tmp_path / f"heard{number}.wav"
         events = phone.call("--record", str(recording), "--hangup-after", "7")
         assert events[-1]["by"] == "us", events
         text = heard(judge, recording).lower()

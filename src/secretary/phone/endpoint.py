@@ -415,8 +415,7 @@ class SipEndpoint:
 
         def drop() -> None:
             self.ended.remove(call)
-            if call.port is not None:
-                call.port.handler = None
+            if call.port is not None:  # its handler was let go when the call ended
                 self.ports.append(call.port)
                 call.port = None
 
